@@ -13,8 +13,10 @@ import re
 
 from torch import nn
 
+from neural_echos.errors import ConfigError, NeuralEchosError
 
-class NoDepthwiseLayersError(ValueError):
+
+class NoDepthwiseLayersError(NeuralEchosError, ValueError):
     """The model (or the name filter) selects no depthwise convolution."""
 
 
@@ -54,7 +56,7 @@ def find_depthwise_convs(
     try:
         pattern = re.compile(name_filter)
     except re.error as err:
-        raise ValueError(f"name filter {name_filter!r} is not a valid regular expression: {err}") from err
+        raise ConfigError(f"name filter {name_filter!r} is not a valid regular expression: {err}") from err
     selected = [(name, m) for name, m in found if pattern.search(name)]
     if not selected:
         examples = ", ".join(name for name, _ in found[:3])

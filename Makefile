@@ -1,0 +1,41 @@
+# Two commands set everything up on a fresh machine:
+#   make quickstart   create .venv, install requirements, train the quickstart recipe on a CPU
+#   make test         create .venv, install requirements, run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# the real CIFAR-10 subset beside the repo when present, else data/cifar10 (downloaded)
+DATA_ROOT ?= $(if $(wildcard ../shared/data/cifar10-mini/cifar-10-batches-py),../shared/data/cifar10-mini,data/cifar10)
+# MALLOC=mimalloc preloads the mimalloc allocator installed from requirements.txt (Linux)
+MALLOC ?=
+PRELOAD := $(if $(filter mimalloc,$(MALLOC)),LD_PRELOAD=$$($(PY) -c "import glob,sysconfig; print(glob.glob(sysconfig.get_paths()['purelib'] + '/cmeel.prefix/lib/libmimalloc.so')[0])"))
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install quickstart test test-fast bench tensorboard clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+quickstart: install
+	$(PRELOAD) $(PY) run.py fit --config configs/cifar10/quickstart.yaml --data.init_args.root $(DATA_ROOT) $(ARGS)
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: install
+	for script in benchmarks/bench_*.py; do $(PRELOAD) $(PY) $$script || exit 1; done
+
+tensorboard: install
+	$(VENV)/bin/tensorboard --logdir logs
+
+clean:
+	rm -rf logs analysis_out .pytest_cache

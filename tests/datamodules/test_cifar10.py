@@ -1,0 +1,173 @@
+import pickle
+import urllib.error
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from datamodules.cifar10 import CIFAR10DataModule, CIFAR10FormatError, load_cifar10
+from neural_echos.errors import ConfigError
+
+
+def _quiet_load(root):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_cifar10(root)
+
+
+def test_reads_official_layout(cifar_root):
+    arrays = _quiet_load(cifar_root)
+    assert arrays.train_images.shape == (200, 3, 32, 32) and arrays.train_images.dtype == torch.uint8
+    assert arrays.test_images.shape == (40, 3, 32, 32)
+    assert arrays.train_labels.dtype == torch.int64 and int(arrays.train_labels.max()) <= 9
+    assert arrays.classes[0] == "airplane" and len(arrays.classes) == 10
+
+
+def test_pixels_keep_the_rgb_plane_order(cifar_root):
+    folder = cifar_root / "cifar-10-batches-py"
+    with open(folder / "data_batch_1", "rb") as f:
+        raw = pickle.load(f, encoding="latin1")
+    arrays = _quiet_load(cifar_root)
+    first = np.asarray(raw["data"][0])
+    assert torch.equal(arrays.train_images[0, 0].flatten(), torch.from_numpy(first[:1024]))  # red plane
+    assert torch.equal(arrays.train_images[0, 2].flatten(), torch.from_numpy(first[2048:]))  # blue plane
+
+
+def test_root_may_be_the_batches_folder_itself(cifar_root):
+    arrays = _quiet_load(cifar_root / "cifar-10-batches-py")
+    assert len(arrays.train_labels) == 200
+
+
+def test_non_official_checksums_warn_but_load(cifar_root):
+    with pytest.warns(UserWarning, match="differ from the official release"):
+        load_cifar10(cifar_root)
+
+
+def test_missing_root_says_where_to_point(tmp_path):
+    with pytest.raises(CIFAR10FormatError, match=r"does not exist.*--data.root.*download"):
+        load_cifar10(tmp_path / "nowhere")
+
+
+def test_wrong_layout_lists_missing_files(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CIFAR10FormatError, match=r"missing.*data_batch_1.*test_batch.*batches.meta"):
+        load_cifar10(tmp_path / "empty")
+
+
+def test_one_missing_batch_is_named(cifar_root):
+    (cifar_root / "cifar-10-batches-py" / "data_batch_3").unlink()
+    with pytest.raises(CIFAR10FormatError, match=r"missing.*data_batch_3"):
+        load_cifar10(cifar_root)
+
+
+def test_truncated_batch_is_named(cifar_root):
+    path = cifar_root / "cifar-10-batches-py" / "data_batch_2"
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(CIFAR10FormatError, match=r"data_batch_2.*truncated or corrupt"):
+        _quiet_load(cifar_root)
+
+
+def test_garbage_batch_is_named(cifar_root):
+    (cifar_root / "cifar-10-batches-py" / "test_batch").write_bytes(b"not a pickle at all" * 100)
+    with pytest.raises(CIFAR10FormatError, match=r"test_batch.*truncated or corrupt"):
+        _quiet_load(cifar_root)
+
+
+def test_pickle_that_is_not_a_batch(cifar_root):
+    with open(cifar_root / "cifar-10-batches-py" / "data_batch_4", "wb") as f:
+        pickle.dump({"something": 1}, f)
+    with pytest.raises(CIFAR10FormatError, match=r"data_batch_4.*not a CIFAR-10 batch"):
+        _quiet_load(cifar_root)
+
+
+def test_batch_with_wrong_shape(cifar_root):
+    with open(cifar_root / "cifar-10-batches-py" / "data_batch_5", "wb") as f:
+        pickle.dump({"data": np.zeros((4, 100), np.uint8), "labels": [0, 1, 2, 3]}, f)
+    with pytest.raises(CIFAR10FormatError, match=r"data_batch_5.*N x 3072"):
+        _quiet_load(cifar_root)
+
+
+def test_batch_with_bad_labels(cifar_root):
+    with open(cifar_root / "cifar-10-batches-py" / "data_batch_5", "wb") as f:
+        pickle.dump({"data": np.zeros((4, 3072), np.uint8), "labels": [0, 1, 2, 12]}, f)
+    with pytest.raises(CIFAR10FormatError, match=r"labels.*0\.\.9"):
+        _quiet_load(cifar_root)
+
+
+def test_download_failure_says_where_to_put_the_files(tmp_path, monkeypatch):
+    import torchvision.datasets.utils as tv_utils
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", offline)
+    dm = CIFAR10DataModule(root=str(tmp_path / "c10"), download=True)
+    with pytest.raises(CIFAR10FormatError, match=r"could not download.*copy the extracted cifar-10-batches-py"):
+        dm.prepare_data()
+
+
+def test_download_is_skipped_when_files_exist(cifar_root, monkeypatch):
+    import torchvision.datasets.utils as tv_utils
+
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", lambda *a, **k: pytest.fail("downloaded"))
+    CIFAR10DataModule(root=str(cifar_root), download=True).prepare_data()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"batch_size": 0}, "batch_size"), ({"val_split": 1.0}, "val_split"), ({"val_split": -0.1}, "val_split"),
+     ({"padding": -1}, "padding"), ({"num_workers": -2}, "num_workers")],
+)
+def test_out_of_range_parameters(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        CIFAR10DataModule(**kwargs)
+
+
+def _setup(root, **kwargs):
+    dm = CIFAR10DataModule(root=str(root), **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dm.setup("fit")
+    return dm
+
+
+def test_seeded_validation_split(cifar_root):
+    a = _setup(cifar_root, val_split=0.1, split_seed=3)
+    b = _setup(cifar_root, val_split=0.1, split_seed=3)
+    c = _setup(cifar_root, val_split=0.1, split_seed=4)
+    assert len(a.val_set) == 20 and len(a.train_set) == 180
+    assert torch.equal(a.val_set.images, b.val_set.images)
+    assert not torch.equal(a.val_set.images, c.val_set.images)
+    train_rows = {bytes(x.flatten().numpy()) for x in a.train_set.images}
+    assert not any(bytes(x.flatten().numpy()) in train_rows for x in a.val_set.images)
+
+
+def test_without_split_validation_uses_the_test_batch(cifar_root):
+    dm = _setup(cifar_root)
+    assert dm.val_set is dm.test_set and len(dm.train_set) == 200
+
+
+def test_loaders_yield_uint8_batches(cifar_root):
+    dm = _setup(cifar_root, batch_size=64)
+    train = list(dm.train_dataloader())
+    assert len(train) == 3  # 200 // 64, the incomplete batch dropped (Mixup needs even batches)
+    images, labels = train[0]
+    assert images.shape == (64, 3, 32, 32) and images.dtype == torch.uint8 and labels.shape == (64,)
+    val = list(dm.val_dataloader())
+    assert sum(len(y) for _, y in val) == 40  # evaluation keeps every image
+
+
+def test_augmentation_only_while_training(cifar_root):
+    from types import SimpleNamespace
+
+    dm = _setup(cifar_root, batch_size=64)
+    batch = next(iter(dm.val_dataloader()))
+    dm.trainer = SimpleNamespace(training=False)
+    x_eval, _ = dm.on_after_batch_transfer(batch, 0)
+    x_eval_again, _ = dm.on_after_batch_transfer(batch, 0)
+    assert x_eval.dtype == torch.float32 and torch.equal(x_eval, x_eval_again)
+    dm.trainer = SimpleNamespace(training=True)
+    torch.manual_seed(0)
+    x_train, _ = dm.on_after_batch_transfer(batch, 0)
+    assert x_train.shape == x_eval.shape and not torch.equal(x_train, x_eval)
