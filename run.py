@@ -19,6 +19,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichModelSummary, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from callbacks import DepthwiseInit
 from neural_echos.errors import NeuralEchosError
 
 
@@ -29,6 +30,8 @@ class NeuralEchosCLI(LightningCLI):
         parser.link_arguments("data.image_size", "model.image_size", apply_on="instantiate")
         # always-on checkpointing (last and best by val top-1), configurable as `checkpoint.*`
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # depthwise initialisation (default: none, the model's own), chosen with `init.*`
+        parser.add_lightning_class_args(DepthwiseInit, "init")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/acc1",

@@ -1,0 +1,36 @@
+"""End to end on real images: train on the cifar10-mini subset for a few steps, then validate
+the saved checkpoint with the `validate` subcommand (skips where ../shared is absent)."""
+
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import run
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_train_a_few_steps_on_real_cifar10_then_validate(cifar10_mini, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    common = ["--config", str(REPO / "configs/cifar10/quickstart.yaml"), "--data.root", str(cifar10_mini),
+              "--trainer.enable_progress_bar", "false"]
+    run.main(["fit", *common, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "8",
+              "--trainer.limit_val_batches", "3", "--trainer.log_every_n_steps", "2"])
+
+    version = tmp_path / "logs" / "quickstart" / "version_0"
+    assert (version / "checkpoints" / "last.ckpt").exists()
+    assert len(list((version / "checkpoints").glob("best-epoch000-acc*.ckpt"))) == 1
+    events = EventAccumulator(str(version))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss_step", "train/loss_epoch", "train/acc1", "val/loss", "val/acc1", "val/acc5"} <= tags
+    assert any(tag.startswith("lr-AdamW") for tag in tags)
+    losses = [e.value for e in events.Scalars("train/loss_step")]
+    assert all(0 < loss < 10 for loss in losses)
+    acc = events.Scalars("val/acc1")[-1].value
+    assert 0.0 <= acc <= 1.0
+
+    run.main(["validate", *common, "--ckpt_path", str(version / "checkpoints" / "last.ckpt"),
+              "--trainer.limit_val_batches", "3", "--trainer.logger", "false"])
