@@ -1,0 +1,14 @@
+"""Our own model definitions, registered with timm's model registry on import.
+
+``import models`` makes every architecture defined here available by name through
+``timm.create_model`` / ``timm.list_models`` like timm's built-in models:
+
+* :mod:`models.hornet`: HorNet (``hornet_tiny_7x7``, ``hornet_small_7x7``, ``hornet_tiny_gf``,
+  ``hornet_small_gf``), not part of timm.
+* :mod:`models.convmixer`: ``convmixer`` with any dim/depth/kernel/patch, and ``convmixer_256_8``.
+"""
+
+from models import convmixer, hornet
+from models.hornet import HorNet
+
+__all__ = ["HorNet", "convmixer", "hornet"]
