@@ -2,8 +2,15 @@
 
 * :class:`callbacks.depthwise_init.DepthwiseInit`: DoG / Kaiming / covariance initialisation
   of the depthwise convolutions at the start of a fresh ``fit``.
+* :class:`callbacks.kernel_snapshot.KernelSnapshot`: on/off/other proportions and kernel grids
+  in TensorBoard at step 0 and every N epochs.
+* :class:`callbacks.finite_loss.FiniteLossGuard`: stop at the first NaN/inf loss, before the update.
+* :class:`callbacks.rng_state.RNGStateCheckpoint`: RNG states in checkpoints, for exact resumes.
 """
 
 from callbacks.depthwise_init import DepthwiseInit
+from callbacks.finite_loss import FiniteLossGuard, NonFiniteLossError
+from callbacks.kernel_snapshot import KernelSnapshot
+from callbacks.rng_state import RNGStateCheckpoint
 
-__all__ = ["DepthwiseInit"]
+__all__ = ["DepthwiseInit", "FiniteLossGuard", "KernelSnapshot", "NonFiniteLossError", "RNGStateCheckpoint"]

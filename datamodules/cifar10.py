@@ -9,6 +9,7 @@ and never the bottleneck. Validation and test batches are only normalised.
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
 import warnings
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from datamodules.batch_transforms import normalize, random_crop_flip
 from neural_echos.errors import ConfigError, NeuralEchosError
@@ -186,6 +187,29 @@ def _batch_as_is(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
     return batch
 
 
+class EpochShuffle(Sampler[int]):
+    """A new random order every epoch, drawn from ``(seed, epoch)`` alone.
+
+    torch's ``RandomSampler`` draws its order from the global RNG when the epoch's iterator
+    starts, and Lightning creates that iterator at a different moment in a resumed run, so a
+    resumed run would see another order. Lightning calls :meth:`set_epoch` before each epoch
+    (as for ``DistributedSampler``, which replaces this one under DDP).
+    """
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+
 class CIFAR10DataModule(pl.LightningDataModule):
     """CIFAR-10 from the official python batches, held in memory.
 
@@ -259,10 +283,13 @@ class CIFAR10DataModule(pl.LightningDataModule):
         self.train_set = InMemoryImages(train_images, train_labels)
 
     def _loader(self, dataset: InMemoryImages, train: bool) -> DataLoader:
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # the run's seed_everything seed
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=train,
+            sampler=EpochShuffle(len(dataset), seed) if train else None,
+            # the iterator's worker seed comes from here, not from the global RNG
+            generator=torch.Generator().manual_seed(seed),
             drop_last=train and len(dataset) > self.batch_size,  # even batches for Mixup
             num_workers=self.num_workers,
             collate_fn=_batch_as_is,

@@ -184,9 +184,10 @@ class ImageClassifier(pl.LightningModule):
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
         max_epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
         warmup_steps = min(round(hp.warmup_epochs * total_steps / max_epochs), total_steps - 1)
+        # linear warm-up for warmup_steps, then a cosine from lr to min_lr over the remaining steps
         scheduler = CosineLRScheduler(
-            optimizer, t_initial=total_steps, lr_min=hp.min_lr, warmup_t=warmup_steps,
-            warmup_lr_init=hp.warmup_lr, t_in_epochs=False,
+            optimizer, t_initial=total_steps - warmup_steps, lr_min=hp.min_lr, warmup_t=warmup_steps,
+            warmup_lr_init=hp.warmup_lr, warmup_prefix=True, t_in_epochs=False,
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

@@ -15,18 +15,47 @@ Gaussians cross at r). A_c and A_s solve the 2x2 system that makes the centre en
 (d < r) sum to +1 and the surround entries sum to -1, so every kernel sums to 0. An
 off-center kernel is the negative of the on-center one.
 
-Everything is computed for n kernels at once with tensor ops (no per-kernel Python loop),
-in float64, and cast to the requested dtype at the end.
+How it is computed
+------------------
+Solving the 2x2 system as written loses all precision in two corners: near gamma = 1
+(E ~ I, so A_c ~ -A_s are huge and cancel) and for a small centre radius (the surround
+Gaussian is ~1e-20 there, so A_s ~ 1e20 and the centre value 1 is the difference of two
+1e20 numbers). We therefore use an equivalent closed form that never forms A_c and A_s.
+With the ratio rho = E / I and, per region R (centre C: d < r, surround S: d >= r), the
+surround Gaussian normalised over the region, p_R(d) = I(d) / sum_R I:
+
+    rho(d) = exp(alpha - beta d^2),  alpha = -2 ln gamma,  beta = (1 - gamma^2) / (2 gamma^2 sigma^2)
+    tau(d) = rho(d) - 1 = expm1(alpha - beta d^2)          (> 0 in the centre, < 0 in the surround)
+    <tau>_R = sum_R p_R tau,   Delta = <tau>_C - <tau>_S > 0
+    K(d) = p_C(d) [ 1 + (1 + sum_C I / sum_S I) (tau(d) - <tau>_C) / Delta]     for d < r
+    K(d) = p_S(d) [-1 + (1 + sum_S I / sum_C I) (tau(d) - <tau>_S) / Delta]     for d >= r
+
+(From K = I (A_c rho + A_s): the region sums give A_c <rho>_R + A_s = +1 / sum_C I and
+-1 / sum_S I; subtracting, A_c Delta = 1 / sum_C I + 1 / sum_S I.) Each region sums to
++1 / -1 by construction, all terms are O(1) or exact ratios, and p_R is computed relative to
+the innermost ring of its region, so nothing underflows. This runs in float32 for float32
+output (accurate to ~1e-7 of the kernel scale) and in float64 for float64 output.
+
+Vectorisation: a kernel depends on a pixel only through its distance d, and a k x k window
+has few distinct distances ("rings": 10 for 7x7, 6 for 5x5). Everything is computed per ring
+as ``[n, rings]`` tensors (ring sums weighted by the number of pixels in each ring) and put
+on the ``[n, kh, kw]`` grid at the end; the rings of a size are computed once and cached.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 
 import torch
 from torch import Tensor
 
 _Size = int | tuple[int, int]
 GAMMA_EPS = 1e-6
+# Cap on ln(sum_C I / sum_S I). It only binds when the centre is a single ring (a tiny radius,
+# where the surround Gaussian underflows) and the ratio multiplies an exact zero; a centre of
+# two or more rings keeps the ratio below ~49 e^4 (sigma >= 0.7 r and rings are < 1 px apart).
+_LOG_RATIO_CAP = 60.0
 
 
 def default_radius(gamma: Tensor, size: _Size) -> Tensor:
@@ -49,6 +78,9 @@ def dog_kernels(
 
     Args:
         gamma: centre/surround ratios, a scalar or a 1-D tensor of n values, each in (0, 1).
+            Values closer than ``GAMMA_EPS`` (1e-6) to 0 or 1 are clamped to that distance
+            (towards 1 the kernel has converged; towards 0 it still changes slowly, but
+            gamma < 1e-6 has probability 1e-6 under U(0, 1)).
         size: kernel size ``k`` or ``(kh, kw)``.
         radius: centre radius ``r`` in pixels (scalar or n values); ``None`` uses
             :func:`default_radius`. The radius is kept inside the window: where the centre
@@ -57,7 +89,8 @@ def dog_kernels(
             extreme radii or even sizes with small gamma).
         on_center: ``True``/``False`` for all kernels, or a boolean tensor of n values;
             off-center kernels are the negatives of on-center ones.
-        dtype: dtype of the result (the maths runs in float64).
+        dtype: dtype of the result. The maths runs in float64 for float64 output and in
+            float32 otherwise.
 
     Raises:
         ValueError: for gamma outside (0, 1) or not finite, a non-positive radius, a kernel
@@ -68,58 +101,102 @@ def dog_kernels(
     n = gamma.numel()
     if n == 0:
         return torch.zeros(0, kh, kw, dtype=dtype)
-    if not torch.isfinite(gamma).all() or (gamma <= 0).any() or (gamma >= 1).any():
-        bad = gamma[~(torch.isfinite(gamma) & (gamma > 0) & (gamma < 1))][:5].tolist()
+    g_min, g_max = gamma.aminmax()  # NaN propagates and fails both tests below
+    if not (float(g_min) > 0 and float(g_max) < 1):
+        bad = gamma[~((gamma > 0) & (gamma < 1))][:5].tolist()
         raise ValueError(f"gamma must lie strictly between 0 and 1; got {bad}")
-    # Within 1e-6 of 0 or 1 the kernel has converged to its limit (checked in the tests) and
-    # nearer values only add round-off to the nearly singular 2x2 system, so they are clamped.
     gamma = gamma.clamp(GAMMA_EPS, 1 - GAMMA_EPS)
 
-    # d^2 from every pixel to the kernel centre ((k - 1) / 2 on each axis)
-    ys = torch.arange(kh, dtype=torch.float64) - (kh - 1) / 2
-    xs = torch.arange(kw, dtype=torch.float64) - (kw - 1) / 2
-    d2 = ys[:, None] ** 2 + xs[None, :] ** 2  # [kh, kw]
-    distances = torch.unique(d2.sqrt())  # sorted ascending
-    if distances.numel() < 2:
+    work = torch.float64 if dtype == torch.float64 else torch.float32
+    ring_d2, ring_count, ring_index, to_pixels = _rings(kh, kw, work)
+    ring_d = ring_d2.double().sqrt().tolist()
+    if len(ring_d) < 2:
         raise ValueError(
             f"a {kh}x{kw} kernel has every pixel at the same distance from its centre, so no "
             "center-surround pattern fits; DoG kernels need a size of at least 3 (or 1x3)"
         )
 
-    r = default_radius(gamma, (kh, kw)) if radius is None else _per_kernel(radius, n, "radius")
-    if not torch.isfinite(r).all() or (r <= 0).any():
-        raise ValueError(f"the centre radius must be a positive number of pixels; got {r[:5].tolist()}")
+    if radius is None:
+        r = default_radius(gamma, (kh, kw))
+    else:
+        r = _per_kernel(radius, n, "radius")
+        r_min, r_max = r.aminmax()
+        if not (float(r_min) > 0 and math.isfinite(float(r_max))):
+            raise ValueError(f"the centre radius must be a positive number of pixels; got {r[:5].tolist()}")
     # keep at least one ring in the centre (d < r) and one in the surround (d >= r)
-    innermost = (distances[0] + distances[1]) / 2
-    outermost = (distances[-2] + distances[-1]) / 2
-    r = torch.where(r <= distances[0], innermost, r)
-    r = torch.where(r > distances[-1], outermost, r)
+    r_min, r_max = r.aminmax()
+    if float(r_min) <= ring_d[0]:
+        r = torch.where(r <= ring_d[0], (ring_d[0] + ring_d[1]) / 2, r)
+    if float(r_max) > ring_d[-1]:
+        r = torch.where(r > ring_d[-1], (ring_d[-2] + ring_d[-1]) / 2, r)
 
-    # sigma = r / (2 gamma) * sqrt((1 - gamma^2) / (-ln gamma))
-    sigma = r / (2 * gamma) * torch.sqrt((1 - gamma * gamma) / -torch.log(gamma))
-    g2, s2 = (gamma * gamma)[:, None, None], (sigma * sigma)[:, None, None]
-    excite = torch.exp(-d2 / (2 * g2 * s2)) / g2  # E(d) = 1/gamma^2 exp(-d^2 / (2 gamma^2 sigma^2))
-    inhibit = torch.exp(-d2 / (2 * s2))  # I(d) = exp(-d^2 / (2 sigma^2))
+    # per-kernel scalars, in float64: sigma^2 = r^2 (1 - gamma^2) / (4 gamma^2 (-ln gamma))
+    log_gamma = torch.log(gamma)
+    one_minus_g2 = (1 - gamma) * (1 + gamma)
+    sigma2 = (r * r) * one_minus_g2 / (4 * gamma * gamma * -log_gamma)
+    half_inv_s2 = 0.5 / sigma2  # 1 / (2 sigma^2)
+    alpha = -2 * log_gamma  # ln rho(0) = ln(1 / gamma^2)
+    beta = half_inv_s2 * one_minus_g2 / (gamma * gamma)  # rho(d) = exp(alpha - beta d^2)
 
-    centre = (d2 < (r * r)[:, None, None]).to(torch.float64)  # E > I  <=>  d < r
+    # centre C: the rings with d < r (a prefix of the sorted rings); the surround S is the rest.
+    # Region masks as 0/1 floats: multiplying by them is much faster than torch.where here.
+    n_centre = torch.searchsorted(_rings(kh, kw, torch.float64)[0], r * r)  # [n], compared in float64
+    centre = (n_centre.to(work)[:, None] - ring_index).clamp_(0, 1)  # [n, rings], 1 on centre rings
     surround = 1 - centre
-    # [[sum_c E, sum_c I], [sum_s E, sum_s I]] @ [A_c, A_s] = [1, -1]
-    a, b = (excite * centre).sum((1, 2)), (inhibit * centre).sum((1, 2))
-    c, e = (excite * surround).sum((1, 2)), (inhibit * surround).sum((1, 2))
-    det = a * e - b * c
-    amp_centre = (e + b) / det
-    amp_surround = -(a + c) / det
-    kernels = amp_centre[:, None, None] * excite + amp_surround[:, None, None] * inhibit
+    first_surround_d2 = ring_d2[n_centre]  # [n]
 
-    sign = _polarity(on_center, n)
-    kernels = kernels * sign[:, None, None]
-    if not torch.isfinite(kernels).all():
-        bad = gamma[~torch.isfinite(kernels).flatten(1).all(1)][:5].tolist()
-        raise ValueError(
-            f"the DoG system is singular for gamma {bad} at size {kh}x{kw}; "
-            "use a gamma range further from 0 and 1"
-        )
-    return kernels.to(dtype)
+    # p_R(d) = I(d) / sum_R I, with I taken relative to the innermost ring of each region
+    shift = torch.addcmul(ring_d2[0], surround, (first_surround_d2 - ring_d2[0])[:, None])
+    rel_inhibit = torch.exp((shift - ring_d2) * half_inv_s2.to(work)[:, None])  # <= 1, 1 at the inner ring
+    weighted = rel_inhibit * ring_count
+    ones = torch.ones_like(ring_d2)  # row sums as "@ ones": faster than .sum(1) here
+    sum_c = (weighted * centre) @ ones
+    sum_s = (weighted * surround) @ ones
+    p = rel_inhibit * torch.addcmul(surround / sum_s[:, None], centre, 1 / sum_c[:, None])  # per pixel
+
+    # tau(d) = rho(d) - 1 and its p-weighted region means
+    tau = torch.expm1(torch.addcmul(alpha.to(work)[:, None], ring_d2, -beta.to(work)[:, None]))
+    p_tau = p * ring_count * tau
+    mean_c = (p_tau * centre) @ ones
+    mean_s = (p_tau * surround) @ ones
+    delta = mean_c - mean_s
+
+    # ln(sum_C I / sum_S I): undo the per-region shifts of I
+    log_ratio = torch.log(sum_c / sum_s).double() + half_inv_s2 * (
+        first_surround_d2.double() - ring_d2[0].item()
+    )
+    ratio = log_ratio.clamp(-_LOG_RATIO_CAP, _LOG_RATIO_CAP).exp().to(work)
+    # (1 + sum_C I / sum_S I) / Delta multiplies tau - <tau>_C, which is exactly 0 for a one-ring centre
+    gain_c = (1 + ratio) / delta * (n_centre > 1)
+    gain_s = (1 + 1 / ratio) / delta
+    sign = _polarity(on_center, n).to(work)[:, None]  # +1 on-center, -1 off-center: K -> -K
+    centre_values = torch.addcmul(sign, sign * gain_c[:, None], tau - mean_c[:, None])
+    surround_values = torch.addcmul(-sign, sign * gain_s[:, None], tau - mean_s[:, None])
+    ring_values = p * torch.addcmul(surround * surround_values, centre, centre_values)  # [n, rings]
+
+    if not bool(torch.isfinite(delta).all()):  # not expected: delta >= <tau>_C > 0
+        bad = gamma[~torch.isfinite(delta)][:5].tolist()
+        raise ValueError(f"the DoG system is singular for gamma {bad} at size {kh}x{kw}")
+    # Put every ring value on its pixels: a product with the 0/1 [rings, kh * kw] matrix that
+    # marks each pixel's ring (exact: one 1 per column), faster than an index gather.
+    return (ring_values @ to_pixels).to(dtype).view(n, kh, kw)
+
+
+@functools.lru_cache(maxsize=64)
+def _rings(kh: int, kw: int, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Distinct pixel distances of a kh x kw window (shared by all kernels of that size).
+
+    Returns ``(d^2 per ring, pixels per ring, ring number 0, 1, ...)``, each ``[rings]``, and
+    the 0/1 ring-to-pixel matrix ``[rings, kh * kw]``, all in ``dtype``, rings sorted by
+    distance. Cached: never modify them.
+    """
+    ys = torch.arange(kh, dtype=torch.float64) - (kh - 1) / 2
+    xs = torch.arange(kw, dtype=torch.float64) - (kw - 1) / 2
+    d2 = (ys[:, None] ** 2 + xs[None, :] ** 2).reshape(-1)  # squared distance to the centre (exact)
+    ring_d2, ring_of_pixel, count = torch.unique(d2, sorted=True, return_inverse=True, return_counts=True)
+    index = torch.arange(ring_d2.numel())
+    to_pixels = index[:, None] == ring_of_pixel[None, :]
+    return ring_d2.to(dtype), count.to(dtype), index.to(dtype), to_pixels.to(dtype)
 
 
 def _pair(size: _Size) -> tuple[int, int]:
@@ -142,9 +219,11 @@ def _polarity(on_center: Tensor | bool, n: int) -> Tensor:
     if isinstance(on_center, bool):
         return torch.full((n,), 1.0 if on_center else -1.0, dtype=torch.float64)
     on_center = torch.as_tensor(on_center).reshape(-1)
+    if on_center.numel() == 1:
+        on_center = on_center.expand(n)
     if on_center.numel() != n:
         raise ValueError(f"on_center has {on_center.numel()} values for {n} kernels")
-    return torch.where(on_center.bool(), 1.0, -1.0).to(torch.float64)
+    return on_center.bool().to(torch.float64) * 2 - 1
 
 
 __all__ = ["GAMMA_EPS", "default_radius", "dog_kernels"]

@@ -123,10 +123,11 @@ def test_two_process_ddp_ranks_get_identical_weights(tmp_path, cifar_root):
     result = subprocess.run([sys.executable, str(script), str(cifar_root), str(tmp_path)], capture_output=True,
                             text=True, timeout=600, cwd=tmp_path, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr[-3000:]
-    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
-    assert rank0.keys() == rank1.keys() and len(rank0) == 12
-    for name in rank0:
-        assert torch.equal(rank0[name], rank1[name]), name
+    for when in ("start", "end"):  # after the init, and after training (DDP keeps ranks in step)
+        rank0, rank1 = (torch.load(tmp_path / f"{when}_rank{r}.pt") for r in (0, 1))
+        assert rank0.keys() == rank1.keys() and len(rank0) == 12
+        for name in rank0:
+            assert torch.equal(rank0[name], rank1[name]), (when, name)
     # and they are DoG kernels, not the model's default
-    first = next(iter(rank0.values()))
+    first = next(iter(torch.load(tmp_path / "start_rank0.pt").values()))
     torch.testing.assert_close(first.flatten(1).sum(1), torch.zeros(len(first)), atol=1e-5, rtol=0)

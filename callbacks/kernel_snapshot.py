@@ -1,0 +1,111 @@
+"""The kernel-snapshot callback: watch center-surround patterns develop in TensorBoard."""
+
+from __future__ import annotations
+
+import time
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from neural_echos.classify import CLASSES, check_settings, classify_layers
+from neural_echos.collect import kernels_from_module
+from neural_echos.errors import ConfigError
+
+TAG = "kernels"
+
+
+class KernelSnapshot(Callback):
+    """Classify and draw the depthwise kernels when training starts and every N epochs.
+
+    Logged with ``step`` = the trainer's global step (0 = the initialised kernels):
+
+    * ``kernels/proportion/{on_center,off_center,other}``: shares over all depthwise kernels;
+    * ``kernels/layer/<layer>/{on_center,off_center,other}``: shares per layer;
+    * ``kernels/other_explained``: share of "other" kernels that a derivative-of-Gaussian
+      template explains (``method: template`` only);
+    * images (TensorBoard only): ``kernels/grid/<layer or stage>`` kernel grids on a
+      diverging colour map centred at zero, each kernel scaled by its own largest |value| and
+      framed in its class colour; ``kernels/centroids`` the cluster centroids (k-means) or class
+      means (templates);
+    * histograms (``histograms: true``): ``kernels/weights/<layer>``.
+
+    It runs on rank zero only, under ``torch.no_grad`` on a CPU copy of the kernels, and draws
+    nothing from the global random generators, so it does not change training. A resumed run
+    skips the step-0 snapshot and continues at its next epoch.
+
+    Args:
+        every_n_epochs: epochs between snapshots; 0 turns the callback off.
+        method: ``kmeans`` (the paper's) or ``template`` (direct, with derivative templates).
+        n_clusters: k of k-means.
+        threshold: |correlation| needed for on/off-center (see :mod:`neural_echos.classify`).
+        images: log kernel grids and centroids.
+        max_kernels: kernels per grid image.
+        histograms: log weight histograms per layer.
+        name_filter: regular expression selecting depthwise layers by name.
+    """
+
+    def __init__(
+        self,
+        every_n_epochs: int = 1,
+        method: str = "kmeans",
+        n_clusters: int = 3,
+        threshold: float = 0.5,
+        images: bool = True,
+        max_kernels: int = 64,
+        histograms: bool = False,
+        name_filter: str | None = None,
+    ):
+        if every_n_epochs < 0:
+            raise ConfigError(f"snapshot.every_n_epochs must be >= 0 (0 turns snapshots off), got {every_n_epochs}")
+        if max_kernels < 1:
+            raise ConfigError(f"snapshot.max_kernels must be >= 1, got {max_kernels}")
+        check_settings(method, n_clusters, threshold)
+        self.every_n_epochs = every_n_epochs
+        self.method, self.n_clusters, self.threshold = method, n_clusters, threshold
+        self.images, self.max_kernels, self.histograms = images, max_kernels, histograms
+        self.name_filter = name_filter
+        self.seconds: list[float] = []  # wall time of each snapshot, for the cost report
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.every_n_epochs and trainer.global_step == 0:
+            self.snapshot(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self.snapshot(trainer, pl_module)
+
+    @torch.no_grad()
+    def snapshot(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero or not trainer.loggers:
+            return
+        start = time.perf_counter()
+        step = trainer.global_step
+        model = getattr(pl_module, "model", pl_module)
+        layers = kernels_from_module(model, self.name_filter, model_name=pl_module.hparams.get("model_name"))
+        report = classify_layers(layers, self.method, self.n_clusters, self.threshold)
+
+        metrics = {f"{TAG}/proportion/{name}": share for name, share in report.proportions().items()}
+        for layer, shares in report.proportions_by_layer().items():
+            metrics.update({f"{TAG}/layer/{layer}/{name}": shares[name] for name in CLASSES})
+        explained = report.other_explained()
+        if explained is not None:
+            metrics[f"{TAG}/other_explained"] = explained
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=step)
+
+        writers = [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        if writers and (self.images or self.histograms):
+            from neural_echos import plots  # matplotlib only when drawing
+
+            for writer in writers:
+                if self.images:
+                    for group, _, image in plots.grouped_grid_images(layers, report, self.max_kernels):
+                        writer.add_image(f"{TAG}/grid/{group}", image, step, dataformats="HWC")
+                    if report.centroids:
+                        writer.add_image(f"{TAG}/centroids", plots.centroid_image(report), step, dataformats="HWC")
+                if self.histograms:
+                    for layer in layers:
+                        writer.add_histogram(f"{TAG}/weights/{layer.name}", layer.kernels, step)
+        self.seconds.append(time.perf_counter() - start)

@@ -1,0 +1,48 @@
+"""Save and restore the random number generators with each checkpoint."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+
+
+class RNGStateCheckpoint(Callback):
+    """Put the Python, NumPy and torch (CPU and CUDA) RNG states into every checkpoint.
+
+    Lightning checkpoints hold the weights, optimizer and loop state but not the global random
+    generators that data shuffling, batch-wise augmentation, Mixup and stochastic depth draw
+    from. With them restored, a run resumed from a checkpoint continues with the same random
+    stream as a run that never stopped, so both end with the same weights (on the same
+    hardware with deterministic kernels). Under DDP the checkpoint holds rank zero's states and
+    every rank restores them.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        # the NumPy key array as a tensor, so checkpoints load with torch.load(weights_only=True)
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        numpy_state = (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
+        state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._pending = state
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # restored after setup; applied here, the last moment before training draws anything
+        state = getattr(self, "_pending", None)
+        if state is None:
+            return
+        random.setstate(state["python"])
+        name, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        self._pending = None

@@ -1,0 +1,60 @@
+"""The LightningCLI of neural-echos: sections, links and default callbacks (used by run.py)."""
+
+from __future__ import annotations
+
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichModelSummary, RichProgressBar
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from callbacks import DepthwiseInit, FiniteLossGuard, KernelSnapshot, RNGStateCheckpoint
+
+
+class NeuralEchosCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # the DataModule knows the classes and the input size; the model takes them from it
+        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.image_size", "model.image_size", apply_on="instantiate")
+        # the best checkpoint by val top-1, configurable as `checkpoint.*` (last.ckpt: see below)
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # depthwise initialisation (default: none, the model's own), chosen with `init.*`
+        parser.add_lightning_class_args(DepthwiseInit, "init")
+        # kernel proportions and grids in TensorBoard every epoch, configurable as `snapshot.*`
+        parser.add_lightning_class_args(KernelSnapshot, "snapshot")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/acc1",
+                "checkpoint.mode": "max",
+                "checkpoint.filename": "best-epoch{epoch:03d}-acc{val/acc1:.4f}",
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+
+    def instantiate_trainer(self, **kwargs) -> Trainer:
+        # The default callbacks (non-finite loss guard, RNG states in checkpoints, learning-rate
+        # monitor, Rich progress bar and model summary) join whatever `trainer.callbacks` lists;
+        # the last three only when the trainer setting they depend on is on (Lightning refuses a
+        # progress bar callback with enable_progress_bar=false, or an LR monitor without logger).
+        config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+        defaults = [FiniteLossGuard(), RNGStateCheckpoint(), latest_checkpoint()]
+        if config.get("logger") is not False:
+            defaults.append(LearningRateMonitor(logging_interval="step"))
+        if config.get("enable_progress_bar") is not False:
+            defaults.append(RichProgressBar())
+        if config.get("enable_model_summary") is not False:
+            defaults.append(RichModelSummary(max_depth=2))
+        sections = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
+        return self._instantiate_trainer(config, sections + defaults)
+
+
+def latest_checkpoint() -> ModelCheckpoint:
+    """``last.ckpt`` rewritten at every epoch end, for ``--ckpt_path last``.
+
+    A separate callback because Lightning's ``save_last`` only writes when the monitored
+    checkpoint is written, so with a monitor and no improvement last.ckpt would go stale.
+    """
+    return ModelCheckpoint(filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
+
+
+TRAINER_DEFAULTS = {
+    "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": "logs", "name": "default", "default_hp_metric": False}},
+}

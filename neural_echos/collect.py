@@ -1,0 +1,365 @@
+"""Collect depthwise kernels from a model or straight from a checkpoint file (no model code).
+
+From a module, depthwise layers are the ones :func:`neural_echos.depthwise.find_depthwise_convs`
+finds. From a file, a depthwise kernel is any floating-point 4-D tensor of shape ``[C, 1, kh, kw]``
+with ``C > 1`` and ``max(kh, kw) > 1`` (a convolution with one input channel per filter).
+A file cannot tell a depthwise convolution from an ordinary one on a one-channel input (e.g. the
+stem of a grayscale model, ``[64, 1, 3, 3]``); select layers with ``name_filter`` if that matters.
+
+Supported files:
+
+- PyTorch files written by ``torch.save`` (``.pt``, ``.pth``, ``.bin``, Lightning ``.ckpt``):
+  a plain state dict, or one nested under ``state_dict`` (Lightning), ``model``,
+  ``model_state_dict``, ``state_dict_ema`` or ``module`` (the first of those keys that holds
+  tensors wins; optimizer states are never read, since their moment tensors have the same shapes
+  as the weights).
+- ``.safetensors`` files. They keep no tensor order, so layers are ordered by name with numbers
+  compared as numbers (``blocks.2`` before ``blocks.10``), which is module order for timm models.
+
+Loading is safe and fast: ``torch.load(weights_only=True, mmap=True)`` first (only the kernel
+tensors are then read from disk). A Lightning checkpoint whose hyper-parameters hold arbitrary
+Python objects is refused by that loader; it is then read with a restricted unpickler that
+builds tensors with torch's own allow-list and replaces every other class or function in the
+file by an inert placeholder, so no code from the file runs. ``Checkpoint.loader`` says which
+loader was used.
+
+Layer names are the state-dict keys (or module names) without the ``.weight`` suffix and without
+wrapper prefixes shared by every kernel (``model.`` of our Lightning module, ``module.`` of
+DataParallel, ``_orig_mod.`` of torch.compile), so a Lightning checkpoint and the timm model it
+wraps give the same names (``stages.0.blocks.0.conv_dw``). ``LayerKernels.key`` keeps the full key.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import re
+import types
+import warnings
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from neural_echos.depthwise import find_depthwise_convs
+from neural_echos.errors import NeuralEchosError
+
+NESTED_STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema", "module")
+WRAPPER_PREFIXES = ("model.", "module.", "_orig_mod.")
+
+
+class AnalysisError(NeuralEchosError, ValueError):
+    """Bad input to the kernel analysis: the message names the file or model and the fix."""
+
+
+class CheckpointError(AnalysisError):
+    """A checkpoint file is missing, unreadable, or holds no depthwise kernels."""
+
+
+@dataclass
+class LayerKernels:
+    """The kernels of one depthwise layer.
+
+    Attributes:
+        name: readable layer name, e.g. ``stages.0.blocks.0.conv_dw``.
+        key: the full state-dict key (``model.stages.0.blocks.0.conv_dw.weight``) or, for a
+            module, the qualified module name plus ``.weight``.
+        kernels: ``[C * multiplier, kh, kw]`` float32 on the CPU, detached, in channel order.
+    """
+
+    name: str
+    key: str
+    kernels: Tensor
+
+    @property
+    def kernel_size(self) -> tuple[int, int]:
+        return int(self.kernels.shape[1]), int(self.kernels.shape[2])
+
+    def __len__(self) -> int:
+        return int(self.kernels.shape[0])
+
+
+@dataclass
+class Checkpoint:
+    """A state dict read from a file.
+
+    Attributes:
+        path: the file.
+        state_dict: name -> tensor (for ``only_depthwise=True`` reads, only the depthwise kernels).
+        format: ``"lightning"`` (has ``state_dict`` and ``pytorch-lightning_version`` or
+            ``epoch``), ``"torch"`` (any other torch.save file) or ``"safetensors"``.
+        nested_key: the key the state dict was found under (``None`` for a plain state dict).
+        loader: ``"weights_only"``, ``"restricted_unpickler"`` or ``"safetensors"``.
+    """
+
+    path: Path
+    state_dict: dict[str, Tensor]
+    format: str
+    nested_key: str | None
+    loader: str
+
+
+def is_depthwise_kernel(tensor: Any) -> bool:
+    """True for a floating-point tensor of shape ``[C, 1, kh, kw]``, ``C > 1``, ``max(kh, kw) > 1``."""
+    return (
+        isinstance(tensor, Tensor)
+        and tensor.dtype.is_floating_point
+        and tensor.dim() == 4
+        and tensor.shape[0] > 1
+        and tensor.shape[1] == 1
+        and max(tensor.shape[2], tensor.shape[3]) > 1
+    )
+
+
+def kernels_from_module(
+    model: nn.Module, name_filter: str | None = None, model_name: str | None = None
+) -> list[LayerKernels]:
+    """Depthwise kernels of ``model`` in module order (cheap: one small copy per layer).
+
+    Names are module names relative to ``model``: pass the timm model (``pl_module.model``) to
+    get the same names as :func:`kernels_from_checkpoint` gives for our Lightning checkpoints.
+
+    Raises:
+        NoDepthwiseLayersError: no depthwise convolution (or none matching ``name_filter``).
+    """
+    layers = []
+    for name, conv in find_depthwise_convs(model, name_filter=name_filter, model_name=model_name):
+        weight = conv.weight.detach()
+        kernels = weight.to(device="cpu", dtype=torch.float32, copy=True).reshape(-1, *weight.shape[2:])
+        layers.append(LayerKernels(name=name, key=f"{name}.weight", kernels=kernels))
+    return layers
+
+
+def kernels_from_state_dict(
+    state_dict: Mapping[str, Any], name_filter: str | None = None, source: str = "the state dict"
+) -> list[LayerKernels]:
+    """Depthwise kernels (see :func:`is_depthwise_kernel`) of a state dict, in its key order.
+
+    ``name_filter`` is a regular expression searched in the readable layer name.
+    ``source`` only names the input in error messages.
+
+    Raises:
+        CheckpointError: no depthwise kernel, or none matching ``name_filter``.
+    """
+    keys = [key for key, value in state_dict.items() if is_depthwise_kernel(value)]
+    if not keys:
+        shapes = [f"{k} {tuple(v.shape)}" for k, v in state_dict.items() if isinstance(v, Tensor)][:3]
+        raise CheckpointError(
+            f"{source} holds no depthwise kernel (a 4-D tensor of shape [C, 1, k, k] with k > 1) among "
+            f"its {len(state_dict)} entries (first tensors: {', '.join(shapes) or 'none'}). "
+            "Pass a checkpoint of a depthwise model (ConvNeXt, ConvMixer, MobileNet, EfficientNet)."
+        )
+    names = readable_names(keys)
+    layers = []
+    for name, key in zip(names, keys):
+        weight = state_dict[key]
+        # [C, 1, kh, kw] -> [C, kh, kw]
+        kernels = weight.to(torch.float32, copy=True).reshape(-1, *weight.shape[2:])
+        layers.append(LayerKernels(name, key, kernels))
+    if name_filter is None:
+        return layers
+    try:
+        pattern = re.compile(name_filter)
+    except re.error as err:
+        raise AnalysisError(f"layer filter {name_filter!r} is not a valid regular expression: {err}") from err
+    selected = [layer for layer in layers if pattern.search(layer.name)]
+    if not selected:
+        examples = ", ".join(layer.name for layer in layers[:3])
+        raise CheckpointError(
+            f"layer filter {name_filter!r} matches none of the {len(layers)} depthwise layers of {source} "
+            f"(for example: {examples}). Fix the regular expression or drop the filter."
+        )
+    return selected
+
+
+def kernels_from_checkpoint(path: str | Path, name_filter: str | None = None) -> list[LayerKernels]:
+    """Depthwise kernels read straight from a checkpoint file, with no model code."""
+    checkpoint = read_checkpoint(path, only_depthwise=True)
+    return kernels_from_state_dict(checkpoint.state_dict, name_filter, source=f"checkpoint {str(path)!r}")
+
+
+def read_checkpoint(path: str | Path, only_depthwise: bool = False) -> Checkpoint:
+    """Read the state dict of a torch, Lightning or safetensors file onto the CPU.
+
+    ``only_depthwise=True`` keeps only the depthwise kernels (and, for safetensors, reads no other
+    tensor from disk).
+
+    Raises:
+        CheckpointError: the file is missing, not a checkpoint, corrupt or truncated, or holds
+            no state dict.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist; check the path")
+    if not path.is_file():
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is not a file; pass a .ckpt, .pt, .pth or .safetensors file"
+        )
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path, only_depthwise)
+
+    obj, loader = _torch_load(path)
+    state_dict, nested_key = _find_state_dict(obj, path)
+    if only_depthwise:
+        state_dict = {k: v for k, v in state_dict.items() if is_depthwise_kernel(v)}
+    is_lightning = nested_key == "state_dict" and ("pytorch-lightning_version" in obj or "epoch" in obj)
+    return Checkpoint(path, state_dict, "lightning" if is_lightning else "torch", nested_key, loader)
+
+
+def readable_names(keys: list[str]) -> list[str]:
+    """Keys without ``.weight`` and without the wrapper prefixes that every key shares."""
+    names = [key.removesuffix(".weight") for key in keys]
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in WRAPPER_PREFIXES:
+            if all(name.startswith(prefix) and len(name) > len(prefix) for name in names):
+                names = [name[len(prefix) :] for name in names]
+                stripped = True
+    return names
+
+
+def natural_key(name: str) -> list[Any]:
+    """Sort key comparing digit runs as numbers: ``blocks.2`` < ``blocks.10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def _read_safetensors(path: Path, only_depthwise: bool) -> Checkpoint:
+    from safetensors import safe_open
+
+    state_dict = {}
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            for key in sorted(f.keys(), key=natural_key):
+                shape = f.get_slice(key).get_shape()
+                is_candidate = len(shape) == 4 and shape[0] > 1 and shape[1] == 1 and max(shape[2:]) > 1
+                if only_depthwise and not is_candidate:
+                    continue
+                state_dict[key] = f.get_tensor(key)
+    except Exception as err:  # safetensors raises its own error types for bad headers
+        raise CheckpointError(
+            f"cannot read safetensors file {str(path)!r} ({_one_line(err)}); it may be truncated or not a "
+            "safetensors file: re-save it with safetensors.torch.save_file"
+        ) from err
+    if only_depthwise:
+        state_dict = {k: v for k, v in state_dict.items() if is_depthwise_kernel(v)}
+    return Checkpoint(path, state_dict, "safetensors", None, "safetensors")
+
+
+def _torch_load(path: Path) -> tuple[Any, str]:
+    """``torch.load`` with weights_only, then with the restricted unpickler."""
+    mmap = zipfile.is_zipfile(path)  # mmap needs the zip format of torch.save (the default since 1.6)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap), "weights_only"
+    except Exception as weights_only_error:
+        first_error = weights_only_error
+    try:
+        with warnings.catch_warnings():  # legacy files warn about the placeholders' missing source
+            warnings.simplefilter("ignore")
+            obj = torch.load(
+                path, map_location="cpu", weights_only=False, mmap=mmap, pickle_module=_restricted_pickle
+            )
+        return obj, "restricted_unpickler"
+    except Exception as err:
+        # torch's weights_only message is long advice about trusting the file; the plain error is clearer
+        error = err if str(first_error).startswith("Weights only load failed") else first_error
+        raise CheckpointError(
+            f"cannot read checkpoint {str(path)!r} ({_one_line(error)}); is it a file written by torch.save, "
+            "a Lightning .ckpt or a .safetensors file? It may be truncated or corrupt."
+        ) from err
+
+
+def _find_state_dict(obj: Any, path: Path) -> tuple[dict[str, Tensor], str | None]:
+    if isinstance(obj, nn.Module):  # a pickled whole model (restricted loads never give one)
+        return dict(obj.state_dict()), None
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} holds a {type(obj).__name__}, not a state dict; save "
+            "model.state_dict() (or a dict with it under 'state_dict' or 'model')"
+        )
+    if _tensors(obj):
+        return _tensors(obj), None
+    for key in NESTED_STATE_DICT_KEYS:
+        nested = obj.get(key)
+        if isinstance(nested, nn.Module):
+            return dict(nested.state_dict()), key
+        if isinstance(nested, Mapping) and _tensors(nested):
+            return _tensors(nested), key
+    raise CheckpointError(
+        f"checkpoint {str(path)!r} holds no state dict: no tensors at the top level nor under any of "
+        f"{list(NESTED_STATE_DICT_KEYS)} (its keys: {list(obj)[:8]}). Save model.state_dict() instead."
+    )
+
+
+def _tensors(mapping: Mapping) -> dict[str, Tensor]:
+    return {str(k): v for k, v in mapping.items() if isinstance(v, Tensor)}
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()).rstrip(" .") or type(err).__name__
+    return text if len(text) <= 240 else text[:240].rstrip() + " ..."
+
+
+class _Placeholder:
+    """Stands in for a class or function the restricted unpickler does not allow; does nothing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args, self.kwargs = args, kwargs
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __setitem__(self, key: Any, value: Any) -> None:  # dict subclasses (e.g. AttributeDict)
+        self.__dict__.setdefault("items", {})[key] = value
+
+    def append(self, value: Any) -> None:  # list subclasses
+        self.__dict__.setdefault("values", []).append(value)
+
+    def extend(self, values: Any) -> None:
+        self.__dict__.setdefault("values", []).extend(values)
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Pickle's documented way to restrict globals: ``find_class`` is the only door to code."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        allowed = _allowed_globals().get(f"{module}.{name}")
+        if allowed is not None:
+            return allowed
+        return type(name, (_Placeholder,), {"__module__": f"placeholder:{module}"})
+
+
+def _allowed_globals() -> dict[str, Any]:
+    """torch's own weights_only allow-list (tensor rebuild functions, dtypes, OrderedDict...)."""
+    from torch import _weights_only_unpickler
+
+    return _weights_only_unpickler._get_allowed_globals()
+
+
+def _restricted_load(file: io.IOBase, **kwargs: Any) -> Any:
+    return _RestrictedUnpickler(file, **kwargs).load()
+
+
+_restricted_pickle = types.ModuleType("neural_echos_restricted_pickle")
+_restricted_pickle.Unpickler = _RestrictedUnpickler
+_restricted_pickle.load = _restricted_load
+_restricted_pickle.__dict__["__name__"] = "neural_echos_restricted_pickle"
+
+
+__all__ = [
+    "AnalysisError",
+    "Checkpoint",
+    "CheckpointError",
+    "LayerKernels",
+    "is_depthwise_kernel",
+    "kernels_from_checkpoint",
+    "kernels_from_module",
+    "kernels_from_state_dict",
+    "natural_key",
+    "read_checkpoint",
+    "readable_names",
+]

@@ -1,0 +1,282 @@
+"""Template banks for classifying depthwise kernels by correlation.
+
+Three families, each sampled on the kernel grid (centre at ``(k - 1) / 2`` on each axis, as in
+:mod:`neural_echos.dog`), then made zero-mean and unit-L2-norm so that a dot product with an
+L2-normalised kernel is a correlation in [-1, 1]:
+
+- ``dog``: on-center Difference-of-Gaussians (:func:`neural_echos.dog.dog_kernels`, the OOCS form
+  of "Neural Echos", arXiv 2401.10178) over a grid of centre/surround ratios gamma and centre
+  radii r. Off-center kernels are their negatives, so the sign of a correlation gives the polarity.
+- ``first_derivative``: oriented first derivatives of a Gaussian (edges), over angles and sigmas.
+- ``second_derivative``: oriented second derivatives (bars) and mixed derivatives (crosses /
+  saddles, d^2/du dv for rotated axes u, v, which include d^2/dx dy), over angles and sigmas.
+
+The two derivative families are the "beyond the paper" extension: the authors' follow-up
+("Unveiling the Unseen", arXiv 2401.14469) finds most kernels that are not center-surround are
+first- and second-order derivatives of Gaussians. For derivative templates only |correlation|
+matters (a negated edge is the same edge turned by 180 degrees; a negated bar is a dark bar).
+
+Grids scale with the kernel size ``k = max(kh, kw)``:
+
+- DoG: gamma in ``DOG_GAMMAS``; r = f (k + 1) / 2 for f in ``DOG_RADIUS_FRACTIONS``
+  (f = gamma gives dog_kernels' default radius; small f gives compact center-surround shapes).
+- derivatives: sigma = max(``MIN_SIGMA``, s k / 7) for s in ``DERIVATIVE_SIGMAS`` (pixels for a
+  7x7 kernel), duplicates dropped. Below 0.8 px a sampled second derivative is nearly a point,
+  i.e. isotropic, and matches a DoG better than the continuous bound (0.83, from
+  G_uu . (G_xx + G_yy) = 4 / sqrt(24)) that keeps the two families apart;
+  ``N_ANGLES`` orientations over [0, pi) for first and oriented second derivatives and
+  ``N_ANGLES // 2`` over [0, pi / 2) for mixed ones (their pattern repeats, negated, after pi / 2).
+
+Banks are cached per (size, families): build cost is paid once per kernel size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from neural_echos.dog import dog_kernels
+
+FAMILIES = ("dog", "first_derivative", "second_derivative")
+DOG_GAMMAS = (0.2, 0.35, 0.5, 0.65, 0.8)
+DOG_RADIUS_FRACTIONS = (0.2, 0.35, 0.5, 0.65, 0.8, 1.0)
+DERIVATIVE_SIGMAS = (0.8, 1.2, 1.8)
+MIN_SIGMA = 0.8
+N_ANGLES = 8
+
+
+@dataclass(frozen=True)
+class TemplateBank:
+    """Zero-mean, unit-norm templates for one kernel size.
+
+    Attributes:
+        size: ``(kh, kw)``.
+        templates: ``[T, kh * kw]`` float32, each row zero-mean with L2 norm 1.
+        family: ``[T]`` int64, index into :data:`FAMILIES`.
+        names: ``[T]`` numpy array of short names, e.g. ``"dog(gamma=0.50,r=2.00)"``,
+            ``"d1(theta=45,sigma=1.20)"``, ``"d2(theta=90,sigma=0.80)"``, ``"dxy(theta=0,sigma=1.20)"``.
+    """
+
+    size: tuple[int, int]
+    templates: Tensor
+    family: Tensor
+    names: np.ndarray
+
+    def __len__(self) -> int:
+        return self.templates.shape[0]
+
+    def images(self) -> Tensor:
+        """Templates as ``[T, kh, kw]`` images."""
+        return self.templates.reshape(-1, *self.size)
+
+    def select(self, families: tuple[str, ...]) -> TemplateBank:
+        """The sub-bank of the given families."""
+        keep = torch.isin(self.family, torch.tensor([FAMILIES.index(f) for f in families]))
+        return TemplateBank(self.size, self.templates[keep], self.family[keep], self.names[keep.numpy()])
+
+
+def template_bank(size: int | tuple[int, int], families: tuple[str, ...] = FAMILIES) -> TemplateBank:
+    """The cached template bank for kernels of ``size`` (``k`` or ``(kh, kw)``).
+
+    A grid with every pixel at the same distance from the centre (2x2, 1x2) gets no DoG template;
+    a bank asked for DoGs only is then empty.
+
+    Raises:
+        ValueError: for an unknown family, or a size with fewer than 2 pixels.
+    """
+    kh, kw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    families = tuple(families)
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown or not families:
+        raise ValueError(f"template families must be a non-empty subset of {FAMILIES}; got {families}")
+    if kh * kw < 2:
+        raise ValueError(f"a {kh}x{kw} kernel is too small to compare with templates")
+    return _cached_bank(kh, kw, families)
+
+
+@lru_cache(maxsize=64)
+def _cached_bank(kh: int, kw: int, families: tuple[str, ...]) -> TemplateBank:
+    parts: list[tuple[Tensor, list[str], int]] = []
+    if "dog" in families and _has_two_rings(kh, kw):
+        images, names = dog_templates((kh, kw))
+        parts.append((images, names, FAMILIES.index("dog")))
+    if "first_derivative" in families:
+        images, names = first_derivative_templates((kh, kw))
+        parts.append((images, names, FAMILIES.index("first_derivative")))
+    if "second_derivative" in families:
+        images, names = second_derivative_templates((kh, kw))
+        parts.append((images, names, FAMILIES.index("second_derivative")))
+
+    if not parts:  # only DoGs asked for, on a grid where no DoG fits (e.g. 2x2)
+        empty = torch.zeros(0, kh * kw)
+        return TemplateBank((kh, kw), empty, torch.zeros(0, dtype=torch.int64), np.array([], dtype=str))
+    flat = torch.cat([images.reshape(images.shape[0], -1) for images, _, _ in parts]).to(torch.float64)
+    flat = flat - flat.mean(dim=1, keepdim=True)  # zero-mean: a constant offset never matches
+    norm = flat.norm(dim=1)
+    keep = norm > 1e-9 * norm.max()  # a derivative may vanish on a tiny grid (e.g. d2 on 1x3)
+    flat = flat[keep] / norm[keep, None]
+    family = torch.cat([torch.full((images.shape[0],), fam) for images, _, fam in parts])[keep]
+    names = np.array([name for _, part_names, _ in parts for name in part_names])[keep.numpy()]
+    return TemplateBank((kh, kw), flat.to(torch.float32).contiguous(), family, names)
+
+
+def dog_templates(size: tuple[int, int]) -> tuple[Tensor, list[str]]:
+    """On-center DoG kernels over ``DOG_GAMMAS`` x ``DOG_RADIUS_FRACTIONS``: ``([T, kh, kw], names)``."""
+    k = max(size)
+    gamma, fraction = torch.meshgrid(
+        torch.tensor(DOG_GAMMAS, dtype=torch.float64),
+        torch.tensor(DOG_RADIUS_FRACTIONS, dtype=torch.float64),
+        indexing="ij",
+    )
+    gamma, radius = gamma.reshape(-1), fraction.reshape(-1) * (k + 1) / 2  # r = f (k + 1) / 2
+    images = dog_kernels(gamma, size, radius=radius, on_center=True, dtype=torch.float64)
+    names = [f"dog(gamma={g:.2f},r={r:.2f})" for g, r in zip(gamma.tolist(), radius.tolist())]
+    return images, names
+
+
+def first_derivative_templates(size: tuple[int, int]) -> tuple[Tensor, list[str]]:
+    """Oriented first derivatives of Gaussians, dG/du with u = x cos(theta) + y sin(theta)."""
+    x, y, sigma, theta = _grid(size, N_ANGLES, math.pi)
+    u = x * torch.cos(theta) + y * torch.sin(theta)
+    images = -u / sigma**2 * _gaussian(x, y, sigma)  # dG/du = -u / sigma^2 G
+    return _flatten_grid(images), _names("d1", sigma, theta)
+
+
+def second_derivative_templates(size: tuple[int, int]) -> tuple[Tensor, list[str]]:
+    """Oriented second derivatives d^2G/du^2 (bars) and mixed ones d^2G/du dv (crosses)."""
+    x, y, sigma, theta = _grid(size, N_ANGLES, math.pi)
+    u = x * torch.cos(theta) + y * torch.sin(theta)
+    bars = (u**2 / sigma**4 - 1 / sigma**2) * _gaussian(x, y, sigma)  # d^2G/du^2 = (u^2/s^4 - 1/s^2) G
+
+    x, y, sigma_c, theta_c = _grid(size, N_ANGLES // 2, math.pi / 2)
+    u = x * torch.cos(theta_c) + y * torch.sin(theta_c)
+    v = -x * torch.sin(theta_c) + y * torch.cos(theta_c)
+    crosses = u * v / sigma_c**4 * _gaussian(x, y, sigma_c)  # d^2G/du dv = u v / sigma^4 G
+
+    images = torch.cat([_flatten_grid(bars), _flatten_grid(crosses)])
+    return images, _names("d2", sigma, theta) + _names("dxy", sigma_c, theta_c)
+
+
+def _grid(size: tuple[int, int], n_angles: int, period: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Broadcastable ``x, y [1, 1, kh, kw]``, ``sigma [S, 1, 1, 1]`` and ``theta [1, A, 1, 1]``."""
+    kh, kw = size
+    ys = torch.arange(kh, dtype=torch.float64) - (kh - 1) / 2
+    xs = torch.arange(kw, dtype=torch.float64) - (kw - 1) / 2
+    y, x = torch.meshgrid(ys, xs, indexing="ij")
+    # sigma = max(MIN_SIGMA, s k / 7), duplicates dropped
+    sigmas = sorted({round(max(MIN_SIGMA, s * max(kh, kw) / 7), 3) for s in DERIVATIVE_SIGMAS})
+    sigma = torch.tensor(sigmas, dtype=torch.float64)
+    theta = torch.arange(n_angles, dtype=torch.float64) * period / n_angles
+    return x[None, None], y[None, None], sigma[:, None, None, None], theta[None, :, None, None]
+
+
+def _gaussian(x: Tensor, y: Tensor, sigma: Tensor) -> Tensor:
+    return torch.exp(-(x**2 + y**2) / (2 * sigma**2))  # G = exp(-(x^2 + y^2) / (2 sigma^2))
+
+
+def _flatten_grid(images: Tensor) -> Tensor:
+    return images.reshape(-1, *images.shape[-2:])
+
+
+def _names(prefix: str, sigma: Tensor, theta: Tensor) -> list[str]:
+    return [
+        f"{prefix}(theta={round(math.degrees(t))},sigma={s:.2f})"
+        for s in sigma.reshape(-1).tolist()
+        for t in theta.reshape(-1).tolist()
+    ]
+
+
+def _has_two_rings(kh: int, kw: int) -> bool:
+    """A DoG needs pixels at two distances from the centre (dog_kernels raises otherwise)."""
+    ys = torch.arange(kh, dtype=torch.float64) - (kh - 1) / 2
+    xs = torch.arange(kw, dtype=torch.float64) - (kw - 1) / 2
+    return torch.unique(ys[:, None] ** 2 + xs[None, :] ** 2).numel() >= 2
+
+
+
+
+SYNTHETIC_KINDS = ("on_center", "off_center", "first_derivative", "second_derivative", "noise")
+
+
+def synthetic_kernels(
+    counts: dict[str, int], size: int = 7, noise: float = 0.3, seed: int = 0
+) -> tuple[Tensor, list[str]]:
+    """Kernels of known kinds for tests and sanity checks: ``([n, size, size], kinds)``, shuffled.
+
+    ``counts`` maps kinds of :data:`SYNTHETIC_KINDS` to numbers of kernels:
+
+    - on/off_center: DoGs (:func:`neural_echos.dog.dog_kernels`) with gamma ~ U(0.25, 0.75) and
+      default radius, negated for off-center;
+    - first_derivative: dG/du at a uniform random angle, sigma ~ U(0.8, 1.8) k / 7 (>= MIN_SIGMA);
+    - second_derivative: half bars d^2G/du^2, half crosses d^2G/du dv, random angle and sign;
+    - noise: i.i.d. Gaussian.
+
+    Every signal has unit L2 norm; i.i.d. Gaussian noise of total norm ~ ``noise`` is added, and
+    each kernel is multiplied by a random scale in [0.01, 1] (classifiers must ignore scale).
+    Uses its own ``torch.Generator(seed)``, never the global random state.
+    """
+    unknown = set(counts) - set(SYNTHETIC_KINDS)
+    if unknown:
+        raise ValueError(f"unknown kinds {sorted(unknown)}; use {SYNTHETIC_KINDS}")
+    gen = torch.Generator().manual_seed(seed)
+    k = size
+    ys = torch.arange(k, dtype=torch.float64) - (k - 1) / 2
+    y, x = torch.meshgrid(ys, ys, indexing="ij")
+
+    def uniform(n: int, low: float, high: float) -> Tensor:
+        return low + (high - low) * torch.rand(n, 1, 1, generator=gen, dtype=torch.float64)
+
+    parts, kinds = [], []
+    for kind in SYNTHETIC_KINDS:
+        n = counts.get(kind, 0)
+        if n == 0:
+            continue
+        if kind in ("on_center", "off_center"):
+            gamma = uniform(n, 0.25, 0.75).reshape(-1)
+            images = dog_kernels(gamma, k, on_center=kind == "on_center", dtype=torch.float64)
+        elif kind == "noise":
+            images = torch.randn(n, k, k, generator=gen, dtype=torch.float64)
+        else:
+            theta = uniform(n, 0, 2 * math.pi)
+            sigma = (uniform(n, 0.8, 1.8) * k / 7).clamp_min(MIN_SIGMA)
+            u = x * torch.cos(theta) + y * torch.sin(theta)
+            v = -x * torch.sin(theta) + y * torch.cos(theta)
+            gauss = _gaussian(x, y, sigma)
+            if kind == "first_derivative":
+                images = -u / sigma**2 * gauss
+            else:
+                bars = (u**2 / sigma**4 - 1 / sigma**2) * gauss
+                crosses = u * v / sigma**4 * gauss
+                is_bar = torch.rand(n, 1, 1, generator=gen) < 0.5
+                sign = torch.where(torch.rand(n, 1, 1, generator=gen) < 0.5, 1.0, -1.0).to(torch.float64)
+                images = sign * torch.where(is_bar, bars, crosses)
+        images = images - images.mean(dim=(1, 2), keepdim=True) * (kind != "noise")
+        images = images / images.flatten(1).norm(dim=1)[:, None, None]
+        images = images + noise * torch.randn(n, k, k, generator=gen, dtype=torch.float64) / k
+        parts.append(images * uniform(n, 0.01, 1.0))
+        kinds += [kind] * n
+    kernels = torch.cat(parts).to(torch.float32)
+    order = torch.randperm(len(kinds), generator=gen)
+    return kernels[order], [kinds[i] for i in order.tolist()]
+
+
+__all__ = [
+    "DERIVATIVE_SIGMAS",
+    "DOG_GAMMAS",
+    "DOG_RADIUS_FRACTIONS",
+    "FAMILIES",
+    "MIN_SIGMA",
+    "N_ANGLES",
+    "SYNTHETIC_KINDS",
+    "TemplateBank",
+    "dog_templates",
+    "first_derivative_templates",
+    "second_derivative_templates",
+    "synthetic_kernels",
+    "template_bank",
+]

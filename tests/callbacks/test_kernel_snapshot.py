@@ -1,0 +1,105 @@
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from callbacks import DepthwiseInit, KernelSnapshot
+from datamodules import CIFAR10DataModule
+from lightning_modules import ImageClassifier
+from neural_echos.classify import AnalysisError
+from neural_echos.errors import ConfigError
+
+STEPS_PER_EPOCH = 3
+
+
+def _fit(tmp_path, cifar_root, callbacks, epochs=2, logger=True, seed=0):
+    pl.seed_everything(seed)
+    module = ImageClassifier(num_classes=10, image_size=32, model_kwargs={"drop_path_rate": 0.1})
+    trainer = pl.Trainer(
+        accelerator="cpu", max_epochs=epochs, limit_train_batches=STEPS_PER_EPOCH, limit_val_batches=1,
+        num_sanity_val_steps=0, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+        logger=TensorBoardLogger(tmp_path, name="snap", version=0) if logger else False, callbacks=callbacks,
+    )
+    trainer.fit(module, datamodule=CIFAR10DataModule(root=str(cifar_root), batch_size=8))
+    return module
+
+
+def _events(tmp_path):
+    events = EventAccumulator(str(tmp_path / "snap" / "version_0"), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    return events
+
+
+def test_logs_documented_tags_at_step_zero_and_every_epoch(tmp_path, cifar_root):
+    snapshot = KernelSnapshot(histograms=True)
+    _fit(tmp_path, cifar_root, [DepthwiseInit(method="dog", on_center_prob=1.0), snapshot])
+    events = _events(tmp_path)
+    tags = events.Tags()
+    for name in ("on_center", "off_center", "other"):
+        steps = [e.step for e in events.Scalars(f"kernels/proportion/{name}")]
+        assert steps == [0, STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH]
+        assert f"kernels/layer/stages.0.blocks.0.conv_dw/{name}" in tags["scalars"]
+    # the DoG init made every kernel on-center at step 0
+    assert events.Scalars("kernels/proportion/on_center")[0].value == pytest.approx(1.0)
+    shares = [events.Scalars(f"kernels/proportion/{n}")[-1].value for n in ("on_center", "off_center", "other")]
+    assert sum(shares) == pytest.approx(1.0)
+    assert len([t for t in tags["images"] if t.startswith("kernels/grid/")]) == 12
+    assert "kernels/centroids" in tags["images"]
+    grid = events.Images("kernels/grid/stages.0.blocks.0.conv_dw")
+    assert [g.step for g in grid] == [0, STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH] and grid[0].width > 50
+    assert "kernels/weights/stages.0.blocks.0.conv_dw" in tags["histograms"]
+    assert len(snapshot.seconds) == 3
+
+
+def test_template_method_logs_other_explained(tmp_path, cifar_root):
+    _fit(tmp_path, cifar_root, [KernelSnapshot(method="template", images=False)], epochs=1)
+    events = _events(tmp_path)
+    assert "kernels/other_explained" in events.Tags()["scalars"]
+    assert events.Tags()["images"] == []
+
+
+def test_does_not_change_training(tmp_path, cifar_root):
+    plain = _fit(tmp_path / "a", cifar_root, [], logger=True)
+    watched = _fit(tmp_path / "b", cifar_root, [KernelSnapshot(histograms=True)], logger=True)
+    for (name, a), b in zip(plain.state_dict().items(), watched.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in watched.parameters())
+
+
+def test_every_n_epochs_zero_turns_it_off(tmp_path, cifar_root):
+    snapshot = KernelSnapshot(every_n_epochs=0)
+    _fit(tmp_path, cifar_root, [snapshot], epochs=1)
+    assert snapshot.seconds == []
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [({"every_n_epochs": -1}, ConfigError, "every_n_epochs"), ({"max_kernels": 0}, ConfigError, "max_kernels"),
+     ({"method": "pca"}, AnalysisError, "method"), ({"threshold": 1.5}, AnalysisError, "threshold"),
+     ({"n_clusters": 1}, AnalysisError, "number of clusters")],
+)
+def test_bad_settings(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        KernelSnapshot(**kwargs)
+
+
+@pytest.mark.slow
+def test_ddp_writes_one_set_of_logs(tmp_path, cifar_root):
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, str(repo / "tests/helpers/ddp_init_run.py"), str(cifar_root), str(tmp_path)],
+                            capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                            env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    versions = list((tmp_path / "logs" / "ddp").iterdir())
+    assert len(versions) == 1
+    event_files = list(versions[0].glob("events.out.tfevents.*"))
+    assert len(event_files) == 1
+    events = EventAccumulator(str(versions[0]))
+    events.Reload()
+    assert [e.step for e in events.Scalars("kernels/proportion/on_center")] == [0, 3, 6]

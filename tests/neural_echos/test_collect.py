@@ -1,0 +1,203 @@
+"""Collecting depthwise kernels from modules and from checkpoint files (no model code)."""
+
+import os
+
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from neural_echos.collect import (
+    AnalysisError,
+    CheckpointError,
+    is_depthwise_kernel,
+    kernels_from_checkpoint,
+    kernels_from_module,
+    kernels_from_state_dict,
+    read_checkpoint,
+    readable_names,
+)
+from neural_echos.depthwise import NoDepthwiseLayersError, find_depthwise_convs
+
+
+class HyperParameters:
+    """A non-allow-listed class in a checkpoint's hyper-parameters (like a jsonargparse Namespace)."""
+
+    def __init__(self):
+        self.lr = 0.1
+        self.act_layer = nn.GELU
+
+
+class MakesADirectory:
+    """Unpickling this with plain pickle would create a directory: the loader must not run it."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.makedirs, (self.path,))
+
+
+@pytest.fixture(scope="module")
+def atto():
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return timm.create_model("convnext_atto", pretrained=False)
+
+
+@pytest.fixture(scope="module")
+def atto_layers(atto):
+    return kernels_from_module(atto)
+
+
+def assert_same_layers(found, expected):
+    assert [layer.name for layer in found] == [layer.name for layer in expected]
+    assert [layer.kernel_size for layer in found] == [layer.kernel_size for layer in expected]
+    for a, b in zip(found, expected):
+        assert torch.equal(a.kernels, b.kernels)
+
+
+def test_from_module_keeps_names_sizes_order_and_copies(atto, atto_layers):
+    convs = find_depthwise_convs(atto)
+    assert [layer.name for layer in atto_layers] == [name for name, _ in convs]
+    assert [layer.key for layer in atto_layers] == [f"{name}.weight" for name, _ in convs]
+    assert all(layer.kernel_size == (7, 7) for layer in atto_layers)
+    assert sum(len(layer) for layer in atto_layers) == 1840
+    first = atto_layers[0]
+    assert first.kernels.dtype == torch.float32 and first.kernels.device.type == "cpu"
+    assert torch.equal(first.kernels, convs[0][1].weight.detach()[:, 0])
+    kernels_from_module(atto)[0].kernels.zero_()  # a copy: the model is untouched
+    assert torch.equal(convs[0][1].weight.detach()[:, 0], first.kernels)
+
+
+def test_from_module_with_channel_multiplier_filter_and_no_depthwise():
+    model = nn.Sequential(nn.Conv2d(4, 8, 3, groups=4), nn.Conv2d(8, 8, (1, 5), groups=8), nn.Conv2d(8, 8, 1))
+    layers = kernels_from_module(model)
+    found = [(layer.name, len(layer), layer.kernel_size) for layer in layers]
+    assert found == [("0", 8, (3, 3)), ("1", 8, (1, 5))]
+    assert [layer.name for layer in kernels_from_module(model, name_filter="^1")] == ["1"]
+    with pytest.raises(NoDepthwiseLayersError):
+        kernels_from_module(nn.Sequential(nn.Conv2d(3, 8, 3)))
+
+
+def test_is_depthwise_kernel():
+    assert is_depthwise_kernel(torch.zeros(8, 1, 3, 3))
+    assert is_depthwise_kernel(torch.zeros(8, 1, 1, 7))
+    assert not is_depthwise_kernel(torch.zeros(8, 3, 3, 3))  # ordinary convolution
+    assert not is_depthwise_kernel(torch.zeros(8, 1, 1, 1))  # pointwise
+    assert not is_depthwise_kernel(torch.zeros(1, 1, 3, 3))  # a single filter
+    assert not is_depthwise_kernel(torch.zeros(8, 1, 3))
+    assert not is_depthwise_kernel(torch.zeros(8, 1, 3, 3, dtype=torch.int64))
+
+
+def test_readable_names_strip_shared_wrappers_only():
+    assert readable_names(["model.a.weight", "model.b.weight"]) == ["a", "b"]
+    assert readable_names(["module._orig_mod.model.a.weight"]) == ["a"]
+    assert readable_names(["model.a.weight", "ema.a.weight"]) == ["model.a", "ema.a"]
+    assert readable_names(["stages.0.conv_dw.weight"]) == ["stages.0.conv_dw"]
+
+
+@pytest.mark.parametrize("layout", ["plain", "state_dict", "model", "legacy"])
+def test_from_torch_file(tmp_path, atto, atto_layers, layout):
+    state_dict = atto.state_dict()
+    obj = state_dict if layout in ("plain", "legacy") else {layout: state_dict, "epoch": 1}
+    path = tmp_path / "weights.pth"
+    torch.save(obj, path, _use_new_zipfile_serialization=layout != "legacy")
+    found = kernels_from_checkpoint(path)
+    assert_same_layers(found, atto_layers)
+    checkpoint = read_checkpoint(path)
+    assert checkpoint.loader == "weights_only"
+    assert checkpoint.nested_key == (None if layout in ("plain", "legacy") else layout)
+    assert set(checkpoint.state_dict) == set(state_dict)
+
+
+def test_from_lightning_checkpoint_with_arbitrary_hyper_parameters(tmp_path, atto, atto_layers):
+    state_dict = {f"model.{k}": v for k, v in atto.state_dict().items()}
+    state_dict["criterion.weight"] = torch.ones(10)
+    exp_avg = {i: {"exp_avg": torch.randn(v.shape)} for i, v in enumerate(atto.state_dict().values())}
+    marker = tmp_path / "code-ran"
+    checkpoint = {
+        "epoch": 3,
+        "global_step": 100,
+        "pytorch-lightning_version": "2.6.0",
+        "state_dict": state_dict,
+        "optimizer_states": [{"state": exp_avg, "param_groups": [{"lr": 0.1}]}],
+        "hyper_parameters": {
+            "config": HyperParameters(),
+            "trap": MakesADirectory(str(marker)),
+            "fn": torch.relu,
+        },
+    }
+    path = tmp_path / "last.ckpt"
+    torch.save(checkpoint, path)
+    loaded = read_checkpoint(path, only_depthwise=True)
+    assert not marker.exists()  # nothing from the file was executed
+    assert loaded.format == "lightning" and loaded.loader == "restricted_unpickler"
+    assert loaded.nested_key == "state_dict"
+    found = kernels_from_checkpoint(path)
+    assert_same_layers(found, atto_layers)  # optimizer moments of the same shapes are not picked up
+    assert found[0].key == f"model.{atto_layers[0].name}.weight"
+
+
+def test_from_safetensors_in_module_order(tmp_path, atto, atto_layers):
+    path = tmp_path / "model.safetensors"
+    save_file(atto.state_dict(), str(path))
+    assert_same_layers(kernels_from_checkpoint(path), atto_layers)
+    assert read_checkpoint(path).loader == "safetensors"
+
+    model = nn.Sequential(*[nn.Conv2d(4, 4, 3, groups=4) for _ in range(12)])  # names 0 .. 11
+    save_file(model.state_dict(), str(tmp_path / "deep.safetensors"))
+    names = [layer.name for layer in kernels_from_checkpoint(tmp_path / "deep.safetensors")]
+    assert names == [str(i) for i in range(12)]  # 2 before 10
+
+
+def test_half_precision_kernels_become_float32(tmp_path):
+    torch.save({"dw.weight": torch.randn(4, 1, 3, 3, dtype=torch.bfloat16)}, tmp_path / "half.pt")
+    (layer,) = kernels_from_checkpoint(tmp_path / "half.pt")
+    assert layer.kernels.dtype == torch.float32 and layer.name == "dw"
+
+
+def test_state_dict_filter():
+    state_dict = {"a.dw.weight": torch.randn(4, 1, 3, 3), "b.dw.weight": torch.randn(4, 1, 5, 5)}
+    assert [layer.name for layer in kernels_from_state_dict(state_dict, name_filter="^b")] == ["b.dw"]
+    with pytest.raises(CheckpointError, match="matches none"):
+        kernels_from_state_dict(state_dict, name_filter="^c")
+    with pytest.raises(AnalysisError, match="regular expression"):
+        kernels_from_state_dict(state_dict, name_filter="(")
+
+
+def test_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        read_checkpoint(tmp_path / "missing.ckpt")
+    with pytest.raises(CheckpointError, match="not a file"):
+        read_checkpoint(tmp_path)
+
+    (tmp_path / "random.pt").write_bytes(os.urandom(4096))
+    with pytest.raises(CheckpointError, match="cannot read checkpoint .*random.pt"):
+        read_checkpoint(tmp_path / "random.pt")
+
+    torch.save({"w": torch.randn(64, 1, 3, 3)}, tmp_path / "whole.pt")
+    data = (tmp_path / "whole.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        read_checkpoint(tmp_path / "truncated.pt")
+
+    save_file({"w": torch.randn(64, 1, 3, 3)}, str(tmp_path / "whole.safetensors"))
+    data = (tmp_path / "whole.safetensors").read_bytes()
+    (tmp_path / "truncated.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="cannot read safetensors"):
+        read_checkpoint(tmp_path / "truncated.safetensors")
+
+    dense = {"fc.weight": torch.randn(10, 8), "conv.weight": torch.randn(8, 3, 3, 3)}
+    torch.save(dense, tmp_path / "dense.pt")
+    with pytest.raises(CheckpointError, match="no depthwise kernel"):
+        kernels_from_checkpoint(tmp_path / "dense.pt")
+
+    torch.save([torch.randn(3)], tmp_path / "list.pt")
+    with pytest.raises(CheckpointError, match="not a state dict"):
+        read_checkpoint(tmp_path / "list.pt")
+
+    torch.save({"epoch": 1, "optimizer_states": []}, tmp_path / "empty.ckpt")
+    with pytest.raises(CheckpointError, match="holds no state dict"):
+        read_checkpoint(tmp_path / "empty.ckpt")

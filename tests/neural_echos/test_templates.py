@@ -1,0 +1,79 @@
+"""Template banks (DoG, first and second derivatives of Gaussians) and synthetic kernels."""
+
+import numpy as np
+import pytest
+import torch
+
+from neural_echos.templates import FAMILIES, SYNTHETIC_KINDS, synthetic_kernels, template_bank
+
+
+@pytest.mark.parametrize("size", [3, 5, 7, 9, (3, 5), (1, 3)])
+def test_templates_are_zero_mean_unit_norm(size):
+    bank = template_bank(size)
+    kh, kw = (size, size) if isinstance(size, int) else size
+    assert bank.templates.shape == (len(bank), kh * kw)
+    assert bank.images().shape == (len(bank), kh, kw)
+    assert torch.allclose(bank.templates.sum(dim=1), torch.zeros(len(bank)), atol=1e-5)
+    assert torch.allclose(bank.templates.norm(dim=1), torch.ones(len(bank)), atol=1e-5)
+    assert len(bank.names) == len(bank) == len(bank.family)
+    assert set(bank.family.tolist()) == {0, 1, 2}
+
+
+def test_bank_is_cached_and_selectable():
+    assert template_bank(7) is template_bank((7, 7))
+    dog = template_bank(7).select(("dog",))
+    assert (dog.family == 0).all() and len(dog) == len(template_bank(7, ("dog",)))
+    assert all(name.startswith("dog(") for name in dog.names)
+
+
+@pytest.mark.parametrize("size", [3, 5, 7, 11])
+def test_families_stay_apart(size):
+    """Even DoGs are orthogonal to odd edges; bars match DoGs at most ~0.83 (G_uu . LoG = 4/sqrt(24))."""
+    bank = template_bank(size)
+    corr = (bank.templates @ bank.templates.T).abs()
+    dog, first, second = (bank.family == i for i in range(3))
+    assert corr[dog][:, first].max() < 1e-5
+    assert corr[second][:, first].max() < 1e-5
+    assert corr[dog][:, second].max() < 0.85
+
+
+def test_dog_templates_are_on_center():
+    images = template_bank(7, ("dog",)).images()
+    assert (images[:, 3, 3] > 0).all()  # positive centre
+    assert (images[:, 0, 0] < images[:, 3, 3]).all()
+
+
+def test_tiny_grids():
+    assert len(template_bank(2, ("dog",))) == 0  # every pixel at the same distance: no DoG
+    assert len(template_bank(2)) > 0  # derivatives still fit
+    with pytest.raises(ValueError, match="subset"):
+        template_bank(7, ("dog", "gabor"))
+    with pytest.raises(ValueError, match="too small"):
+        template_bank(1)
+
+
+def test_synthetic_kernels_are_deterministic_and_leave_global_rng_alone():
+    counts = {kind: 5 for kind in SYNTHETIC_KINDS}
+    torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()
+    a, kinds_a = synthetic_kernels(counts, size=5, seed=3)
+    b, kinds_b = synthetic_kernels(counts, size=5, seed=3)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert np.array_equal(np.random.get_state()[1], numpy_state[1])
+    assert torch.equal(a, b) and kinds_a == kinds_b
+    assert a.shape == (25, 5, 5) and a.dtype == torch.float32
+    assert sorted(kinds_a) == sorted(k for k in SYNTHETIC_KINDS for _ in range(5))
+    with pytest.raises(ValueError, match="unknown kinds"):
+        synthetic_kernels({"gabor": 3})
+
+
+def test_noiseless_synthetic_kernels_match_their_family():
+    counts = {"on_center": 20, "first_derivative": 20, "second_derivative": 20}
+    kernels, kinds = synthetic_kernels(counts, noise=0)
+    bank = template_bank(7)
+    unit = kernels.flatten(1) / kernels.flatten(1).norm(dim=1, keepdim=True)
+    best = (unit @ bank.templates.T).abs().max(dim=1)
+    assert best.values.min() > 0.9
+    families = [FAMILIES[f] for f in bank.family[best.indices].tolist()]
+    expected = {"on_center": "dog", "first_derivative": "first_derivative"}
+    expected["second_derivative"] = "second_derivative"
+    assert families == [expected[kind] for kind in kinds]
