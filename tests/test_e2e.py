@@ -1,6 +1,7 @@
 """End to end on real images: train on the cifar10-mini subset for a few steps, then validate
 the saved checkpoint with the `validate` subcommand (skips where ../shared is absent)."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,11 @@ def test_train_a_few_steps_on_real_cifar10_then_validate(cifar10_mini, tmp_path,
 
     run.main(["validate", *common, "--ckpt_path", str(version / "checkpoints" / "last.ckpt"),
               "--trainer.limit_val_batches", "3", "--trainer.logger", "false"])
+
+    # the kernel snapshots were logged at step 0 and after the epoch
+    assert [e.step for e in events.Scalars("kernels/proportion/on_center")] == [0, 8]
+    # and `analyze` reads this project's own Lightning checkpoint
+    run.main(["analyze", "--checkpoint", str(version / "checkpoints" / "last.ckpt"), "--out", str(tmp_path / "an")])
+    summary = json.loads((tmp_path / "an" / "summary.json").read_text())
+    assert summary["kernels"] == 1840 and len(summary["layers"]) == 12
+    assert sum(summary["proportions"].values()) == pytest.approx(1.0)
