@@ -38,4 +38,4 @@ tensorboard: install
 	$(VENV)/bin/tensorboard --logdir logs
 
 clean:
-	rm -rf logs analysis_out .pytest_cache
+	rm -rf logs analysis_out report_out .pytest_cache

@@ -91,3 +91,26 @@ def test_progress_bar_and_logger_can_be_switched_off(cifar_root, tmp_path, monke
     run.main(["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), "--data.init_args.root", str(cifar_root),
               "--trainer.fast_dev_run", "true", "--trainer.enable_progress_bar", "false",
               "--trainer.enable_model_summary", "false", "--trainer.logger", "false"])
+
+
+TRAINER_PRESETS = sorted((REPO / "configs" / "trainer").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", TRAINER_PRESETS, ids=[p.stem for p in TRAINER_PRESETS])
+def test_every_trainer_preset_parses(preset, tmp_path):
+    result = _run_cli(["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), "--config", str(preset),
+                       "--print_config"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert yaml.safe_load(result.stdout)["trainer"]["accelerator"] in ("cpu", "gpu")
+
+
+@pytest.mark.slow
+def test_two_process_cpu_ddp_preset_runs(cifar_root, tmp_path):
+    result = _run_cli(["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), "--config",
+                       str(REPO / "configs/trainer/ddp_cpu.yaml"), "--config", str(REPO / "configs/init/dog.yaml"),
+                       "--data.root", str(cifar_root), "--data.batch_size", "8", "--trainer.max_epochs", "1",
+                       "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
+                       "--trainer.enable_progress_bar", "false"], tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    versions = list((tmp_path / "logs" / "quickstart").iterdir())
+    assert len(versions) == 1 and (versions[0] / "checkpoints" / "last.ckpt").exists()
