@@ -72,7 +72,7 @@ from neural_echos.collect import (
     kernels_from_state_dict,
     read_checkpoint,
 )
-from neural_echos.depthwise import NoDepthwiseLayersError
+from neural_echos.errors import NeuralEchosError
 
 MODEL_PREFIXES = ("model.", "module.", "_orig_mod.")
 
@@ -162,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             layers=args.layers,
             max_kernels=args.max_kernels,
         )
-    except AnalysisError as err:
+    except NeuralEchosError as err:  # AnalysisError, NoDepthwiseLayersError, ConfigError
         if os.environ.get("NEURAL_ECHOS_TRACEBACK"):
             raise
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
@@ -191,12 +191,7 @@ def _collect(
         loaded = read_checkpoint(checkpoint)
         load_into_model(model, model_name, loaded)
     label = model_name if loaded is None else f"{model_name} from {str(checkpoint)!r}"
-    try:
-        kernel_layers = kernels_from_module(model, name_filter=layer_filter, model_name=label)
-    except NoDepthwiseLayersError as err:  # also raised for a filter that matches nothing
-        raise AnalysisError(str(err)) from err
-    except ValueError as err:  # an invalid regular expression
-        raise AnalysisError(str(err)) from err
+    kernel_layers = kernels_from_module(model, name_filter=layer_filter, model_name=label)
     return kernel_layers, _source(loaded, model_name, seed)
 
 

@@ -45,7 +45,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from neural_echos.depthwise import find_depthwise_convs
+from neural_echos.depthwise import find_depthwise_convs, select_by_name
 from neural_echos.errors import NeuralEchosError
 
 NESTED_STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema", "module")
@@ -160,20 +160,9 @@ def kernels_from_state_dict(
         # [C, 1, kh, kw] -> [C, kh, kw]
         kernels = weight.to(torch.float32, copy=True).reshape(-1, *weight.shape[2:])
         layers.append(LayerKernels(name, key, kernels))
-    if name_filter is None:
-        return layers
-    try:
-        pattern = re.compile(name_filter)
-    except re.error as err:
-        raise AnalysisError(f"layer filter {name_filter!r} is not a valid regular expression: {err}") from err
-    selected = [layer for layer in layers if pattern.search(layer.name)]
-    if not selected:
-        examples = ", ".join(layer.name for layer in layers[:3])
-        raise CheckpointError(
-            f"layer filter {name_filter!r} matches none of the {len(layers)} depthwise layers of {source} "
-            f"(for example: {examples}). Fix the regular expression or drop the filter."
-        )
-    return selected
+    selected = select_by_name([(layer.name, layer) for layer in layers], name_filter,
+                              f"the {len(layers)} depthwise layers of {source}")
+    return [layer for _, layer in selected]
 
 
 def kernels_from_checkpoint(path: str | Path, name_filter: str | None = None) -> list[LayerKernels]:

@@ -10,10 +10,14 @@ use ``nn.Conv2d`` (or a subclass such as timm's ``Conv2dSame``) for depthwise la
 from __future__ import annotations
 
 import re
+from typing import TypeVar
 
 from torch import nn
 
 from neural_echos.errors import ConfigError, NeuralEchosError
+
+
+T = TypeVar("T")
 
 
 class NoDepthwiseLayersError(NeuralEchosError, ValueError):
@@ -51,17 +55,24 @@ def find_depthwise_convs(
             "kernel analysis need one: pick a depthwise architecture such as convnext_atto, "
             "a ConvMixer, mobilenetv3 or efficientnet."
         )
+    return select_by_name(found, name_filter, f"the {len(found)} depthwise layers of {label!r}")
+
+
+def select_by_name(items: list[tuple[str, T]], name_filter: str | None, described: str) -> list[tuple[str, T]]:
+    """The ``(name, item)`` pairs whose name matches the regular expression ``name_filter``
+    (``re.search``); all of them for ``None``. ``described`` names the items in the error
+    raised when nothing matches."""
     if name_filter is None:
-        return found
+        return items
     try:
         pattern = re.compile(name_filter)
     except re.error as err:
         raise ConfigError(f"name filter {name_filter!r} is not a valid regular expression: {err}") from err
-    selected = [(name, m) for name, m in found if pattern.search(name)]
+    selected = [(name, item) for name, item in items if pattern.search(name)]
     if not selected:
-        examples = ", ".join(name for name, _ in found[:3])
+        examples = ", ".join(name for name, _ in items[:3])
         raise NoDepthwiseLayersError(
-            f"name filter {name_filter!r} matches none of the {len(found)} depthwise layers of "
-            f"{label!r} (for example: {examples}). Fix the regular expression or drop the filter."
+            f"name filter {name_filter!r} matches none of {described} (for example: {examples}). "
+            "Fix the regular expression or drop the filter."
         )
     return selected

@@ -9,7 +9,6 @@ from safetensors.torch import save_file
 from torch import nn
 
 from neural_echos.collect import (
-    AnalysisError,
     CheckpointError,
     is_depthwise_kernel,
     kernels_from_checkpoint,
@@ -19,6 +18,7 @@ from neural_echos.collect import (
     readable_names,
 )
 from neural_echos.depthwise import NoDepthwiseLayersError, find_depthwise_convs
+from neural_echos.errors import ConfigError
 
 
 class HyperParameters:
@@ -161,9 +161,9 @@ def test_half_precision_kernels_become_float32(tmp_path):
 def test_state_dict_filter():
     state_dict = {"a.dw.weight": torch.randn(4, 1, 3, 3), "b.dw.weight": torch.randn(4, 1, 5, 5)}
     assert [layer.name for layer in kernels_from_state_dict(state_dict, name_filter="^b")] == ["b.dw"]
-    with pytest.raises(CheckpointError, match="matches none"):
+    with pytest.raises(NoDepthwiseLayersError, match="matches none"):
         kernels_from_state_dict(state_dict, name_filter="^c")
-    with pytest.raises(AnalysisError, match="regular expression"):
+    with pytest.raises(ConfigError, match="regular expression"):
         kernels_from_state_dict(state_dict, name_filter="(")
 
 
