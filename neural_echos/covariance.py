@@ -4,22 +4,25 @@ Reference: A. Trockman, D. Willmott, J. Z. Kolter, "Understanding the Covariance
 Convolutional Filters", ICLR 2023 (arXiv 2210.03651), the section that proposes a closed-form,
 learning-free construction of filter covariances; code at github.com/locuslab/convcov.
 
-What is certain (stated in the paper's abstract and introduction):
+What is certain (stated in the paper's abstract):
 
 - Every k x k depthwise filter is drawn independently from a zero-mean multivariate Gaussian
   N(0, Sigma) over its k^2 taps, instead of drawing each tap independently.
-- Sigma (k^2 x k^2) is built in closed form, with no learning, from a few hyperparameters;
-  the paper motivates it by the covariance of trained ConvMixer/ConvNeXt filters, in which
-  taps that are close in space co-vary (a Gaussian-shaped, "blob" structure per tap), and the
-  structure changes with depth (the hyperparameters differ early and late in the network).
+- Sigma (k^2 x k^2) is built in closed form, with no learning, from a few hyperparameters,
+  motivated by the highly structured covariance of trained ConvMixer/ConvNeXt filters.
 
-What is NOT certain, because this module was written from memory without access to the paper's
-method section: the exact equations of their construction (for example whether Sigma is the
-Gaussian Gram matrix below, a product of shifted-Gaussian block matrices, or something else),
-how they normalise its scale, and their hyperparameter values. We therefore implement the
-following clearly stated construction, which has the certain properties above, and name its
-hyperparameters ourselves. Do not report results of it as "the Trockman et al. init" without
-checking the equations against the paper (section "a closed-form construction") and the
+What we believe but have not verified (our recollection of the paper): Sigma has a Gaussian,
+"blob"-shaped structure (taps close in space co-vary, each tap's row of Sigma looks like a
+Gaussian bump around it), and its hyperparameters change with depth (different values early
+and late in the network).
+
+What is NOT known here, because this module was written without access to the paper's method
+section (a search of the reference corpus found only its abstract): the exact equations of
+their construction (for example whether Sigma is the Gaussian Gram matrix below, a product of
+shifted-Gaussian block matrices, or something else), how they normalise its scale, and their
+hyperparameter values. We therefore implement the following clearly stated construction,
+which has the properties above, and name its hyperparameters ourselves. Do not report results
+of it as "the Trockman et al. init" without checking the equations against the paper and the
 convcov code; call it "Gaussian covariance init (after Trockman et al. 2023)".
 
 The construction implemented here, for taps p, q of a kh x kw filter with centre c:
@@ -36,8 +39,9 @@ The construction implemented here, for taps p, q of a kh x kw filter with centre
 - Depth dependence: ``sigma`` and ``tau`` may be given as (early, late) pairs; layer l of L
   depthwise layers then uses early + (late - early) * l / (L - 1), a linear interpolation.
 
-Sigma is PSD by construction: C is a Gaussian (RBF) Gram matrix, D C D with a diagonal D is
-congruent to it, and eps > 0 makes it positive definite. The scale of Sigma is set by the
+Sigma is positive definite by construction: C is a Gaussian (RBF) Gram matrix of distinct
+points, D C D with the positive diagonal D = diag(v) is congruent to it, and eps > 0 keeps it
+numerically positive definite when C is close to singular. The scale of Sigma is set by the
 caller (:func:`neural_echos.init.initialize_depthwise` scales it so that the mean variance of a
 tap matches Kaiming or the layer's previous std).
 
@@ -52,6 +56,8 @@ import math
 
 import torch
 from torch import Tensor
+
+from neural_echos.errors import ConfigError
 
 _Size = int | tuple[int, int]
 
@@ -75,7 +81,7 @@ def gaussian_covariance(
     if tau is not None:
         _check_positive("tau", tau)
     if not (math.isfinite(eps) and eps >= 0):
-        raise ValueError(f"the covariance nugget eps must be a finite number >= 0; got {eps!r}")
+        raise ConfigError(f"the covariance nugget eps must be a finite number >= 0; got {eps!r}")
     centre_d2, pair_d2 = _tap_distances(kh, kw)
     cov = torch.exp(pair_d2 * (-1 / (2 * sigma**2)))  # C_pq = exp(-|p - q|^2 / (2 sigma^2))
     if tau is not None:
@@ -104,7 +110,7 @@ def sample_filters(
     cov = cov.to(torch.float64)
     chol, info = torch.linalg.cholesky_ex(cov)
     if int(info) != 0:
-        raise ValueError(
+        raise ConfigError(
             "the filter covariance is not positive definite (Cholesky failed); "
             "increase the nugget eps or decrease sigma"
         )
@@ -125,7 +131,7 @@ def _tap_distances(kh: int, kw: int) -> tuple[Tensor, Tensor]:
 
 def _check_positive(name: str, value: float) -> None:
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(
+        raise ConfigError(
             f"covariance hyperparameter {name} must be a positive number of pixels; got {value!r}"
         )
 
@@ -133,7 +139,7 @@ def _check_positive(name: str, value: float) -> None:
 def _pair(size: _Size) -> tuple[int, int]:
     kh, kw = (size, size) if isinstance(size, int) else tuple(size)
     if not all(isinstance(s, int) and s >= 1 for s in (kh, kw)):
-        raise ValueError(f"kernel size must be positive integers; got {size!r}")
+        raise ConfigError(f"kernel size must be positive integers; got {size!r}")
     return int(kh), int(kw)
 
 

@@ -19,8 +19,9 @@ Methods:
   * ``"kaiming"``: each layer's DoG kernels rescaled together (one factor per layer, so the
     relative amplitudes across gamma stay) to the std of Kaiming-normal init,
     ``gain / sqrt(fan_in)`` with ``fan_in = (in_channels / groups) * kh * kw`` and
-    ``gain = sqrt(2)``: the default of ``torch.nn.init.kaiming_normal_`` (a = 0,
-    mode="fan_in", ReLU gain).
+    ``gain = sqrt(2)``: the default of ``torch.nn.init.kaiming_normal_`` (mode="fan_in",
+    nonlinearity="leaky_relu" with a = 0, whose gain is sqrt(2 / (1 + a^2)) = sqrt(2), the
+    ReLU gain).
   * ``"match"``: rescaled to the std the layer's weight had before (with ``dog_share`` < 1,
     the DoG kernels get that std; the layer's overall std then mixes them with the rest).
 
@@ -41,6 +42,11 @@ Methods:
   ``eps``. Sigma is scaled so that the mean tap variance is the target std squared: scale
   ``"kaiming"`` (default) or ``"match"``.
 
+Speed: all kernels of a size are made in one vectorised call (:func:`neural_echos.dog.dog_kernels`)
+and the per-layer statistics in a few batched ops; the work runs on one CPU thread (see
+``_one_cpu_thread``). DoG init of timm convnext_tiny (6,624 kernels) takes a few ms; see
+``benchmarks/bench_dog_init.py``.
+
 Randomness: everything comes from a private ``torch.Generator`` seeded with ``seed`` (the
 global RNG is neither used nor advanced) and is drawn on the CPU in module order, so the same
 seed and model give the same weights on every DDP rank and every device.
@@ -48,10 +54,11 @@ seed and model give the same weights on every DDP rank and every device.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -60,7 +67,8 @@ from torch import Tensor, nn
 
 from neural_echos import covariance as cov_init
 from neural_echos.depthwise import find_depthwise_convs
-from neural_echos.dog import GAMMA_EPS, default_radius, dog_kernels
+from neural_echos.dog import GAMMA_EPS, dog_kernels
+from neural_echos.errors import ConfigError
 
 METHODS = ("dog", "kaiming_normal", "kaiming_uniform", "covariance")
 SCALES = ("unit", "kaiming", "match")
@@ -211,7 +219,7 @@ def initialize_depthwise(
         **method_kwargs: options of the covariance method: ``sigma``, ``tau``, ``eps``.
 
     Raises:
-        ValueError: for any invalid setting, with what is wrong and what to do.
+        ConfigError (a ValueError): for any invalid setting, with what is wrong and what to do.
         NoDepthwiseLayersError: the model has no depthwise layer, or the filter matches none.
     """
     label = model_name or type(model).__name__
@@ -219,7 +227,7 @@ def initialize_depthwise(
         method, gamma_range, on_center_prob, dog_share, scale, radius, seed, method_kwargs
     )
     generator = torch.Generator(device="cpu").manual_seed(settings["seed"])
-    with torch.no_grad():
+    with torch.no_grad(), _one_cpu_thread():
         if method == "covariance":
             depth = {name: index for index, (name, _) in enumerate(find_depthwise_convs(model, None, label))}
             layers = find_depthwise_convs(model, name_filter, label)
@@ -251,9 +259,9 @@ def _check_settings(
 ) -> dict[str, Any]:
     """Validate every setting; return the ones that apply to ``method`` (JSON-serialisable)."""
     if method not in METHODS:
-        raise ValueError(f"unknown depthwise init method {method!r}; choose one of {', '.join(METHODS)}")
+        raise ConfigError(f"unknown depthwise init method {method!r}; choose one of {', '.join(METHODS)}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(f"seed must be an integer; got {seed!r}")  # noqa: TRY004 (a bad setting)
+        raise ConfigError(f"seed must be an integer; got {seed!r}")
     seed = int(seed)
     settings: dict[str, Any] = {"seed": seed}
 
@@ -265,17 +273,17 @@ def _check_settings(
         _check_scale(scale, SCALES)
         if radius is not None and not callable(radius):
             if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not math.isfinite(radius):
-                raise ValueError(
+                raise ConfigError(
                     f"radius must be None (r = gamma * (k + 1) / 2), a positive number of pixels or a "
                     f"callable (gamma, (kh, kw)) -> r; got {radius!r}"
                 )
             if radius <= 0:
-                raise ValueError(
+                raise ConfigError(
                     f"radius must be a positive number of pixels (the DoG centre radius); got {radius}. "
                     "Use None for the default r = gamma * (k + 1) / 2."
                 )
         if method_kwargs:
-            raise ValueError(f"method 'dog' takes no extra options; got {sorted(method_kwargs)}")
+            raise ConfigError(f"method 'dog' takes no extra options; got {sorted(method_kwargs)}")
         settings.update(
             gamma_low=low,
             gamma_high=high,
@@ -289,7 +297,7 @@ def _check_settings(
         _check_scale(scale, ("kaiming", "match"))
         unknown = sorted(set(method_kwargs) - {"sigma", "tau", "eps"})
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"method 'covariance' takes the options sigma, tau and eps; got unknown {unknown}"
             )
         sigma = method_kwargs.get("sigma", cov_init.DEFAULT_SIGMA)
@@ -302,16 +310,16 @@ def _check_settings(
             or not isinstance(eps, (int, float))
             or not (math.isfinite(eps) and eps >= 0)
         ):
-            raise ValueError(f"covariance option eps (diagonal nugget) must be a number >= 0; got {eps!r}")
+            raise ConfigError(f"covariance option eps (diagonal nugget) must be a number >= 0; got {eps!r}")
         settings.update(scale=scale, sigma=_jsonable(sigma), tau=_jsonable(tau), eps=float(eps))
     else:
         if scale is not None:
-            raise ValueError(
+            raise ConfigError(
                 f"scale does not apply to method {method!r} (its std is fixed by Kaiming's rule); "
                 "leave scale=None"
             )
         if method_kwargs:
-            raise ValueError(f"method {method!r} takes no extra options; got {sorted(method_kwargs)}")
+            raise ConfigError(f"method {method!r} takes no extra options; got {sorted(method_kwargs)}")
         settings["gain"] = KAIMING_GAIN
     return settings
 
@@ -326,14 +334,14 @@ def _check_gamma_range(gamma_range: Any) -> tuple[float, float]:
     try:
         low, high = (float(value) for value in gamma_range)
     except (TypeError, ValueError):
-        raise ValueError(f"gamma_range must be a pair (low, high) of numbers; got {gamma_range!r}") from None
+        raise ConfigError(f"gamma_range must be a pair (low, high) of numbers; got {gamma_range!r}") from None
     if not (0.0 <= low <= 1.0 and 0.0 <= high <= 1.0):
-        raise ValueError(
+        raise ConfigError(
             f"gamma_range {gamma_range!r} must lie within [0, 1]: gamma is the centre/surround ratio, "
             "in (0, 1). Use e.g. (0, 1) or (0, 0.5)."
         )
     if low >= high:
-        raise ValueError(
+        raise ConfigError(
             f"gamma_range needs low < high; got {gamma_range!r}. gamma ~ U(low, high): give a non-empty interval."
         )
     return low, high
@@ -341,12 +349,12 @@ def _check_gamma_range(gamma_range: Any) -> tuple[float, float]:
 
 def _check_probability(name: str, value: Any, meaning: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} is {meaning} and must lie in [0, 1]; got {value!r}")
+        raise ConfigError(f"{name} is {meaning} and must lie in [0, 1]; got {value!r}")
 
 
 def _check_scale(scale: Any, allowed: tuple[str, ...]) -> None:
     if scale not in allowed:
-        raise ValueError(f"unknown scale {scale!r} for this method; choose one of {', '.join(allowed)}")
+        raise ConfigError(f"unknown scale {scale!r} for this method; choose one of {', '.join(allowed)}")
 
 
 def _check_schedule(name: str, value: Any, optional: bool) -> None:
@@ -356,7 +364,7 @@ def _check_schedule(name: str, value: Any, optional: bool) -> None:
     if len(values) != (2 if isinstance(value, (tuple, list)) else 1) or not all(
         isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values
     ):
-        raise ValueError(
+        raise ConfigError(
             f"covariance option {name} must be a positive number of pixels or an (early, late) pair of them"
             f"{' (or None)' if optional else ''}; got {value!r}"
         )
@@ -382,24 +390,23 @@ def _init_dog(
     n_kernels = [weight.shape[0] for weight in weights]
     n_layers = len(layers)
 
-    # Random numbers, one row per kernel, all layers in module order: gamma, polarity, selection key.
-    u = torch.rand(sum(n_kernels), 3, generator=generator, dtype=torch.float64)
+    # Random numbers, one row per kernel, all layers in module order: gamma, polarity.
+    u = torch.rand(sum(n_kernels), 2, generator=generator, dtype=torch.float64)
     gamma = (low + (high - low) * u[:, 0]).clamp(GAMMA_EPS, 1 - GAMMA_EPS)  # gamma ~ U(low, high)
     on_center = u[:, 1] < settings["on_center_prob"]
-    # Kernels that get a DoG: all, or per layer the round(share * n) with the smallest keys (a
-    # random subset; kernels chosen at a smaller share keep the gamma they get at share 1).
+    # Kernels that get a DoG: all, or per layer the round(share * n) with the smallest random
+    # keys (drawn after gamma and polarity, so a kernel chosen at any share gets the same DoG).
     n_dog = [math.floor(share * n + 0.5) for n in n_kernels]
     chosen: list[Tensor | None] = [None] * n_layers  # rows of each layer's weight to rewrite
     if n_dog != n_kernels:
+        all_keys = torch.rand(sum(n_kernels), generator=generator, dtype=torch.float64)
         first_row = [0, *itertools.accumulate(n_kernels)]
         for i in range(n_layers):
-            keys = u[first_row[i] : first_row[i + 1], 2]
+            keys = all_keys[first_row[i] : first_row[i + 1]]
             chosen[i] = keys.argsort()[: n_dog[i]].sort().values
         rows = torch.cat([rows + start for rows, start in zip(chosen, first_row)])
         gamma, on_center = gamma[rows], on_center[rows]
-    # layer of each DoG kernel; DoG kernels of layer i are rows starts[i]:starts[i + 1]
-    layer_of = torch.repeat_interleave(torch.arange(n_layers), torch.tensor(n_dog))
-    starts = [0, *itertools.accumulate(n_dog)]
+    starts = [0, *itertools.accumulate(n_dog)]  # DoG kernels of layer i: rows starts[i]:starts[i + 1]
 
     # One dog_kernels call per kernel size, for all layers of that size at once.
     by_size: dict[tuple[int, int], list[int]] = {}
@@ -413,7 +420,7 @@ def _init_dog(
             rows = torch.cat([torch.arange(starts[i], starts[i + 1]) for i in members])
         gamma_s = gamma[rows]
         if radius is None:
-            r = default_radius(gamma_s, size)
+            r = None  # dog_kernels' default: default_radius(gamma, size) = gamma * (k + 1) / 2
         elif callable(radius):
             r = torch.as_tensor(radius(gamma_s, size), dtype=torch.float64)
         else:
@@ -424,7 +431,7 @@ def _init_dog(
             out = dog_kernels(gamma_s, size, r, on_center[rows], torch.float64 if wide else torch.float32)
         except ValueError as err:
             names = ", ".join(layers[i][0] for i in members[:3])
-            raise ValueError(
+            raise ConfigError(
                 f"DoG init of the {size[0]}x{size[1]} depthwise layers ({names}): {err}"
             ) from err
         for i, part in zip(members, out.split([n_dog[i] for i in members])):
@@ -447,15 +454,15 @@ def _init_dog(
             _write(weight, new, rows)
     std_after = _stds(weights)
 
-    # gamma statistics and polarity counts per layer, for all layers at once
+    # gamma statistics and polarity counts per layer, for all layers at once (layer i owns the
+    # next n_dog[i] DoG kernels; an empty layer gets inf / 0 / -inf, reported as None below)
+    lengths = torch.tensor(n_dog)
     stats = torch.stack(
         [
-            torch.full((n_layers,), math.inf, dtype=torch.float64).scatter_reduce(0, layer_of, gamma, "amin"),
-            torch.bincount(layer_of, weights=gamma, minlength=n_layers),  # sum of gamma
-            torch.full((n_layers,), -math.inf, dtype=torch.float64).scatter_reduce(
-                0, layer_of, gamma, "amax"
-            ),
-            torch.bincount(layer_of, weights=on_center.double(), minlength=n_layers),  # on-center count
+            torch.segment_reduce(gamma, "min", lengths=lengths),
+            torch.segment_reduce(gamma, "sum", lengths=lengths),
+            torch.segment_reduce(gamma, "max", lengths=lengths),
+            torch.segment_reduce(on_center.double(), "sum", lengths=lengths),  # on-center count
         ]
     ).T.tolist()
 
@@ -527,6 +534,24 @@ def _init_covariance(
 # helpers
 
 
+@contextlib.contextmanager
+def _one_cpu_thread() -> Iterator[None]:
+    """Run the enclosed CPU tensor ops on one intra-op thread, then restore the thread count.
+
+    Initialisation is a few hundred small tensor ops (~10^4-10^5 elements each). Split over
+    threads they gain nothing, and when the CPU is shared (2 cores, other jobs running) every
+    such op can wait a whole scheduler time slice for a descheduled worker thread: we measured
+    a median of ~370 ms instead of ~9 ms for convnext_tiny's DoG init on a loaded 2-core
+    machine. (This changes a process-wide setting for the duration of the call.)
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _stds(weights: list[Tensor]) -> list[float]:
     """Population std (correction=0) of each weight, as floats.
 
@@ -556,7 +581,7 @@ def _kaiming_std(weight: Tensor) -> float:
 
 def _match_std(name: str, std_before: float) -> float:
     if not std_before > 0:
-        raise ValueError(
+        raise ConfigError(
             f"scale='match' keeps the layer's previous std, but layer {name!r} has std {std_before} "
             "(all weights equal); use scale='kaiming' or 'unit'"
         )

@@ -390,3 +390,33 @@ def test_other_methods_summary(method):
     assert data["n_on"] is None and data["gamma_mean"] is None
     assert "gamma_low" not in data  # DoG settings are not reported for other methods
     assert f"{method} init of 'tiny'" in str(summary)
+
+
+def test_thread_count_is_restored():
+    threads = torch.get_num_threads()
+    initialize_depthwise(tiny_model(), "dog")
+    assert torch.get_num_threads() == threads
+    model = tiny_model()
+    nn.init.zeros_(model[1].weight)
+    with pytest.raises(ValueError):
+        initialize_depthwise(model, "dog", scale="match")
+    assert torch.get_num_threads() == threads
+
+
+def test_setting_errors_are_config_errors():
+    """Bad settings raise ConfigError (a ValueError), which run.py reports as one line."""
+    from neural_echos.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        initialize_depthwise(tiny_model(), "dog", gamma_range=(0.5, 0.2))
+    with pytest.raises(ConfigError):
+        initialize_depthwise(nn.Sequential(nn.Conv2d(4, 4, 2, groups=4)), "dog")
+
+
+def test_kaiming_std_matches_torch_defaults():
+    """Our Kaiming std is what torch.nn.init.kaiming_normal_ uses with its defaults."""
+    weight = torch.empty(4096, 1, 5, 5)
+    torch.nn.init.kaiming_normal_(weight, generator=torch.Generator().manual_seed(0))
+    expected = torch.nn.init.calculate_gain("leaky_relu", 0) / math.sqrt(25)
+    assert KAIMING_GAIN / math.sqrt(25) == pytest.approx(expected)
+    assert weight.std().item() == pytest.approx(expected, rel=0.02)
