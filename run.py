@@ -46,10 +46,15 @@ def main(argv: list[str] | None = None) -> None:
             save_config_kwargs={"overwrite": True},
             args=argv,  # None: read sys.argv
         )
-    except NeuralEchosError as err:
-        if os.environ.get("NEURAL_ECHOS_TRACEBACK"):
+    except Exception as err:
+        # jsonargparse wraps errors raised while it instantiates a subclass (the DataModule) in
+        # its own ValueError, so the user's mistake may sit further down the cause chain
+        cause = err
+        while cause is not None and not isinstance(cause, NeuralEchosError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None or os.environ.get("NEURAL_ECHOS_TRACEBACK"):
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {cause}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -86,6 +86,13 @@ def test_out_of_range_parameter_is_one_error_line(cifar_root, tmp_path):
     assert "error: lr must be > 0" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_out_of_range_data_parameter_is_one_error_line(cifar_root, tmp_path):
+    result = _run_cli(["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"),
+                       "--data.root", str(cifar_root), "--data.val_split", "1.5", "--trainer.fast_dev_run", "true"], tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "error: val_split is a fraction" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_progress_bar_and_logger_can_be_switched_off(cifar_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run.main(["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), "--data.init_args.root", str(cifar_root),
