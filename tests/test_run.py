@@ -33,6 +33,7 @@ def test_every_recipe_runs_fast_dev_run(recipe, cifar_root, tmp_path, monkeypatc
               "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false"])
 
 
+@pytest.mark.slow
 def test_group_configs_compose_and_command_line_overrides(cifar_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "printed.yaml"
@@ -50,6 +51,7 @@ def test_group_configs_compose_and_command_line_overrides(cifar_root, tmp_path, 
     assert yaml.safe_load(again.stdout) == config  # --print_config round-trips
 
 
+@pytest.mark.slow
 def test_config_typo_is_a_clear_error(tmp_path):
     result = _run_cli(["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), "--trainer.max_epoks", "3"], tmp_path)
     assert result.returncode == 2
@@ -61,6 +63,7 @@ def test_config_typo_is_a_clear_error(tmp_path):
     assert "learning_rate" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_wrong_data_root_is_one_error_line(tmp_path):
     result = _run_cli(["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"),
                        "--data.init_args.root", str(tmp_path / "nowhere"), "--data.init_args.download", "false",
@@ -70,6 +73,7 @@ def test_wrong_data_root_is_one_error_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_unknown_model_name_is_one_error_line(cifar_root, tmp_path):
     result = _run_cli(["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"),
                        "--data.init_args.root", str(cifar_root), "--model.model_name", "convnext_atoo",
@@ -79,6 +83,7 @@ def test_unknown_model_name_is_one_error_line(cifar_root, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_out_of_range_parameter_is_one_error_line(cifar_root, tmp_path):
     result = _run_cli(["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"),
                        "--data.init_args.root", str(cifar_root), "--model.lr", "-1", "--trainer.fast_dev_run", "true"], tmp_path)
@@ -86,6 +91,7 @@ def test_out_of_range_parameter_is_one_error_line(cifar_root, tmp_path):
     assert "error: lr must be > 0" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_out_of_range_data_parameter_is_one_error_line(cifar_root, tmp_path):
     result = _run_cli(["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"),
                        "--data.root", str(cifar_root), "--data.val_split", "1.5", "--trainer.fast_dev_run", "true"], tmp_path)
@@ -103,6 +109,7 @@ def test_progress_bar_and_logger_can_be_switched_off(cifar_root, tmp_path, monke
 TRAINER_PRESETS = sorted((REPO / "configs" / "trainer").glob("*.yaml"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", TRAINER_PRESETS, ids=[p.stem for p in TRAINER_PRESETS])
 def test_every_trainer_preset_parses(preset, tmp_path):
     result = _run_cli(["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), "--config", str(preset),

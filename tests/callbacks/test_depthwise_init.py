@@ -56,6 +56,7 @@ def test_fit_applies_dog_and_logs_its_settings(tmp_path, datamodule):
     assert logger.hparams["init/seed"] == 3
 
 
+@pytest.mark.slow
 def test_seed_defaults_to_the_run_seed(tmp_path, datamodule):
     runs = []
     for seed in (1, 1, 2):
@@ -78,6 +79,7 @@ def test_evaluation_does_not_initialise(tmp_path, datamodule, entry):
     assert all(torch.equal(before[n], w) for n, w in _depthwise(module).items())
 
 
+@pytest.mark.slow
 def test_resumed_fit_keeps_the_checkpoint_weights(tmp_path, datamodule):
     module = ImageClassifier(num_classes=10, image_size=32)
     trainer = _trainer(tmp_path, DepthwiseInit(method="kaiming_normal"))

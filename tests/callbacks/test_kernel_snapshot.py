@@ -33,6 +33,7 @@ def _events(tmp_path):
     return events
 
 
+@pytest.mark.slow
 def test_logs_documented_tags_at_step_zero_and_every_epoch(tmp_path, cifar_root):
     snapshot = KernelSnapshot(histograms=True)
     _fit(tmp_path, cifar_root, [DepthwiseInit(method="dog", on_center_prob=1.0), snapshot])
@@ -54,6 +55,7 @@ def test_logs_documented_tags_at_step_zero_and_every_epoch(tmp_path, cifar_root)
     assert len(snapshot.seconds) == 3
 
 
+@pytest.mark.slow
 def test_template_method_logs_other_explained(tmp_path, cifar_root):
     _fit(tmp_path, cifar_root, [KernelSnapshot(method="template", images=False)], epochs=1)
     events = _events(tmp_path)

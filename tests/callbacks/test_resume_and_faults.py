@@ -74,6 +74,7 @@ def test_nan_loss_stops_before_the_update(tmp_path, cifar_root):
     assert all(torch.isfinite(p).all() for p in module.parameters())
 
 
+@pytest.mark.slow
 def test_nan_loss_through_the_cli_is_one_error_line(tmp_path, cifar_root):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run(

@@ -339,6 +339,7 @@ def test_fail_in_a_worker_process_keeps_the_error_type_and_file(tree):
 # --------------------------------------------------------------------------- decoding
 
 
+@pytest.mark.slow
 def test_decoders_agree_and_handle_grey_cmyk_and_png(tmp_path):
     rgb = write_jpeg(tmp_path / "rgb.JPEG", (300, 200), seed=1)
     a, b = np.asarray(decode_pil(str(rgb)), np.int16), np.asarray(decode_torchvision(str(rgb)), np.int16)
