@@ -8,6 +8,10 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from callbacks import DepthwiseInit, FiniteLossGuard, KernelSnapshot, RNGStateCheckpoint
 
+# The Rich progress bar redraws every this many steps: redrawing every step cost up to 10 % of
+# a small model's CPU training throughput on 2 cores (benchmarks/bench_lightning_overhead.py).
+PROGRESS_REFRESH_STEPS = 10
+
 
 class NeuralEchosCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -39,7 +43,7 @@ class NeuralEchosCLI(LightningCLI):
         if config.get("logger") is not False:
             defaults.append(LearningRateMonitor(logging_interval="step"))
         if config.get("enable_progress_bar") is not False:
-            defaults.append(RichProgressBar())
+            defaults.append(RichProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS))
         if config.get("enable_model_summary") is not False:
             defaults.append(RichModelSummary(max_depth=2))
         sections = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
