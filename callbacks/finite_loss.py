@@ -31,5 +31,5 @@ class FiniteLossGuard(Callback):
         raise NonFiniteLossError(
             f"training loss is {loss.item()} at step {trainer.global_step} (epoch {trainer.current_epoch}); "
             f"stopped before the update, {kept}. Lower model.lr, set trainer.gradient_clip_val, "
-            "or check the data; resume with --ckpt_path last."
+            "or check the data, then resume from that checkpoint with --ckpt_path."
         )
