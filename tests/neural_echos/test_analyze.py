@@ -28,13 +28,6 @@ class Unknown(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def atto():
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return timm.create_model("convnext_atto", pretrained=False)
-
-
-@pytest.fixture(scope="module")
 def atto_pth(atto, tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "convnext_atto.pth"
     torch.save(atto.state_dict(), path)

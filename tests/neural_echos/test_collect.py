@@ -3,7 +3,6 @@
 import os
 
 import pytest
-import timm
 import torch
 from safetensors.torch import save_file
 from torch import nn
@@ -37,13 +36,6 @@ class MakesADirectory:
 
     def __reduce__(self):
         return (os.makedirs, (self.path,))
-
-
-@pytest.fixture(scope="module")
-def atto():
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return timm.create_model("convnext_atto", pretrained=False)
 
 
 @pytest.fixture(scope="module")
