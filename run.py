@@ -5,10 +5,12 @@
         --config configs/model/convnext_atto.yaml --trainer.max_epochs 5
     python run.py {fit,validate,test,predict} --help
     python run.py analyze --help
+    python run.py survey --help
     python run.py report --help
 
 fit/validate/test/predict are LightningCLI subcommands; ``analyze`` inspects the depthwise
-kernels of a checkpoint or a fresh timm model (``neural_echos.analyze``); ``report`` tabulates
+kernels of a checkpoint or a timm model and ``survey`` compares several
+(``neural_echos.analyze``); ``report`` tabulates
 and plots the TensorBoard logs of several runs (``neural_echos.report``).
 """
 
@@ -27,6 +29,11 @@ def main(argv: list[str] | None = None) -> None:
             from neural_echos.analyze import main as analyze_main
 
             analyze_main(args[1:])
+            return
+        if args[:1] == ["survey"]:
+            from neural_echos.analyze import survey_main
+
+            survey_main(args[1:])
             return
         if args[:1] == ["report"]:
             from neural_echos.report import main as report_main

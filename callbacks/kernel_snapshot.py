@@ -6,10 +6,11 @@ import time
 
 import lightning.pytorch as pl
 import torch
+from jsonargparse import lazy_instance
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from neural_echos.classify import CLASSES, check_settings, classify_layers
+from neural_echos.classifiers import CLASSES, KernelClassifier, KMeansClassifier
 from neural_echos.collect import kernels_from_module
 from neural_echos.errors import ConfigError
 
@@ -22,9 +23,13 @@ class KernelSnapshot(Callback):
     Logged with ``step`` = the trainer's global step (0 = the initialised kernels):
 
     * ``kernels/proportion/{on_center,off_center,other}``: shares over all depthwise kernels;
+    * ``kernels/chance/{on_center,off_center,other}``: the shares the classifier gives null
+      kernels (each kernel's pixels permuted, by default), i.e. what chance alone gives;
+    * ``kernels/excess/{on_center,off_center}``: proportion minus chance;
+    * ``kernels/threshold/<size>``: the correlation threshold used for each kernel size;
     * ``kernels/layer/<layer>/{on_center,off_center,other}``: shares per layer;
     * ``kernels/other_explained``: share of "other" kernels that a derivative-of-Gaussian
-      template explains (``method: template`` only);
+      template explains (template classifier only);
     * images (TensorBoard only): ``kernels/grid/<layer or stage>`` kernel grids on a
       diverging colour map centred at zero, each kernel scaled by its own largest |value| and
       framed in its class colour; ``kernels/centroids`` the cluster centroids (k-means) or class
@@ -37,9 +42,9 @@ class KernelSnapshot(Callback):
 
     Args:
         every_n_epochs: epochs between snapshots; 0 turns the callback off.
-        method: ``kmeans`` (the paper's) or ``template`` (direct, with derivative templates).
-        n_clusters: k of k-means.
-        threshold: |correlation| needed for on/off-center (see :mod:`neural_echos.classify`).
+        classifier: a kernel classifier of :mod:`neural_echos.classifiers`, chosen with
+            ``class_path`` (``KMeansClassifier``, the paper's, by default; ``TemplateClassifier``)
+            and its own ``init_args``.
         images: log kernel grids and centroids.
         max_kernels: kernels per grid image.
         histograms: log weight histograms per layer.
@@ -49,9 +54,7 @@ class KernelSnapshot(Callback):
     def __init__(
         self,
         every_n_epochs: int = 1,
-        method: str = "kmeans",
-        n_clusters: int = 3,
-        threshold: float = 0.5,
+        classifier: KernelClassifier = lazy_instance(KMeansClassifier),
         images: bool = True,
         max_kernels: int = 64,
         histograms: bool = False,
@@ -61,9 +64,8 @@ class KernelSnapshot(Callback):
             raise ConfigError(f"snapshot.every_n_epochs must be >= 0 (0 turns snapshots off), got {every_n_epochs}")
         if max_kernels < 1:
             raise ConfigError(f"snapshot.max_kernels must be >= 1, got {max_kernels}")
-        check_settings(method, n_clusters, threshold)
         self.every_n_epochs = every_n_epochs
-        self.method, self.n_clusters, self.threshold = method, n_clusters, threshold
+        self.classifier = classifier
         self.images, self.max_kernels, self.histograms = images, max_kernels, histograms
         self.name_filter = name_filter
         self.seconds: list[float] = []  # wall time of each snapshot, for the cost report
@@ -84,11 +86,16 @@ class KernelSnapshot(Callback):
         step = trainer.global_step
         model = getattr(pl_module, "model", pl_module)
         layers = kernels_from_module(model, self.name_filter, model_name=pl_module.hparams.get("model_name"))
-        report = classify_layers(layers, self.method, self.n_clusters, self.threshold)
+        report = self.classifier.classify(layers)
 
-        metrics = {f"{TAG}/proportion/{name}": share for name, share in report.proportions().items()}
-        for layer, shares in report.proportions_by_layer().items():
-            metrics.update({f"{TAG}/layer/{layer}/{name}": shares[name] for name in CLASSES})
+        observed, chance = report.proportions(), report.chance()
+        metrics = {f"{TAG}/proportion/{name}": share for name, share in observed.items()}
+        metrics.update({f"{TAG}/chance/{name}": share for name, share in chance.items()})
+        metrics.update({f"{TAG}/excess/{name}": observed[name] - chance[name] for name in CLASSES[:2]})
+        metrics.update({f"{TAG}/threshold/{size}": value for size, value in report.thresholds.items()})
+        for layer in report.layers:
+            shares = report.proportions([layer])
+            metrics.update({f"{TAG}/layer/{layer.name}/{name}": shares[name] for name in CLASSES})
         explained = report.other_explained()
         if explained is not None:
             metrics[f"{TAG}/other_explained"] = explained

@@ -5,12 +5,13 @@
 - :mod:`neural_echos.init`: DoG / Kaiming / covariance initialisation of depthwise layers
   (:mod:`neural_echos.covariance`).
 - :mod:`neural_echos.collect`: depthwise kernels from a module or a checkpoint file.
-- :mod:`neural_echos.classify`: on-center / off-center / other by k-means or templates
-  (:mod:`neural_echos.templates`); pictures in :mod:`neural_echos.plots`; the ``analyze``
-  command in :mod:`neural_echos.analyze`; run comparisons in :mod:`neural_echos.report`.
+- :mod:`neural_echos.classifiers`: on-center / off-center / other by k-means or templates
+  (:mod:`neural_echos.templates`), each share with its chance share; pictures in
+  :mod:`neural_echos.plots`; the ``analyze`` and ``survey`` commands in
+  :mod:`neural_echos.analyze`; run comparisons in :mod:`neural_echos.report`.
 """
 
-from neural_echos.classify import KernelReport, classify_layers
+from neural_echos.classifiers import KernelClassifier, KernelReport, get_classifier
 from neural_echos.collect import AnalysisError, LayerKernels, kernels_from_checkpoint, kernels_from_module
 from neural_echos.depthwise import NoDepthwiseLayersError, find_depthwise_convs, is_depthwise
 from neural_echos.dog import default_radius, dog_kernels
@@ -19,14 +20,15 @@ from neural_echos.init import InitSummary, LayerInit, initialize_depthwise
 __all__ = [
     "AnalysisError",
     "InitSummary",
+    "KernelClassifier",
     "KernelReport",
     "LayerInit",
     "LayerKernels",
     "NoDepthwiseLayersError",
-    "classify_layers",
     "default_radius",
     "dog_kernels",
     "find_depthwise_convs",
+    "get_classifier",
     "initialize_depthwise",
     "is_depthwise",
     "kernels_from_checkpoint",

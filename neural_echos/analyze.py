@@ -1,34 +1,54 @@
-"""The ``analyze`` command: classify the depthwise kernels of a checkpoint or a timm model, offline.
+"""The ``analyze`` and ``survey`` commands: classify the kernels of models and checkpoints, offline.
 
-    python run.py analyze --checkpoint FILE [--model NAME] [--out DIR] [--method kmeans|template]
-                          [--clusters K] [--threshold T] [--seed S] [--layers REGEX] [--max-kernels N]
+    python run.py analyze [--checkpoint FILE] [--model NAME [--pretrained] [--weights FILE]]
+                          [--include-regular] [--out DIR] [--method kmeans|template] [options]
+    python run.py survey  [--model NAME]... [--pretrained NAME]... [--checkpoint FILE]...
+                          [--weights NAME=FILE]... [--include-regular] [--out DIR] [options]
 
-Inputs:
+What is analysed (a "subject"):
 
-- ``--checkpoint FILE`` alone: kernels are read straight from the file, with no model code
+- ``--checkpoint FILE`` alone: kernels read straight from the file with no model code
   (:mod:`neural_echos.collect`): a Lightning ``.ckpt``, a torch state dict (plain or under
   ``state_dict`` / ``model``), or ``.safetensors``. Works for models this project has no code for.
-- ``--model NAME`` alone: the fresh initialisation of ``timm.create_model(NAME, pretrained=False)``,
-  created under ``torch.manual_seed(seed)`` inside ``torch.random.fork_rng`` (the caller's random
-  state is untouched).
-- both: the checkpoint is loaded into that timm model, strictly, after stripping a ``model.``
-  prefix (our Lightning module keeps the timm model as ``self.model``; other module attributes
-  such as loss buffers are dropped) and ``module.`` / ``_orig_mod.`` prefixes; the kernels are then
-  taken from the model. This checks that the checkpoint fits the architecture (a mismatch is an
-  error listing missing / unexpected keys); the results equal the file-only analysis.
+- ``--model NAME``: the fresh initialisation of a timm model (this project's HorNet and ConvMixer
+  included), created under ``torch.manual_seed(seed)`` inside ``torch.random.fork_rng`` (the
+  caller's random state is untouched). ``--pretrained``: timm's pretrained weights, from the hub;
+  ``--weights FILE`` loads them from a local copy instead, through timm's own
+  ``pretrained_cfg_overlay=dict(file=FILE)`` (so timm's key mapping for the model applies).
+- ``--model NAME --checkpoint FILE``: the checkpoint loaded into that model, strictly, after
+  stripping a ``model.`` prefix (our Lightning module keeps the timm model as ``self.model``;
+  other module attributes are dropped) and ``module.`` / ``_orig_mod.`` prefixes. For our own
+  Lightning checkpoints the model is rebuilt from the checkpoint's hyper-parameters
+  (``num_classes``, ``in_chans``, ``model_kwargs``), so a 10-class CIFAR model fits.
 
-Outputs in ``--out`` (default ``analysis_out``):
+``--include-regular`` adds the control group of the paper's claim that center-surround kernels
+appear in depthwise and not in regular convolutions: every 2-D slice ``weight[o, i]`` of the
+regular kxk convolutions (``groups == 1``, k > 1; from a file, every ``[O, I > 1, k, k]`` tensor),
+classified with the same classifier and its own chance baseline, reported beside the depthwise
+kernels. Large models have millions of slices: at most ``--max-regular-kernels`` (default
+100,000) are classified, drawn uniformly at random (seeded) when there are more; the summary
+says how many.
 
-- ``summary.json``: ``kernels``, three-way ``proportions`` (sum to 1), ``counts``,
-  ``by_kernel_size``, ``layers`` (name, key, kernel size, proportions, csv and grid files),
-  ``centroids`` (k-means centroids, or class means for templates), ``method`` and settings,
-  ``source``; for templates also ``detailed_proportions`` and ``other_explained``.
-- ``layers/NNN_<layer>.csv``: one row per kernel. kmeans: ``index,class,cluster,score`` (score:
-  center-surround correlation); template: ``index,class,category,correlation,template``.
-- ``grids/NNN_<layer or stage>.png``: the first ``--max-kernels`` kernels, per-kernel colour
-  scale, framed by class; one image per layer, or per stage (``stages.2``) when there are more
-  than 24 layers.
-- ``proportions.png`` and ``centroids.png``.
+Every share comes with its chance share (the classifier's null model, see
+:mod:`neural_echos.classifiers.base`) and the excess over it.
+
+Outputs of ``analyze`` in ``--out`` (default ``analysis_out``):
+
+- ``summary.json``: the depthwise report at the top level (``kernels``, ``thresholds`` per
+  size, ``proportions`` / ``chance`` / ``excess`` overall, ``by_kernel_size`` and per ``layers``,
+  ``centroids``, ``method`` and ``settings``), ``regular`` (the same for regular convolutions,
+  with ``--include-regular``), ``source`` and ``files``.
+- ``layers/NNN_<layer>.csv`` (and ``regular/NNN_<layer>.csv``): one row per kernel:
+  ``index,class,score,antagonism,null_class`` and the classifier's own columns (k-means:
+  ``cluster``; templates: ``category,correlation,template``).
+- ``grids/NNN_<layer or stage>.png``: kernel grids framed by class.
+- ``proportions.png`` (observed and chance shares, every group, size and layer) and
+  ``centroids.png``.
+
+``survey`` runs ``analyze`` on every subject (into ``--out/NN_<label>/``) and writes one table,
+``survey.csv`` and ``survey.md`` (subject, group, kernel size, kernels, threshold, on / off /
+other, chance, excess), and ``survey.png`` comparing them: the paper's cross-architecture
+comparison as one command.
 
 Bad input raises :class:`AnalysisError` (a :class:`neural_echos.errors.NeuralEchosError` and a
 ``ValueError``); ``main`` prints it as one line ``error: ...`` on stderr and exits with status 2
@@ -46,24 +66,25 @@ import re
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from neural_echos.classify import (
+from neural_echos.classifiers import (
     CLASSES,
-    DEFAULT_CLUSTERS,
-    DEFAULT_METHOD,
-    DEFAULT_SEED,
-    DEFAULT_THRESHOLD,
-    METHODS,
+    CLASSIFIERS,
+    DEFAULT_CLASSIFIER,
+    NULL_MODELS,
+    KernelClassifier,
     KernelReport,
-    check_settings,
-    classify_layers,
+    get_classifier,
 )
 from neural_echos.collect import (
+    WRAPPER_PREFIXES,
     AnalysisError,
     Checkpoint,
     CheckpointError,
@@ -71,137 +92,169 @@ from neural_echos.collect import (
     kernels_from_module,
     kernels_from_state_dict,
     read_checkpoint,
+    regular_kernels_from_module,
+    regular_kernels_from_state_dict,
 )
 from neural_echos.errors import NeuralEchosError
 
-MODEL_PREFIXES = ("model.", "module.", "_orig_mod.")
+DEFAULT_SEED = 0
+MAX_KERNELS_DRAWN = 64
+MAX_REGULAR_KERNELS = 100_000
+
+
+@dataclass
+class Subject:
+    """One thing to analyse: a checkpoint file, a timm model (fresh or pretrained), or both."""
+
+    checkpoint: Path | None = None
+    model: str | None = None
+    pretrained: bool = False
+    weights: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.checkpoint is None and self.model is None:
+            raise AnalysisError(
+                "nothing to analyse: pass --checkpoint FILE (a .ckpt, .pt, .pth or .safetensors file), "
+                "--model NAME (a timm model, analysed at its random initialisation), or both"
+            )
+        if self.weights is not None:
+            self.pretrained = True
+        if self.pretrained and self.model is None:
+            raise AnalysisError("--pretrained and --weights need --model NAME (the timm model the weights are for)")
+        if self.pretrained and self.checkpoint is not None:
+            raise AnalysisError(
+                "--pretrained loads timm's weights and --checkpoint loads yours: pass one of them"
+            )
+
+    @property
+    def label(self) -> str:
+        if self.checkpoint is not None:
+            name = Path(self.checkpoint).name
+            return f"{self.model} from {name}" if self.model else name
+        return f"{self.model} ({'pretrained' if self.pretrained else 'random init'})"
 
 
 def analyze(
-    checkpoint: str | Path | None = None,
-    model: str | None = None,
+    subject: Subject,
+    classifier: KernelClassifier | None = None,
     out: str | Path = "analysis_out",
-    method: str = DEFAULT_METHOD,
-    n_clusters: int = DEFAULT_CLUSTERS,
-    threshold: float = DEFAULT_THRESHOLD,
-    seed: int = DEFAULT_SEED,
     layers: str | None = None,
-    max_kernels: int = 64,
-) -> dict:
-    """Classify the kernels, write the outputs to ``out`` and return the summary (as in summary.json).
+    max_kernels: int = MAX_KERNELS_DRAWN,
+    include_regular: bool = False,
+    max_regular_kernels: int = MAX_REGULAR_KERNELS,
+    seed: int = DEFAULT_SEED,
+) -> dict[str, Any]:
+    """Classify the kernels of ``subject``, write the outputs to ``out`` and return the summary.
 
     Args:
-        checkpoint: checkpoint file (see the module docstring).
-        model: timm model name.
-        out: output folder (created; files of an earlier run there are replaced).
-        method: "kmeans" or "template".
-        n_clusters: k for k-means, >= 2.
-        threshold: correlation threshold in (0, 1).
-        seed: k-means random_state and the seed of a fresh timm model.
-        layers: regular expression selecting layers by name (``re.search``).
+        subject: what to analyse (see the module docstring).
+        classifier: default: ``get_classifier("kmeans")``.
+        out: output folder (created; per-layer files of an earlier run there are replaced).
+        layers: regular expression selecting depthwise layers by name (``re.search``).
         max_kernels: kernels drawn per grid image.
+        include_regular: also classify the slices of the regular convolutions.
+        max_regular_kernels: at most this many regular slices (a seeded uniform sample).
+        seed: seed of a fresh timm model and of the regular-slice sample.
 
     Raises:
         AnalysisError: any bad input, with a message naming the file or model and the fix.
     """
     start = time.perf_counter()
-    check_settings(method, n_clusters, threshold)
-    if checkpoint is None and model is None:
-        raise AnalysisError(
-            "nothing to analyse: pass --checkpoint FILE (a .ckpt, .pt, .pth or .safetensors file), "
-            "--model NAME (a timm model, analysed at its random initialisation), or both"
-        )
+    classifier = classifier or get_classifier(DEFAULT_CLASSIFIER)
     if max_kernels < 1:
         raise AnalysisError(f"--max-kernels must be at least 1; got {max_kernels}")
+    if max_regular_kernels < 1:
+        raise AnalysisError(f"--max-regular-kernels must be at least 1; got {max_regular_kernels}")
 
-    kernel_layers, source = _collect(checkpoint, model, seed, layers)
-    report = classify_layers(kernel_layers, method, n_clusters=n_clusters, threshold=threshold, seed=seed)
-    summary = _write_outputs(Path(out), kernel_layers, report, source, max_kernels)
+    depthwise, regular, source = collect_subject(subject, layers, include_regular, seed)
+    groups = [("depthwise", depthwise, classifier.classify(depthwise))]
+    if include_regular:
+        regular, sampled = _sample_layers(regular, max_regular_kernels, seed)
+        source["regular_kernels_sampled"] = sampled
+        if regular:
+            groups.append(("regular", regular, classifier.classify(regular, group="regular")))
+        else:
+            source["regular_kernels"] = "none: the model has no regular kxk convolution (k > 1)"
+    summary = _write_outputs(Path(out), groups, source, max_kernels)
     summary["seconds"] = round(time.perf_counter() - start, 3)
     (Path(out) / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry point; returns 0, or exits with status 2 after ``error: ...`` on stderr."""
-    parser = argparse.ArgumentParser(
-        prog="run.py analyze",
-        description="Classify the depthwise kernels of a checkpoint or timm model as on-center, "
-        "off-center or other (Neural Echos, arXiv 2401.10178).",
-    )
-    parser.add_argument(
-        "--checkpoint", help="a Lightning .ckpt, torch .pt/.pth state dict or .safetensors file"
-    )
-    parser.add_argument("--model", help="timm model name; alone: its seeded random initialisation")
-    parser.add_argument("--out", default="analysis_out", help="output folder (default: analysis_out)")
-    parser.add_argument(
-        "--method", default=DEFAULT_METHOD, help=f"one of {', '.join(METHODS)} (default: kmeans)"
-    )
-    parser.add_argument("--clusters", type=int, default=DEFAULT_CLUSTERS, help="k for k-means (default: 3)")
-    parser.add_argument(
-        "--threshold",
-        type=float,
-        default=DEFAULT_THRESHOLD,
-        help="correlation threshold in (0, 1) (default: 0.5)",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=DEFAULT_SEED, help="k-means and model-init seed (default: 0)"
-    )
-    parser.add_argument("--layers", help="regular expression selecting layers by name")
-    parser.add_argument("--max-kernels", type=int, default=64, help="kernels per grid image (default: 64)")
-    args = parser.parse_args(argv)
-    try:
-        summary = analyze(
-            checkpoint=args.checkpoint,
-            model=args.model,
-            out=args.out,
-            method=args.method,
-            n_clusters=args.clusters,
-            threshold=args.threshold,
-            seed=args.seed,
-            layers=args.layers,
-            max_kernels=args.max_kernels,
-        )
-    except NeuralEchosError as err:  # AnalysisError, NoDepthwiseLayersError, ConfigError
-        if os.environ.get("NEURAL_ECHOS_TRACEBACK"):
-            raise
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-        raise SystemExit(2) from None
-    shares = ", ".join(f"{name} {summary['proportions'][name]:.1%}" for name in CLASSES)
-    print(f"{summary['kernels']} kernels in {len(summary['layers'])} layers ({summary['method']}): {shares}")
-    if summary.get("other_explained") is not None:
-        print(f"derivative templates explain {summary['other_explained']:.1%} of 'other'")
-    print(f"wrote {Path(args.out) / 'summary.json'} ({summary['seconds']:.1f} s)")
-    return 0
+def survey(
+    subjects: Sequence[Subject],
+    classifier: KernelClassifier | None = None,
+    out: str | Path = "survey_out",
+    include_regular: bool = False,
+    max_regular_kernels: int = MAX_REGULAR_KERNELS,
+    seed: int = DEFAULT_SEED,
+) -> list[dict[str, Any]]:
+    """``analyze`` every subject into ``out/NN_<label>/`` and write the comparison table and figure.
+
+    Returns the table rows (as in ``survey.csv``).
+    """
+    if not subjects:
+        raise AnalysisError("nothing to survey: pass --model, --pretrained or --checkpoint (each may repeat)")
+    classifier = classifier or get_classifier(DEFAULT_CLASSIFIER)
+    out = Path(out)
+    rows: list[dict[str, Any]] = []
+    for i, subject in enumerate(subjects):
+        folder = out / f"{i:02d}_{_file_stem(subject.label)}"
+        summary = analyze(subject, classifier, folder, include_regular=include_regular,
+                          max_regular_kernels=max_regular_kernels, seed=seed)
+        for group in (summary, summary.get("regular")):
+            if group is None:
+                continue
+            for size, entry in group["by_kernel_size"].items():
+                rows.append(_survey_row(subject.label, group["group"], size, entry, folder.name))
+    _write_survey(out, rows)
+    return rows
 
 
-def _collect(
-    checkpoint: str | Path | None, model_name: str | None, seed: int, layer_filter: str | None
-) -> tuple[list[LayerKernels], dict]:
-    if model_name is None:
-        loaded = read_checkpoint(checkpoint, only_depthwise=True)
-        kernel_layers = kernels_from_state_dict(
-            loaded.state_dict, layer_filter, source=f"checkpoint {str(checkpoint)!r}"
-        )
-        return kernel_layers, _source(loaded, None, seed)
-
-    model = create_timm_model(model_name, seed)
-    loaded = None
-    if checkpoint is not None:
-        loaded = read_checkpoint(checkpoint)
-        load_into_model(model, model_name, loaded)
-    label = model_name if loaded is None else f"{model_name} from {str(checkpoint)!r}"
-    kernel_layers = kernels_from_module(model, name_filter=layer_filter, model_name=label)
-    return kernel_layers, _source(loaded, model_name, seed)
+# --------------------------------------------------------------------------------------------
+# subjects
 
 
-def create_timm_model(name: str, seed: int = DEFAULT_SEED) -> nn.Module:
-    """``timm.create_model(name, pretrained=False)`` seeded, without touching the global RNG state.
+def collect_subject(
+    subject: Subject, layer_filter: str | None, include_regular: bool, seed: int = DEFAULT_SEED
+) -> tuple[list[LayerKernels], list[LayerKernels], dict[str, Any]]:
+    """Depthwise kernels, regular slices (empty unless ``include_regular``) and a source record."""
+    checkpoint = subject.checkpoint
+    if subject.model is None:
+        loaded = read_checkpoint(checkpoint, only_depthwise=not include_regular)
+        where = f"checkpoint {str(checkpoint)!r}"
+        depthwise = kernels_from_state_dict(loaded.state_dict, layer_filter, source=where)
+        regular = regular_kernels_from_state_dict(loaded.state_dict) if include_regular else []
+        return depthwise, regular, _source(subject, loaded, seed)
+
+    loaded = read_checkpoint(checkpoint) if checkpoint is not None else None
+    hparams = _model_hparams(loaded, subject.model) if loaded is not None else None
+    model = create_model(subject.model, seed, subject.pretrained, subject.weights, hparams)
+    if loaded is not None:
+        load_into_model(model, subject.model, loaded)
+    depthwise = kernels_from_module(model, name_filter=layer_filter, model_name=subject.label)
+    regular = regular_kernels_from_module(model) if include_regular else []
+    return depthwise, regular, _source(subject, loaded, seed)
+
+
+def create_model(
+    name: str,
+    seed: int = DEFAULT_SEED,
+    pretrained: bool = False,
+    weights: str | Path | None = None,
+    hparams: dict[str, Any] | None = None,
+) -> nn.Module:
+    """A timm model (ours registered too): seeded fresh init, pretrained weights, or rebuilt from
+    our checkpoint's hyper-parameters. The global RNG state is left as it was.
 
     Raises:
-        AnalysisError: unknown name (with close names) or a model timm cannot build.
+        AnalysisError: unknown name (with close names), weights that cannot be had or loaded, or a
+            model timm cannot build.
     """
     import timm
+
+    import models  # noqa: F401  (registers HorNet and ConvMixer with timm)
+    from models.build import build_timm_model
 
     if not timm.is_model(name):
         names = timm.list_models()
@@ -209,13 +262,55 @@ def create_timm_model(name: str, seed: int = DEFAULT_SEED) -> nn.Module:
         close += [n for n in timm.list_models(f"*{name}*")[:5] if n not in close]
         hint = f"close names: {', '.join(close[:8])}" if close else "see timm.list_models() for the names"
         raise AnalysisError(f"unknown timm model {name!r}; {hint}")
+    if weights is not None and not Path(weights).is_file():
+        raise AnalysisError(f"weights file {str(weights)!r} does not exist or is not a file; check the path")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         try:
-            model = timm.create_model(name, pretrained=False)
+            if pretrained:
+                overlay = None if weights is None else dict(file=str(weights))
+                model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay)
+            elif hparams is not None:
+                model = build_timm_model(
+                    name, hparams["num_classes"], hparams.get("in_chans", 3), hparams.get("image_size"),
+                    hparams.get("model_kwargs"),
+                )
+            else:
+                model = timm.create_model(name, pretrained=False)
+        except NeuralEchosError:
+            raise
         except Exception as err:
-            raise AnalysisError(f"timm cannot create model {name!r}: {' '.join(str(err).split())}") from err
+            raise _model_error(name, pretrained, weights, err) from err
     return model.eval()
+
+
+def _model_error(name: str, pretrained: bool, weights: str | Path | None, err: Exception) -> AnalysisError:
+    reason = " ".join(str(err).split())[:300] or type(err).__name__
+    if pretrained and weights is None:
+        return AnalysisError(
+            f"cannot get timm's pretrained weights for {name!r} ({type(err).__name__}: {reason}). Without "
+            "internet, download them elsewhere (timm.create_model(NAME, pretrained=True), then "
+            "safetensors.torch.save_file(model.state_dict(), 'NAME.safetensors')) and pass --weights FILE"
+        )
+    if pretrained:
+        return AnalysisError(
+            f"cannot load weights file {str(weights)!r} into timm model {name!r} ({reason}); pass the "
+            "model's own pretrained weights (.safetensors, .pth or .bin)"
+        )
+    return AnalysisError(f"timm cannot create model {name!r}: {reason}")
+
+
+def _model_hparams(checkpoint: Checkpoint, model_name: str) -> dict[str, Any] | None:
+    """Our Lightning checkpoint's model hyper-parameters, when it was trained as ``model_name``."""
+    hparams = checkpoint.hyper_parameters
+    if "num_classes" not in hparams or "model_name" not in hparams:
+        return None
+    if hparams["model_name"] != model_name:
+        raise AnalysisError(
+            f"checkpoint {str(checkpoint.path)!r} was trained as {hparams['model_name']!r}, not {model_name!r}; "
+            f"pass --model {hparams['model_name']} (or drop --model to read the kernels straight from the file)"
+        )
+    return hparams
 
 
 def load_into_model(model: nn.Module, model_name: str, checkpoint: Checkpoint) -> None:
@@ -228,7 +323,7 @@ def load_into_model(model: nn.Module, model_name: str, checkpoint: Checkpoint) -
     stripped = True
     while stripped:
         stripped = False
-        for prefix in MODEL_PREFIXES:
+        for prefix in WRAPPER_PREFIXES:
             wrapped = [k for k in state_dict if k.startswith(prefix)]
             # "model." of a Lightning checkpoint: keep the timm model's entries, drop other attributes
             if wrapped and (len(wrapped) == len(state_dict) or checkpoint.format == "lightning"):
@@ -257,8 +352,8 @@ def load_into_model(model: nn.Module, model_name: str, checkpoint: Checkpoint) -
     model.load_state_dict(state_dict, strict=True)
 
 
-def _source(checkpoint: Checkpoint | None, model_name: str | None, seed: int) -> dict:
-    source: dict = {"checkpoint": None, "model": model_name}
+def _source(subject: Subject, checkpoint: Checkpoint | None, seed: int) -> dict[str, Any]:
+    source: dict[str, Any] = {"label": subject.label, "checkpoint": None, "model": subject.model}
     if checkpoint is not None:
         source.update(
             checkpoint=str(checkpoint.path),
@@ -266,80 +361,146 @@ def _source(checkpoint: Checkpoint | None, model_name: str | None, seed: int) ->
             loader=checkpoint.loader,
             nested_key=checkpoint.nested_key,
         )
+    elif subject.pretrained:
+        source["init"] = "timm pretrained weights" + (f" from {str(subject.weights)!r}" if subject.weights else "")
     else:
         source["init"] = f"timm default initialisation, torch.manual_seed({seed})"
     return source
 
 
+def _sample_layers(
+    layers: list[LayerKernels], cap: int, seed: int
+) -> tuple[list[LayerKernels], dict[str, int]]:
+    """At most ``cap`` kernels over all layers, drawn uniformly without replacement (seeded)."""
+    total = sum(len(layer) for layer in layers)
+    if total <= cap:
+        return layers, {"kernels": total, "of": total}
+    generator = torch.Generator().manual_seed(seed)
+    keep = torch.zeros(total, dtype=torch.bool)
+    keep[torch.randperm(total, generator=generator)[:cap]] = True
+    sampled, start = [], 0
+    for layer in layers:
+        mask = keep[start : start + len(layer)]
+        start += len(layer)
+        if mask.any():
+            sampled.append(LayerKernels(layer.name, layer.key, layer.kernels[mask]))
+    return sampled, {"kernels": cap, "of": total}
+
+
+# --------------------------------------------------------------------------------------------
+# outputs
+
+
 def _write_outputs(
-    out: Path, kernel_layers: list[LayerKernels], report: KernelReport, source: dict, max_kernels: int
-) -> dict:
+    out: Path, groups: list[tuple[str, list[LayerKernels], KernelReport]], source: dict, max_kernels: int
+) -> dict[str, Any]:
     from neural_echos import plots  # matplotlib: imported only when writing
 
+    folders = {"depthwise": "layers", "regular": "regular"}
     try:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "layers").mkdir(exist_ok=True)
-        (out / "grids").mkdir(exist_ok=True)
+        for folder in (*folders.values(), "grids"):
+            (out / folder).mkdir(exist_ok=True)
     except OSError as err:
         raise AnalysisError(
             f"cannot create output folder {str(out)!r}: {err.strerror}; pick another --out"
         ) from err
     _remove_earlier_outputs(out)
 
-    summary = {"source": source, **report.to_dict()}
-    csv_files = []
-    for i, (layer, result, entry) in enumerate(zip(kernel_layers, report.layers, summary["layers"])):
-        path = out / "layers" / f"{i:03d}_{_file_stem(layer.name)}.csv"
-        _write_layer_csv(path, report, result)
-        entry.update(key=layer.key, csv=str(path.relative_to(out)))
-        csv_files.append(str(path.relative_to(out)))
+    files: dict[str, Any] = {"summary": "summary.json", "proportions": "proportions.png", "grids": []}
+    summaries = {}
+    for name, kernel_layers, report in groups:
+        summary = report.to_dict()
+        prefix = "" if name == "depthwise" else f"{name}_"
+        csv_files = []
+        for i, (layer, result, entry) in enumerate(zip(kernel_layers, report.layers, summary["layers"])):
+            path = out / folders[name] / f"{i:03d}_{_file_stem(layer.name)}.csv"
+            _write_layer_csv(path, result)
+            entry.update(key=layer.key, csv=str(path.relative_to(out)))
+            csv_files.append(str(path.relative_to(out)))
+        files[folders[name]] = csv_files
+        legend = plots.frame_legend(report.detailed_classes or CLASSES)
+        for i, (group, indices, image) in enumerate(plots.grouped_grid_images(kernel_layers, report, max_kernels)):
+            n = sum(len(kernel_layers[j]) for j in indices)
+            shown = min(n, sum(min(len(kernel_layers[j]), max(1, max_kernels // len(indices))) for j in indices))
+            title = f"{name} {group}: {shown} of {n} kernels ({len(indices)} layer{'s' * (len(indices) > 1)}) | {legend}"
+            path = plots.save_png(image, out / "grids" / f"{prefix}{i:03d}_{_file_stem(group)}.png", title=title)
+            files["grids"].append(str(path.relative_to(out)))
+            for j in indices:
+                summary["layers"][j]["grid"] = str(path.relative_to(out))
+        summaries[name] = summary
 
-    grid_files = []
-    legend = plots.frame_legend(report.categories)
-    for i, (group, indices, image) in enumerate(plots.grouped_grid_images(kernel_layers, report, max_kernels)):
-        n = sum(len(kernel_layers[j]) for j in indices)
-        shown = min(n, sum(min(len(kernel_layers[j]), max(1, max_kernels // len(indices))) for j in indices))
-        title = f"{group}: {shown} of {n} kernels ({len(indices)} layer{'s' * (len(indices) > 1)}) | {legend}"
-        path = plots.save_png(image, out / "grids" / f"{i:03d}_{_file_stem(group)}.png", title=title)
-        grid_files.append(str(path.relative_to(out)))
-        for j in indices:
-            summary["layers"][j]["grid"] = str(path.relative_to(out))
-
-    figure = plots.proportions_figure(report, title=_plot_title(report, source))
-    plots.save_figure(figure, out / "proportions.png")
-    files = {
-        "summary": "summary.json",
-        "proportions": "proportions.png",
-        "layers": csv_files,
-        "grids": grid_files,
-    }
-    if report.centroids:
-        plots.save_figure(plots.centroid_figure(report), out / "centroids.png")
+    reports = [report for _, _, report in groups]
+    plots.save_figure(plots.proportions_figure(reports, title=_plot_title(reports[0], source)), out / "proportions.png")
+    if any(report.centroids for report in reports):
+        plots.save_figure(plots.centroid_figure(reports[0]), out / "centroids.png")
         files["centroids"] = "centroids.png"
+    summary = {"source": source, **summaries["depthwise"]}
+    if "regular" in summaries:
+        summary["regular"] = summaries["regular"]
     summary["files"] = files
     return summary
 
 
-def _write_layer_csv(path: Path, report: KernelReport, result) -> None:
-    three_way = np.array(CLASSES)[report.three_way(result)]
-    score = np.round(result.score.astype(np.float64), 4).tolist()
+def _write_layer_csv(path: Path, result) -> None:
+    columns = {
+        "index": np.arange(len(result)),
+        "class": np.array(CLASSES)[result.label],
+        "score": np.round(result.score.astype(np.float64), 4),
+        "antagonism": np.round(result.antagonism.astype(np.float64), 4),
+        "null_class": np.array(CLASSES)[result.null_label],
+        **result.columns,
+    }
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        if report.method == "kmeans":
-            writer.writerow(["index", "class", "cluster", "score"])
-            rows = zip(range(len(result)), three_way, result.cluster.tolist(), score)
-        else:
-            detail = np.array(report.categories)[result.category]
-            writer.writerow(["index", "class", "category", "correlation", "template"])
-            rows = zip(range(len(result)), three_way, detail, score, result.template.tolist())
-        writer.writerows(rows)
+        writer.writerow(list(columns))
+        writer.writerows(zip(*(np.asarray(values).tolist() for values in columns.values())))
 
 
 def _remove_earlier_outputs(out: Path) -> None:
     """Remove per-layer files an earlier run wrote here (a different model has different layers)."""
-    for folder, suffix in (("layers", ".csv"), ("grids", ".png")):
-        for path in (out / folder).glob(f"[0-9][0-9][0-9]_*{suffix}"):
+    for folder, suffix in (("layers", ".csv"), ("regular", ".csv"), ("grids", ".png")):
+        for path in (out / folder).glob(f"*[0-9][0-9][0-9]_*{suffix}"):
             path.unlink()
+
+
+def _survey_row(label: str, group: str, size: str, entry: dict, folder: str) -> dict[str, Any]:
+    observed, chance, excess = entry["proportions"], entry["chance"], entry["excess"]
+    return {
+        "subject": label,
+        "group": group,
+        "kernel_size": size,
+        "kernels": entry["kernels"],
+        "threshold": round(entry["threshold"], 4),
+        **{name: round(observed[name], 4) for name in CLASSES},
+        **{f"chance_{name}": round(chance[name], 4) for name in CLASSES},
+        "on_off": round(observed["on_center"] + observed["off_center"], 4),
+        "chance_on_off": round(chance["on_center"] + chance["off_center"], 4),
+        "excess_on_off": round(excess["on_center"] + excess["off_center"], 4),
+        "folder": folder,
+    }
+
+
+def _write_survey(out: Path, rows: list[dict[str, Any]]) -> None:
+    from neural_echos import plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "survey.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [
+        "| subject | group | kernel size | kernels | threshold | on | off | other | on+off | chance on+off | excess on+off |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['subject']} | {r['group']} | {r['kernel_size']} | {r['kernels']} | {r['threshold']:.2f} | "
+            f"{r['on_center']:.1%} | {r['off_center']:.1%} | {r['other']:.1%} | {r['on_off']:.1%} | "
+            f"{r['chance_on_off']:.1%} | {r['excess_on_off']:+.1%} |"
+        )
+    (out / "survey.md").write_text("\n".join(lines) + "\n")
+    plots.save_figure(plots.survey_figure(rows), out / "survey.png")
 
 
 def _file_stem(name: str) -> str:
@@ -347,11 +508,160 @@ def _file_stem(name: str) -> str:
 
 
 def _plot_title(report: KernelReport, source: dict) -> str:
-    if source.get("checkpoint"):
-        what = Path(source["checkpoint"]).name
-    else:
-        what = f"{source.get('model')} (random init)"
-    return f"{what}: {report.method}, {report.n_kernels} kernels"
+    return f"{source['label']}: {report.classifier}, {report.n_kernels} depthwise kernels"
 
 
-__all__ = ["AnalysisError", "CheckpointError", "analyze", "create_timm_model", "load_into_model", "main"]
+def describe(group: dict[str, Any]) -> str:
+    """One line: kernels, thresholds, and each class with its chance share and excess."""
+    observed, chance, excess = group["proportions"], group["chance"], group["excess"]
+    parts = [
+        f"{name} {observed[name]:.1%} (chance {chance[name]:.1%}, excess {excess[name]:+.1%})"
+        for name in ("on_center", "off_center")
+    ]
+    thresholds = ", ".join(f"{size} {value:.2f}" for size, value in group["thresholds"].items())
+    return (
+        f"{group['kernels']} {group['group']} kernels in {len(group['layers'])} layers ({group['method']}, "
+        f"threshold {thresholds}): {', '.join(parts)}, other {observed['other']:.1%}"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+
+
+def _add_classifier_arguments(parser: argparse.ArgumentParser) -> None:
+    names = ", ".join(sorted(CLASSIFIERS))
+    parser.add_argument("--method", default=DEFAULT_CLASSIFIER, help=f"classifier, one of {names} (default: kmeans)")
+    parser.add_argument(
+        "--threshold", default=None,
+        help='correlation threshold in (0, 1), or "auto" (default): calibrated per kernel size on Gaussian noise',
+    )
+    parser.add_argument("--alpha", type=float, default=None, help="for auto: share of noise allowed on/off (default 0.05)")
+    parser.add_argument("--null-model", default=None,
+                        help=f"null model of the chance share: {', '.join(NULL_MODELS)} (default permute)")
+    parser.add_argument("--null-seed", type=int, default=None, help="seed of the null kernels (default 0)")
+    parser.add_argument("--clusters", type=int, default=None, help="kmeans: k (default 3)")
+    parser.add_argument("--cluster-seed", type=int, default=None, help="kmeans: random_state (default 0)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                        help="seed of a fresh model's initialisation and of the regular-slice sample (default: 0)")
+    parser.add_argument("--include-regular", action="store_true",
+                        help="also classify the slices of the regular kxk convolutions (the control group)")
+    parser.add_argument("--max-regular-kernels", type=int, default=MAX_REGULAR_KERNELS,
+                        help=f"at most this many regular slices, sampled (default {MAX_REGULAR_KERNELS:,})")
+
+
+def classifier_from_args(args: argparse.Namespace) -> KernelClassifier:
+    """The classifier the command line asks for (options it did not set keep their defaults)."""
+    settings: dict[str, Any] = {}
+    if args.threshold is not None:
+        settings["threshold"] = args.threshold if args.threshold == "auto" else _number(args.threshold, "--threshold")
+    options = {"alpha": "alpha", "null_model": "null_model", "null_seed": "null_seed", "clusters": "n_clusters", "cluster_seed": "seed"}
+    settings.update({key: getattr(args, option) for option, key in options.items() if getattr(args, option) is not None})
+    return get_classifier(args.method, **settings)
+
+
+def _number(text: str, option: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise AnalysisError(f'{option} must be a number in (0, 1) or "auto"; got {text!r}') from None
+
+
+def _run(command) -> Any:
+    try:
+        return command()
+    except NeuralEchosError as err:  # AnalysisError, NoDepthwiseLayersError, ConfigError
+        if os.environ.get("NEURAL_ECHOS_TRACEBACK"):
+            raise
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``run.py analyze``; returns 0, or exits with status 2 after ``error: ...`` on stderr."""
+    parser = argparse.ArgumentParser(
+        prog="run.py analyze",
+        description="Classify the depthwise kernels of a checkpoint or timm model as on-center, "
+        "off-center or other, each with its chance share (Neural Echos, arXiv 2401.10178).",
+    )
+    parser.add_argument("--checkpoint", help="a Lightning .ckpt, torch .pt/.pth state dict or .safetensors file")
+    parser.add_argument("--model", help="timm model name; alone: its seeded random initialisation")
+    parser.add_argument("--pretrained", action="store_true", help="with --model: timm's pretrained weights")
+    parser.add_argument("--weights", help="with --model: a local copy of the pretrained weights (offline)")
+    parser.add_argument("--out", default="analysis_out", help="output folder (default: analysis_out)")
+    parser.add_argument("--layers", help="regular expression selecting depthwise layers by name")
+    parser.add_argument("--max-kernels", type=int, default=MAX_KERNELS_DRAWN, help="kernels per grid image (default: 64)")
+    _add_classifier_arguments(parser)
+    args = parser.parse_args(argv)
+
+    def command() -> dict:
+        subject = Subject(
+            checkpoint=None if args.checkpoint is None else Path(args.checkpoint), model=args.model,
+            pretrained=args.pretrained, weights=None if args.weights is None else Path(args.weights),
+        )
+        return analyze(subject, classifier_from_args(args), args.out, args.layers, args.max_kernels,
+                       args.include_regular, args.max_regular_kernels, args.seed)
+
+    summary = _run(command)
+    print(describe(summary))
+    if summary.get("other_explained") is not None:
+        print(f"derivative templates explain {summary['other_explained']:.1%} of 'other'")
+    if "regular" in summary:
+        print(describe(summary["regular"]))
+    print(f"wrote {Path(args.out) / 'summary.json'} ({summary['seconds']:.1f} s)")
+    return 0
+
+
+def survey_main(argv: Sequence[str] | None = None) -> int:
+    """``run.py survey``; returns 0, or exits with status 2 after ``error: ...`` on stderr."""
+    parser = argparse.ArgumentParser(
+        prog="run.py survey",
+        description="Compare the kernels of several models and checkpoints in one table: on-center, "
+        "off-center and other shares with their chance shares, depthwise (and regular) convolutions.",
+    )
+    parser.add_argument("--model", action="append", default=[], help="timm model, random init (repeatable)")
+    parser.add_argument("--pretrained", action="append", default=[], help="timm model with pretrained weights (repeatable)")
+    parser.add_argument("--weights", action="append", default=[], metavar="NAME=FILE",
+                        help="local pretrained weights for a --pretrained NAME (repeatable)")
+    parser.add_argument("--checkpoint", action="append", default=[], help="checkpoint file (repeatable)")
+    parser.add_argument("--out", default="survey_out", help="output folder (default: survey_out)")
+    _add_classifier_arguments(parser)
+    args = parser.parse_args(argv)
+
+    def command() -> list:
+        weights = dict(_name_and_file(item) for item in args.weights)
+        unused = set(weights) - set(args.pretrained)
+        if unused:
+            raise AnalysisError(f"--weights given for {sorted(unused)}, which no --pretrained names")
+        subjects = [Subject(model=name) for name in args.model]
+        subjects += [Subject(model=name, pretrained=True, weights=weights.get(name)) for name in args.pretrained]
+        subjects += [Subject(checkpoint=Path(path)) for path in args.checkpoint]
+        return survey(subjects, classifier_from_args(args), args.out, args.include_regular,
+                      args.max_regular_kernels, args.seed)
+
+    rows = _run(command)
+    print((Path(args.out) / "survey.md").read_text(), end="")
+    print(f"wrote {Path(args.out) / 'survey.csv'}, survey.md and survey.png ({len(rows)} rows)")
+    return 0
+
+
+def _name_and_file(item: str) -> tuple[str, Path]:
+    name, sep, path = item.partition("=")
+    if not sep or not name or not path:
+        raise AnalysisError(f"--weights takes NAME=FILE (e.g. convnext_tiny=convnext_tiny.safetensors); got {item!r}")
+    return name, Path(path)
+
+
+__all__ = [
+    "AnalysisError",
+    "CheckpointError",
+    "Subject",
+    "analyze",
+    "collect_subject",
+    "create_model",
+    "describe",
+    "load_into_model",
+    "main",
+    "survey",
+    "survey_main",
+]

@@ -38,7 +38,7 @@ import types
 import warnings
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,8 @@ class Checkpoint:
             ``epoch``), ``"torch"`` (any other torch.save file) or ``"safetensors"``.
         nested_key: the key the state dict was found under (``None`` for a plain state dict).
         loader: ``"weights_only"``, ``"restricted_unpickler"`` or ``"safetensors"``.
+        hyper_parameters: a Lightning checkpoint's ``hyper_parameters`` (plain values only:
+            objects the restricted unpickler replaced are dropped), else ``{}``.
     """
 
     path: Path
@@ -101,6 +103,7 @@ class Checkpoint:
     format: str
     nested_key: str | None
     loader: str
+    hyper_parameters: dict[str, Any] = field(default_factory=dict)
 
 
 def is_depthwise_kernel(tensor: Any) -> bool:
@@ -165,6 +168,46 @@ def kernels_from_state_dict(
     return [layer for _, layer in selected]
 
 
+def is_regular_kernel(tensor: Any) -> bool:
+    """True for a floating-point ``[O, I, kh, kw]`` tensor with ``I > 1`` and ``max(kh, kw) > 1``.
+
+    From a file, a grouped convolution with more than one input channel per group looks the same
+    as a regular one; from a module, :func:`regular_kernels_from_module` takes ``groups == 1`` only.
+    """
+    return (
+        isinstance(tensor, Tensor)
+        and tensor.dtype.is_floating_point
+        and tensor.dim() == 4
+        and tensor.shape[1] > 1
+        and max(tensor.shape[2], tensor.shape[3]) > 1
+    )
+
+
+def regular_kernels_from_module(model: nn.Module) -> list[LayerKernels]:
+    """Every 2-D slice ``weight[o, i]`` of the regular convolutions (``groups == 1``, a kernel
+    larger than 1x1) of ``model``, one layer per convolution, in module order: the control group
+    of the paper's claim that center-surround kernels appear in depthwise convolutions only.
+    Slices are ordered output channel first. Empty when the model has none."""
+    layers = []
+    for name, conv in model.named_modules():
+        if not (isinstance(conv, nn.Conv2d) and conv.groups == 1 and max(conv.kernel_size) > 1):
+            continue
+        weight = conv.weight.detach()
+        kernels = weight.to(device="cpu", dtype=torch.float32, copy=True).reshape(-1, *weight.shape[2:])
+        layers.append(LayerKernels(name=name, key=f"{name}.weight", kernels=kernels))
+    return layers
+
+
+def regular_kernels_from_state_dict(state_dict: Mapping[str, Any]) -> list[LayerKernels]:
+    """The slices of every regular-looking kernel (:func:`is_regular_kernel`) of a state dict."""
+    keys = [key for key, value in state_dict.items() if is_regular_kernel(value)]
+    layers = []
+    for name, key in zip(readable_names(keys), keys):
+        weight = state_dict[key]
+        layers.append(LayerKernels(name, key, weight.to(torch.float32, copy=True).reshape(-1, *weight.shape[2:])))
+    return layers
+
+
 def kernels_from_checkpoint(path: str | Path, name_filter: str | None = None) -> list[LayerKernels]:
     """Depthwise kernels read straight from a checkpoint file, with no model code."""
     checkpoint = read_checkpoint(path, only_depthwise=True)
@@ -196,7 +239,8 @@ def read_checkpoint(path: str | Path, only_depthwise: bool = False) -> Checkpoin
     if only_depthwise:
         state_dict = {k: v for k, v in state_dict.items() if is_depthwise_kernel(v)}
     is_lightning = nested_key == "state_dict" and ("pytorch-lightning_version" in obj or "epoch" in obj)
-    return Checkpoint(path, state_dict, "lightning" if is_lightning else "torch", nested_key, loader)
+    hparams = _plain_mapping(obj.get("hyper_parameters")) if is_lightning else {}
+    return Checkpoint(path, state_dict, "lightning" if is_lightning else "torch", nested_key, loader, hparams)
 
 
 def readable_names(keys: list[str]) -> list[str]:
@@ -206,7 +250,7 @@ def readable_names(keys: list[str]) -> list[str]:
     while stripped:
         stripped = False
         for prefix in WRAPPER_PREFIXES:
-            if all(name.startswith(prefix) and len(name) > len(prefix) for name in names):
+            if names and all(name.startswith(prefix) and len(name) > len(prefix) for name in names):
                 names = [name[len(prefix) :] for name in names]
                 stripped = True
     return names
@@ -284,6 +328,16 @@ def _find_state_dict(obj: Any, path: Path) -> tuple[dict[str, Tensor], str | Non
     )
 
 
+def _plain_mapping(value: Any) -> dict[str, Any]:
+    """A hyper-parameter mapping with the restricted unpickler's placeholders removed."""
+    if isinstance(value, _Placeholder):  # a dict subclass (Lightning's AttributeDict) replaced
+        value = value.__dict__.get("items", {})
+    if not isinstance(value, Mapping):
+        return {}
+    plain = (str, int, float, bool, type(None), list, tuple, dict)
+    return {str(k): v for k, v in value.items() if isinstance(v, plain)}
+
+
 def _tensors(mapping: Mapping) -> dict[str, Tensor]:
     return {str(k): v for k, v in mapping.items() if isinstance(v, Tensor)}
 
@@ -345,10 +399,13 @@ __all__ = [
     "CheckpointError",
     "LayerKernels",
     "is_depthwise_kernel",
+    "is_regular_kernel",
     "kernels_from_checkpoint",
     "kernels_from_module",
     "kernels_from_state_dict",
     "natural_key",
     "read_checkpoint",
     "readable_names",
+    "regular_kernels_from_module",
+    "regular_kernels_from_state_dict",
 ]

@@ -75,6 +75,25 @@ def default_radius(gamma: Tensor, size: _Size) -> Tensor:
     return gamma * (k + 1) / 2
 
 
+def effective_radius(radius: Tensor, size: _Size) -> Tensor:
+    """The centre radius a DoG kernel of ``size`` actually gets: ``radius`` kept inside the window.
+
+    The centre (d < r) must hold at least the innermost ring and the surround (d >= r) at least
+    the outermost one. A radius at or inside the innermost ring is widened to halfway between the
+    first two rings; one beyond the outermost ring is narrowed to halfway between the last two.
+    E.g. 3x3 (rings at d = 0, 1, 1.41): the default r = 2 gamma is narrowed to 1.21 for
+    gamma > 0.71, about 29 % of gamma ~ U(0, 1). Other radii are returned unchanged.
+
+    Raises:
+        ConfigError: the window has a single ring (2x2), so no radius fits.
+    """
+    kh, kw = _pair(size)
+    ring_d = _two_ring_distances(kh, kw)
+    r = torch.as_tensor(radius, dtype=torch.float64)
+    r = torch.where(r <= ring_d[0], (ring_d[0] + ring_d[1]) / 2, r)
+    return torch.where(r > ring_d[-1], (ring_d[-2] + ring_d[-1]) / 2, r)
+
+
 def dog_kernels(
     gamma: Tensor | float,
     size: _Size,
@@ -91,10 +110,9 @@ def dog_kernels(
             gamma < 1e-6 has probability 1e-6 under U(0, 1)).
         size: kernel size ``k`` or ``(kh, kw)``.
         radius: centre radius ``r`` in pixels (scalar or n values); ``None`` uses
-            :func:`default_radius`. The radius is kept inside the window: where the centre
-            would hold no pixel it is widened to the innermost ring, and where the surround
-            would hold none it is narrowed to leave the outermost ring (both only happen for
-            extreme radii or even sizes with small gamma).
+            :func:`default_radius`. The radius is kept inside the window by
+            :func:`effective_radius` (for 3x3 kernels the default radius is narrowed for
+            gamma > 0.71).
         on_center: ``True``/``False`` for all kernels, or a boolean tensor of n values;
             off-center kernels are the negatives of on-center ones.
         dtype: dtype of the result (always on the CPU). The maths runs in float64 for float64
@@ -117,12 +135,7 @@ def dog_kernels(
 
     work = torch.float64 if dtype == torch.float64 else torch.float32
     ring_d2, ring_count, to_pixels = _rings(kh, kw, work)
-    ring_d = _ring_distances(kh, kw)
-    if len(ring_d) < 2:
-        raise ConfigError(
-            f"a {kh}x{kw} kernel has every pixel at the same distance from its centre, so no "
-            "center-surround pattern fits; DoG kernels need a size of at least 3 (or 1x3)"
-        )
+    _two_ring_distances(kh, kw)  # a window of one ring has no DoG: ConfigError
 
     if radius is None:
         r = default_radius(gamma, (kh, kw))
@@ -131,12 +144,7 @@ def dog_kernels(
         r_min, r_max = r.aminmax()
         if not (float(r_min) > 0 and math.isfinite(float(r_max))):
             raise ConfigError(f"the centre radius must be a positive number of pixels; got {r[:5].tolist()}")
-    # keep at least one ring in the centre (d < r) and one in the surround (d >= r)
-    r_min, r_max = r.aminmax()
-    if float(r_min) <= ring_d[0]:
-        r = torch.where(r <= ring_d[0], (ring_d[0] + ring_d[1]) / 2, r)
-    if float(r_max) > ring_d[-1]:
-        r = torch.where(r > ring_d[-1], (ring_d[-2] + ring_d[-1]) / 2, r)
+    r = effective_radius(r, (kh, kw))
 
     # per-kernel scalars [n], in float64: sigma^2 = r^2 (1 - gamma^2) / (4 gamma^2 (-ln gamma))
     log_gamma = torch.log(gamma)
@@ -215,6 +223,17 @@ def _ring_distances(kh: int, kw: int) -> tuple[float, ...]:
     return tuple(_rings(kh, kw, torch.float64)[0].sqrt().flatten().tolist())
 
 
+def _two_ring_distances(kh: int, kw: int) -> tuple[float, ...]:
+    """:func:`_ring_distances`, or ConfigError when the window has a single ring (no DoG fits)."""
+    ring_d = _ring_distances(kh, kw)
+    if len(ring_d) < 2:
+        raise ConfigError(
+            f"a {kh}x{kw} kernel has every pixel at the same distance from its centre, so no "
+            "center-surround pattern fits; DoG kernels need a size of at least 3 (or 1x3)"
+        )
+    return ring_d
+
+
 def _pair(size: _Size) -> tuple[int, int]:
     kh, kw = (size, size) if isinstance(size, int) else tuple(size)
     if not all(isinstance(s, int) and s >= 1 for s in (kh, kw)):
@@ -242,4 +261,4 @@ def _polarity(on_center: Tensor | bool, n: int, dtype: torch.dtype) -> Tensor:
     return on_center.bool().to(dtype) * 2 - 1
 
 
-__all__ = ["GAMMA_EPS", "default_radius", "dog_kernels"]
+__all__ = ["GAMMA_EPS", "default_radius", "dog_kernels", "effective_radius"]

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-from neural_echos.classify import CLASSES, KernelReport
+from neural_echos.classifiers import CLASSES, KernelReport, LayerResult
 from neural_echos.collect import LayerKernels
 
 CMAP = "RdBu_r"
@@ -42,22 +42,6 @@ FRAME = 2  # px of class colour around a kernel
 GAP = 2  # px between cells
 CELL = 32  # target px per kernel side; zoom = max(1, CELL // k)
 MAX_KERNELS = 64
-
-
-def kernel_grid(
-    kernels: Tensor | np.ndarray,
-    categories: np.ndarray | None = None,
-    class_names: Sequence[str] = CLASSES,
-    max_kernels: int = MAX_KERNELS,
-    ncols: int | None = None,
-    zoom: int | None = None,
-) -> np.ndarray:
-    """RGB grid ``[H, W, 3]`` uint8 of the first ``max_kernels`` of ``kernels [n, kh, kw]``.
-
-    ``categories`` (``[n]`` indices into ``class_names``) frame each kernel in its class colour.
-    ``ncols`` defaults to ceil(sqrt(shown)).
-    """
-    return kernel_grid_blocks([(kernels, categories)], class_names, max_kernels, ncols, zoom)
 
 
 def kernel_grid_blocks(
@@ -117,28 +101,17 @@ def grouped_grid_images(
     max_images: int = MAX_IMAGES,
 ) -> list[tuple[str, list[int], np.ndarray]]:
     """``(group name, layer indices, grid image)`` per layer, or per stage for deep models."""
+    names = report.detailed_classes or CLASSES
     grids = []
     for group, indices in image_groups([layer.name for layer in layers], max_images):
-        blocks = [(layers[j].kernels, report.layers[j].category) for j in indices]
-        grids.append((group, indices, kernel_grid_blocks(blocks, report.categories, max_kernels=max_kernels)))
+        blocks = [(layers[j].kernels, frame_classes(report.layers[j])) for j in indices]
+        grids.append((group, indices, kernel_grid_blocks(blocks, names, max_kernels=max_kernels)))
     return grids
 
 
-def layer_grid_images(
-    layers: Sequence[LayerKernels],
-    report: KernelReport,
-    max_kernels: int = MAX_KERNELS,
-    detailed: bool = True,
-) -> dict[str, np.ndarray]:
-    """Layer name -> kernel grid framed by class (three-way frames unless ``detailed``)."""
-    images = {}
-    for layer, result in zip(layers, report.layers):
-        if detailed:
-            categories, names = result.category, report.categories
-        else:
-            categories, names = report.three_way(result), CLASSES
-        images[layer.name] = kernel_grid(layer.kernels, categories, names, max_kernels)
-    return images
+def frame_classes(layer: LayerResult) -> np.ndarray:
+    """The class index each kernel is framed with: the detailed class where there is one."""
+    return layer.label if layer.detail is None else layer.detail
 
 
 def centroid_image(report: KernelReport) -> np.ndarray:
@@ -148,10 +121,10 @@ def centroid_image(report: KernelReport) -> np.ndarray:
         blocks.setdefault(c.kernel_size, []).append(c)
     if not blocks:
         raise ValueError("the report has no centroids")
-    names = sorted({c.category for c in report.centroids}, key=list(CLASS_COLOURS).index)
+    names = sorted({c.label for c in report.centroids}, key=list(CLASS_COLOURS).index)
     return kernel_grid_blocks(
         [
-            (np.stack([c.weights for c in cs]), np.array([names.index(c.category) for c in cs]))
+            (np.stack([c.weights for c in cs]), np.array([names.index(c.label) for c in cs]))
             for cs in blocks.values()
         ],
         names,
@@ -159,36 +132,66 @@ def centroid_image(report: KernelReport) -> np.ndarray:
     )
 
 
-def proportions_figure(
-    report: KernelReport, detailed: bool | None = None, title: str | None = None
-) -> Figure:
-    """Stacked horizontal bars of class shares: all kernels, each kernel size, each layer.
+def proportions_figure(reports: Sequence[KernelReport], title: str | None = None) -> Figure:
+    """Stacked horizontal bars of class shares, each with its chance share drawn beside it.
 
-    ``detailed`` (default: for the "template" method) splits "other" into derivative classes.
+    One row for all kernels of each report (depthwise, regular), one per kernel size where there
+    are several, and one per layer of the first (depthwise) report. Each row has two bars: the
+    observed shares (on / off / other) and, just below and hatched, the shares the null kernels
+    get under the same classifier (chance).
     """
-    detailed = report.method == "template" if detailed is None else detailed
-    names = list(report.categories if detailed else CLASSES)
-    rows = [("all kernels", report.proportions(detailed))]
-    by_size = report.proportions_by_size(detailed)
-    if len(by_size) > 1:
-        rows += [(f"all {size}", shares) for size, shares in by_size.items()]
-    rows += list(report.proportions_by_layer(detailed).items())
+    rows: list[tuple[str, dict[str, float], dict[str, float]]] = []
+    for report in reports:
+        rows.append((f"{report.group}: all", report.proportions(), report.chance()))
+        by_size = report.layers_by_size()
+        if len(by_size) > 1:
+            rows += [(f"{report.group}: all {size}", report.proportions(layers), report.chance(layers))
+                     for size, layers in by_size.items()]
+    rows += [(layer.name, reports[0].proportions([layer]), reports[0].chance([layer])) for layer in reports[0].layers]
 
-    fig = Figure(figsize=(8, 1.2 + 0.22 * len(rows)), dpi=80, layout="constrained")
+    fig = Figure(figsize=(8, 1.4 + 0.3 * len(rows)), dpi=80, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     y = np.arange(len(rows))
-    left = np.zeros(len(rows))
-    for name in names:
-        share = np.array([shares[name] for _, shares in rows])
-        ax.barh(y, share, left=left, color=np.array(CLASS_COLOURS[name]) / 255, label=name, height=0.8)
-        left += share
-    ax.set_yticks(y, [label for label, _ in rows], fontsize=7)
+    for offset, height, which, hatch in ((-0.17, 0.5, 1, None), (0.25, 0.28, 2, "///")):
+        left = np.zeros(len(rows))
+        for name in CLASSES:
+            share = np.array([row[which][name] for row in rows])
+            ax.barh(y + offset, share, left=left, height=height, color=np.array(CLASS_COLOURS[name]) / 255,
+                    hatch=hatch, edgecolor="white" if hatch else None, linewidth=0,
+                    label=name if hatch is None else None)
+            left += share
+    ax.barh([np.nan], [0], color="white", hatch="///", edgecolor="grey", label="chance (null kernels)")
+    ax.set_yticks(y, [label for label, _, _ in rows], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
-    ax.set_xlabel("share of kernels")
-    ax.legend(ncols=len(names), loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize=8, frameon=False)
-    ax.set_title(title or f"{report.method}: {report.n_kernels} kernels", fontsize=9, pad=18)
+    ax.set_xlabel("share of kernels (upper bar: observed; lower, hatched: chance)")
+    ax.legend(ncols=4, loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize=8, frameon=False)
+    ax.set_title(title or f"{reports[0].classifier}: {reports[0].n_kernels} kernels", fontsize=9, pad=18)
+    return fig
+
+
+def survey_figure(rows: Sequence[dict]) -> Figure:
+    """On+off share per subject, group and kernel size, each beside its chance share."""
+    labels = [f"{r['subject']} | {r['group']} {r['kernel_size']}" for r in rows]
+    fig = Figure(figsize=(9, 1.4 + 0.32 * len(rows)), dpi=80, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    y = np.arange(len(rows))
+    on = np.array([r["on_center"] for r in rows])
+    off = np.array([r["off_center"] for r in rows])
+    ax.barh(y - 0.17, on, height=0.5, color=np.array(CLASS_COLOURS["on_center"]) / 255, label="on_center")
+    ax.barh(y - 0.17, off, left=on, height=0.5, color=np.array(CLASS_COLOURS["off_center"]) / 255,
+            label="off_center")
+    chance = np.array([r["chance_on_off"] for r in rows])
+    ax.barh(y + 0.25, chance, height=0.28, color="lightgrey", hatch="///", edgecolor="grey", linewidth=0,
+            label="chance on+off (null kernels)")
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(0.05, float(np.max(on + off, initial=0)), float(np.max(chance, initial=0))) * 1.1)
+    ax.set_xlabel("share of kernels that are on- or off-center")
+    ax.legend(ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize=8, frameon=False)
+    ax.set_title("center-surround kernels, observed and by chance", fontsize=9, pad=18)
     return fig
 
 
@@ -208,25 +211,13 @@ def centroid_figure(report: KernelReport) -> Figure:
         ax.imshow(c.weights, cmap=CMAP, vmin=-limit, vmax=limit, interpolation="nearest")
         share = c.count / totals[c.kernel_size] if totals[c.kernel_size] else 0.0
         ax.set_title(
-            f"{c.category}\n{c.kernel_size[0]}x{c.kernel_size[1]} score {c.score:+.2f}, {share:.0%}",
+            f"{c.label}\n{c.kernel_size[0]}x{c.kernel_size[1]} score {c.score:+.2f}, {share:.0%}",
             fontsize=7,
-            color=np.array(CLASS_COLOURS[c.category]) / 255,
+            color=np.array(CLASS_COLOURS[c.label]) / 255,
         )
         ax.set_xticks([])
         ax.set_yticks([])
     return fig
-
-
-def figure_to_array(fig: Figure) -> np.ndarray:
-    """Render a figure to ``[H, W, 3]`` uint8."""
-    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
-
-
-def proportions_image(report: KernelReport, detailed: bool | None = None) -> np.ndarray:
-    """:func:`proportions_figure` as ``[H, W, 3]`` uint8."""
-    return figure_to_array(proportions_figure(report, detailed))
 
 
 def save_png(image: np.ndarray, path: str | Path, title: str | None = None) -> Path:
@@ -318,15 +309,13 @@ __all__ = [
     "MAX_KERNELS",
     "centroid_figure",
     "centroid_image",
-    "figure_to_array",
     "frame_legend",
-    "kernel_grid",
     "grouped_grid_images",
     "image_groups",
     "kernel_grid_blocks",
-    "layer_grid_images",
+    "frame_classes",
     "proportions_figure",
-    "proportions_image",
+    "survey_figure",
     "save_figure",
     "save_png",
 ]

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from neural_echos.dog import dog_kernels
+from neural_echos.dog import dog_kernels, effective_radius
 
 FAMILIES = ("dog", "first_derivative", "second_derivative")
 DOG_GAMMAS = (0.2, 0.35, 0.5, 0.65, 0.8)
@@ -60,24 +60,19 @@ class TemplateBank:
         family: ``[T]`` int64, index into :data:`FAMILIES`.
         names: ``[T]`` numpy array of short names, e.g. ``"dog(gamma=0.50,r=2.00)"``,
             ``"d1(theta=45,sigma=1.20)"``, ``"d2(theta=90,sigma=0.80)"``, ``"dxy(theta=0,sigma=1.20)"``.
+        centre: ``[T, kh * kw]`` float32 0/1: the pixels of a DoG template's centre (d < r, with
+            the radius the DoG actually got, :func:`neural_echos.dog.effective_radius`); all zero
+            for derivative templates.
     """
 
     size: tuple[int, int]
     templates: Tensor
     family: Tensor
     names: np.ndarray
+    centre: Tensor
 
     def __len__(self) -> int:
         return self.templates.shape[0]
-
-    def images(self) -> Tensor:
-        """Templates as ``[T, kh, kw]`` images."""
-        return self.templates.reshape(-1, *self.size)
-
-    def select(self, families: tuple[str, ...]) -> TemplateBank:
-        """The sub-bank of the given families."""
-        keep = torch.isin(self.family, torch.tensor([FAMILIES.index(f) for f in families]))
-        return TemplateBank(self.size, self.templates[keep], self.family[keep], self.names[keep.numpy()])
 
 
 def template_bank(size: int | tuple[int, int], families: tuple[str, ...] = FAMILIES) -> TemplateBank:
@@ -101,32 +96,44 @@ def template_bank(size: int | tuple[int, int], families: tuple[str, ...] = FAMIL
 
 @lru_cache(maxsize=64)
 def _cached_bank(kh: int, kw: int, families: tuple[str, ...]) -> TemplateBank:
-    parts: list[tuple[Tensor, list[str], int]] = []
+    parts: list[tuple[Tensor, list[str], int, Tensor]] = []  # images, names, family, centre masks
+    no_centre = lambda images: torch.zeros(images.shape[0], kh * kw, dtype=torch.float64)  # noqa: E731
     if "dog" in families and _has_two_rings(kh, kw):
-        images, names = dog_templates((kh, kw))
-        parts.append((images, names, FAMILIES.index("dog")))
+        images, names, radius = dog_templates((kh, kw))
+        parts.append((images, names, FAMILIES.index("dog"), _centre_masks(radius, (kh, kw))))
     if "first_derivative" in families:
         images, names = first_derivative_templates((kh, kw))
-        parts.append((images, names, FAMILIES.index("first_derivative")))
+        parts.append((images, names, FAMILIES.index("first_derivative"), no_centre(images)))
     if "second_derivative" in families:
         images, names = second_derivative_templates((kh, kw))
-        parts.append((images, names, FAMILIES.index("second_derivative")))
+        parts.append((images, names, FAMILIES.index("second_derivative"), no_centre(images)))
 
     if not parts:  # only DoGs asked for, on a grid where no DoG fits (e.g. 2x2)
         empty = torch.zeros(0, kh * kw)
-        return TemplateBank((kh, kw), empty, torch.zeros(0, dtype=torch.int64), np.array([], dtype=str))
-    flat = torch.cat([images.reshape(images.shape[0], -1) for images, _, _ in parts]).to(torch.float64)
+        return TemplateBank((kh, kw), empty, torch.zeros(0, dtype=torch.int64), np.array([], dtype=str), empty)
+    flat = torch.cat([images.reshape(images.shape[0], -1) for images, _, _, _ in parts]).to(torch.float64)
     flat = flat - flat.mean(dim=1, keepdim=True)  # zero-mean: a constant offset never matches
     norm = flat.norm(dim=1)
     keep = norm > 1e-9 * norm.max()  # a derivative may vanish on a tiny grid (e.g. d2 on 1x3)
     flat = flat[keep] / norm[keep, None]
-    family = torch.cat([torch.full((images.shape[0],), fam) for images, _, fam in parts])[keep]
-    names = np.array([name for _, part_names, _ in parts for name in part_names])[keep.numpy()]
-    return TemplateBank((kh, kw), flat.to(torch.float32).contiguous(), family, names)
+    family = torch.cat([torch.full((images.shape[0],), fam) for images, _, fam, _ in parts])[keep]
+    names = np.array([name for _, part_names, _, _ in parts for name in part_names])[keep.numpy()]
+    centre = torch.cat([masks for _, _, _, masks in parts])[keep]
+    return TemplateBank((kh, kw), flat.to(torch.float32).contiguous(), family, names, centre.to(torch.float32))
 
 
-def dog_templates(size: tuple[int, int]) -> tuple[Tensor, list[str]]:
-    """On-center DoG kernels over ``DOG_GAMMAS`` x ``DOG_RADIUS_FRACTIONS``: ``([T, kh, kw], names)``."""
+def _centre_masks(radius: Tensor, size: tuple[int, int]) -> Tensor:
+    """``[T, kh * kw]`` 0/1: pixels with d < r for each radius (kept inside the window as for DoGs)."""
+    kh, kw = size
+    ys = torch.arange(kh, dtype=torch.float64) - (kh - 1) / 2
+    xs = torch.arange(kw, dtype=torch.float64) - (kw - 1) / 2
+    d2 = (ys[:, None] ** 2 + xs[None, :] ** 2).reshape(1, -1)
+    r = effective_radius(radius, size)
+    return (d2 < r[:, None] ** 2).to(torch.float64)
+
+
+def dog_templates(size: tuple[int, int]) -> tuple[Tensor, list[str], Tensor]:
+    """On-center DoGs over ``DOG_GAMMAS`` x ``DOG_RADIUS_FRACTIONS``: ``([T, kh, kw], names, radii [T])``."""
     k = max(size)
     gamma, fraction = torch.meshgrid(
         torch.tensor(DOG_GAMMAS, dtype=torch.float64),
@@ -136,7 +143,7 @@ def dog_templates(size: tuple[int, int]) -> tuple[Tensor, list[str]]:
     gamma, radius = gamma.reshape(-1), fraction.reshape(-1) * (k + 1) / 2  # r = f (k + 1) / 2
     images = dog_kernels(gamma, size, radius=radius, on_center=True, dtype=torch.float64)
     names = [f"dog(gamma={g:.2f},r={r:.2f})" for g, r in zip(gamma.tolist(), radius.tolist())]
-    return images, names
+    return images, names, radius
 
 
 def first_derivative_templates(size: tuple[int, int]) -> tuple[Tensor, list[str]]:
@@ -198,73 +205,6 @@ def _has_two_rings(kh: int, kw: int) -> bool:
     return torch.unique(ys[:, None] ** 2 + xs[None, :] ** 2).numel() >= 2
 
 
-
-
-SYNTHETIC_KINDS = ("on_center", "off_center", "first_derivative", "second_derivative", "noise")
-
-
-def synthetic_kernels(
-    counts: dict[str, int], size: int = 7, noise: float = 0.3, seed: int = 0
-) -> tuple[Tensor, list[str]]:
-    """Kernels of known kinds for tests and sanity checks: ``([n, size, size], kinds)``, shuffled.
-
-    ``counts`` maps kinds of :data:`SYNTHETIC_KINDS` to numbers of kernels:
-
-    - on/off_center: DoGs (:func:`neural_echos.dog.dog_kernels`) with gamma ~ U(0.25, 0.75) and
-      default radius, negated for off-center;
-    - first_derivative: dG/du at a uniform random angle, sigma ~ U(0.8, 1.8) k / 7 (>= MIN_SIGMA);
-    - second_derivative: half bars d^2G/du^2, half crosses d^2G/du dv, random angle and sign;
-    - noise: i.i.d. Gaussian.
-
-    Every signal has unit L2 norm; i.i.d. Gaussian noise of total norm ~ ``noise`` is added, and
-    each kernel is multiplied by a random scale in [0.01, 1] (classifiers must ignore scale).
-    Uses its own ``torch.Generator(seed)``, never the global random state.
-    """
-    unknown = set(counts) - set(SYNTHETIC_KINDS)
-    if unknown:
-        raise ValueError(f"unknown kinds {sorted(unknown)}; use {SYNTHETIC_KINDS}")
-    gen = torch.Generator().manual_seed(seed)
-    k = size
-    ys = torch.arange(k, dtype=torch.float64) - (k - 1) / 2
-    y, x = torch.meshgrid(ys, ys, indexing="ij")
-
-    def uniform(n: int, low: float, high: float) -> Tensor:
-        return low + (high - low) * torch.rand(n, 1, 1, generator=gen, dtype=torch.float64)
-
-    parts, kinds = [], []
-    for kind in SYNTHETIC_KINDS:
-        n = counts.get(kind, 0)
-        if n == 0:
-            continue
-        if kind in ("on_center", "off_center"):
-            gamma = uniform(n, 0.25, 0.75).reshape(-1)
-            images = dog_kernels(gamma, k, on_center=kind == "on_center", dtype=torch.float64)
-        elif kind == "noise":
-            images = torch.randn(n, k, k, generator=gen, dtype=torch.float64)
-        else:
-            theta = uniform(n, 0, 2 * math.pi)
-            sigma = (uniform(n, 0.8, 1.8) * k / 7).clamp_min(MIN_SIGMA)
-            u = x * torch.cos(theta) + y * torch.sin(theta)
-            v = -x * torch.sin(theta) + y * torch.cos(theta)
-            gauss = _gaussian(x, y, sigma)
-            if kind == "first_derivative":
-                images = -u / sigma**2 * gauss
-            else:
-                bars = (u**2 / sigma**4 - 1 / sigma**2) * gauss
-                crosses = u * v / sigma**4 * gauss
-                is_bar = torch.rand(n, 1, 1, generator=gen) < 0.5
-                sign = torch.where(torch.rand(n, 1, 1, generator=gen) < 0.5, 1.0, -1.0).to(torch.float64)
-                images = sign * torch.where(is_bar, bars, crosses)
-        images = images - images.mean(dim=(1, 2), keepdim=True) * (kind != "noise")
-        images = images / images.flatten(1).norm(dim=1)[:, None, None]
-        images = images + noise * torch.randn(n, k, k, generator=gen, dtype=torch.float64) / k
-        parts.append(images * uniform(n, 0.01, 1.0))
-        kinds += [kind] * n
-    kernels = torch.cat(parts).to(torch.float32)
-    order = torch.randperm(len(kinds), generator=gen)
-    return kernels[order], [kinds[i] for i in order.tolist()]
-
-
 __all__ = [
     "DERIVATIVE_SIGMAS",
     "DOG_GAMMAS",
@@ -272,11 +212,9 @@ __all__ = [
     "FAMILIES",
     "MIN_SIGMA",
     "N_ANGLES",
-    "SYNTHETIC_KINDS",
     "TemplateBank",
     "dog_templates",
     "first_derivative_templates",
     "second_derivative_templates",
-    "synthetic_kernels",
     "template_bank",
 ]

@@ -9,7 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from callbacks import DepthwiseInit, KernelSnapshot
 from datamodules import CIFAR10DataModule
 from lightning_modules import ImageClassifier
-from neural_echos.classify import AnalysisError
+from neural_echos.classifiers import AnalysisError, TemplateClassifier
 from neural_echos.errors import ConfigError
 
 STEPS_PER_EPOCH = 3
@@ -43,8 +43,13 @@ def test_logs_documented_tags_at_step_zero_and_every_epoch(tmp_path, cifar_root)
         steps = [e.step for e in events.Scalars(f"kernels/proportion/{name}")]
         assert steps == [0, STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH]
         assert f"kernels/layer/stages.0.blocks.0.conv_dw/{name}" in tags["scalars"]
-    # the DoG init made every kernel on-center at step 0
+    for name in ("on_center", "off_center", "other"):
+        assert [e.step for e in events.Scalars(f"kernels/chance/{name}")] == [0, STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH]
+    assert [e.step for e in events.Scalars("kernels/excess/on_center")] == [0, STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH]
+    assert events.Scalars("kernels/threshold/7x7")[0].value == pytest.approx(0.5)
+    # the DoG init made every kernel on-center at step 0; their pixel-permuted nulls mostly are not
     assert events.Scalars("kernels/proportion/on_center")[0].value == pytest.approx(1.0)
+    assert events.Scalars("kernels/chance/on_center")[0].value < 0.1
     shares = [events.Scalars(f"kernels/proportion/{n}")[-1].value for n in ("on_center", "off_center", "other")]
     assert sum(shares) == pytest.approx(1.0)
     assert len([t for t in tags["images"] if t.startswith("kernels/grid/")]) == 12
@@ -57,7 +62,7 @@ def test_logs_documented_tags_at_step_zero_and_every_epoch(tmp_path, cifar_root)
 
 @pytest.mark.slow
 def test_template_method_logs_other_explained(tmp_path, cifar_root):
-    _fit(tmp_path, cifar_root, [KernelSnapshot(method="template", images=False)], epochs=1)
+    _fit(tmp_path, cifar_root, [KernelSnapshot(classifier=TemplateClassifier(), images=False)], epochs=1)
     events = _events(tmp_path)
     assert "kernels/other_explained" in events.Tags()["scalars"]
     assert events.Tags()["images"] == []
@@ -79,13 +84,16 @@ def test_every_n_epochs_zero_turns_it_off(tmp_path, cifar_root):
 
 @pytest.mark.parametrize(
     "kwargs, error, message",
-    [({"every_n_epochs": -1}, ConfigError, "every_n_epochs"), ({"max_kernels": 0}, ConfigError, "max_kernels"),
-     ({"method": "pca"}, AnalysisError, "method"), ({"threshold": 1.5}, AnalysisError, "threshold"),
-     ({"n_clusters": 1}, AnalysisError, "number of clusters")],
+    [({"every_n_epochs": -1}, ConfigError, "every_n_epochs"), ({"max_kernels": 0}, ConfigError, "max_kernels")],
 )
 def test_bad_settings(kwargs, error, message):
     with pytest.raises(error, match=message):
         KernelSnapshot(**kwargs)
+
+
+def test_bad_classifier_settings_fail_when_the_classifier_is_built():
+    with pytest.raises(AnalysisError, match="threshold"):
+        KernelSnapshot(classifier=TemplateClassifier(threshold=1.5))
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from lightning_modules import ImageClassifier
-from neural_echos import classify_layers, initialize_depthwise, kernels_from_module
+from neural_echos import get_classifier, initialize_depthwise, kernels_from_module
 
 FAMILIES = [
     ("convnext_atto", {"kernel_sizes": 9}, 9),
@@ -23,7 +23,7 @@ def test_family_trains_and_its_depthwise_layers_are_found(name, kwargs, size):
     module = ImageClassifier(model_name=name, model_kwargs=kwargs, num_classes=10, image_size=32)
     summary = initialize_depthwise(module.model, "dog", seed=0, model_name=name)
     assert summary.n_layers > 0 and any(layer.kernel_size == (size, size) for layer in summary.layers)
-    report = classify_layers(kernels_from_module(module.model), method="template")
+    report = get_classifier("template").classify(kernels_from_module(module.model))
     on_off = report.proportions()
     assert on_off["on_center"] + on_off["off_center"] > 0.5  # DoG kernels read back as on/off-center
     module.log = lambda *args, **kwargs: None

@@ -1,18 +1,17 @@
-"""The ``analyze`` command: outputs, inputs (timm, Lightning, unknown models) and every error path."""
+"""The ``analyze`` and ``survey`` commands: outputs, inputs (timm fresh and pretrained, our models and
+checkpoints, unknown models, regular convolutions) and every error path."""
 
 import csv
 import json
 import os
-import time
-
-import numpy as np
 import pytest
 import timm
 import torch
 from PIL import Image
 from torch import nn
 
-from neural_echos.analyze import AnalysisError, analyze, main
+from neural_echos.analyze import AnalysisError, Subject, analyze, main, survey, survey_main
+from neural_echos.classifiers import get_classifier
 from neural_echos.plots import image_groups
 from neural_echos.dog import dog_kernels
 
@@ -48,7 +47,7 @@ def lightning_ckpt(atto, tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "epoch=0-step=1.ckpt"
     checkpoint = {
         "state_dict": state_dict,
-        "hyper_parameters": {"model_name": "convnext_atto", "lr": 1e-3},
+        "hyper_parameters": {"model_name": "convnext_atto", "lr": 1e-3},  # no num_classes: not ours
         "epoch": 0,
         "global_step": 1,
         "pytorch-lightning_version": "2.6.0",
@@ -60,17 +59,20 @@ def lightning_ckpt(atto, tmp_path_factory):
 def check_outputs(out, summary):
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["kernels"] == summary["kernels"]
-    expected_keys = {"kernels", "proportions", "layers", "by_kernel_size", "centroids", "method", "source"}
+    expected_keys = {"kernels", "proportions", "chance", "excess", "thresholds", "layers", "by_kernel_size",
+                     "centroids", "method", "settings", "source"}
     assert expected_keys | {"files"} <= set(on_disk)
-    assert set(on_disk["proportions"]) == {"on_center", "off_center", "other"}
+    assert set(on_disk["proportions"]) == set(on_disk["chance"]) == {"on_center", "off_center", "other"}
     assert sum(on_disk["proportions"].values()) == pytest.approx(1.0)
+    assert sum(on_disk["chance"].values()) == pytest.approx(1.0)
     assert sum(layer["kernels"] for layer in on_disk["layers"]) == on_disk["kernels"]
     for layer in on_disk["layers"]:
         assert sum(layer["proportions"].values()) == pytest.approx(1.0)
+        assert sum(layer["chance"].values()) == pytest.approx(1.0)
         with (out / layer["csv"]).open() as f:
             rows = list(csv.DictReader(f))
         assert len(rows) == layer["kernels"]
-        assert {row["class"] for row in rows} <= {"on_center", "off_center", "other"}
+        assert {row["class"] for row in rows} | {row["null_class"] for row in rows} <= {"on_center", "off_center", "other"}
         assert (out / layer["grid"]).exists()
     for name in [*on_disk["files"]["grids"], "proportions.png", "centroids.png"]:
         with Image.open(out / name) as image:
@@ -81,7 +83,7 @@ def check_outputs(out, summary):
 
 @pytest.mark.parametrize("method", ["kmeans", "template"])
 def test_timm_state_dict(atto_pth, tmp_path, method):
-    summary = analyze(checkpoint=atto_pth, out=tmp_path, method=method)
+    summary = analyze(Subject(checkpoint=atto_pth), get_classifier(method), out=tmp_path)
     on_disk = check_outputs(tmp_path, summary)
     assert on_disk["kernels"] == 1840 and len(on_disk["layers"]) == 12
     assert on_disk["layers"][0]["name"] == "stages.0.blocks.0.conv_dw"
@@ -89,15 +91,16 @@ def test_timm_state_dict(atto_pth, tmp_path, method):
     assert on_disk["source"]["checkpoint"] == str(atto_pth) and on_disk["source"]["model"] is None
     header = (tmp_path / on_disk["layers"][0]["csv"]).read_text().splitlines()[0]
     if method == "template":
-        assert header == "index,class,category,correlation,template"
+        assert header == "index,class,score,antagonism,null_class,category,correlation,template"
         assert "other_explained" in on_disk and "detailed_proportions" in on_disk
     else:
-        assert header == "index,class,cluster,score"
-        assert on_disk["n_clusters"] == 3 and len(on_disk["centroids"]) == 3
+        assert header == "index,class,score,antagonism,null_class,cluster"
+        assert on_disk["settings"]["n_clusters"] == 3 and len(on_disk["centroids"]) == 3
+    assert on_disk["thresholds"] == {"7x7": 0.5}
 
 
 def test_lightning_checkpoint_with_and_without_model_code(lightning_ckpt, tmp_path):
-    from_file = analyze(checkpoint=lightning_ckpt, out=tmp_path / "file")
+    from_file = analyze(Subject(checkpoint=lightning_ckpt), out=tmp_path / "file")
     check_outputs(tmp_path / "file", from_file)
     assert from_file["source"]["format"] == "lightning"
     assert from_file["proportions"]["on_center"] == pytest.approx(0.7, abs=0.04)
@@ -105,7 +108,7 @@ def test_lightning_checkpoint_with_and_without_model_code(lightning_ckpt, tmp_pa
     assert from_file["layers"][0]["name"] == "stages.0.blocks.0.conv_dw"  # "model." stripped
     assert from_file["layers"][0]["key"] == "model.stages.0.blocks.0.conv_dw.weight"
 
-    with_model = analyze(checkpoint=lightning_ckpt, model="convnext_atto", out=tmp_path / "model")
+    with_model = analyze(Subject(checkpoint=lightning_ckpt, model="convnext_atto"), out=tmp_path / "model")
     assert with_model["proportions"] == from_file["proportions"]
     names = [layer["name"] for layer in from_file["layers"]]
     assert [layer["name"] for layer in with_model["layers"]] == names
@@ -113,7 +116,7 @@ def test_lightning_checkpoint_with_and_without_model_code(lightning_ckpt, tmp_pa
 
 def test_model_without_code(tmp_path):
     torch.save({"model": Unknown().state_dict()}, tmp_path / "unknown.pt")
-    summary = analyze(checkpoint=tmp_path / "unknown.pt", out=tmp_path / "out", method="template")
+    summary = analyze(Subject(checkpoint=tmp_path / "unknown.pt"), get_classifier("template"), tmp_path / "out")
     check_outputs(tmp_path / "out", summary)
     assert [layer["name"] for layer in summary["layers"]] == ["mix.0", "mix.1", "mix.2"]
     assert list(summary["by_kernel_size"]) == ["5x5"]
@@ -123,7 +126,7 @@ def test_safetensors_file(tmp_path):
     from safetensors.torch import save_file
 
     save_file(Unknown().state_dict(), str(tmp_path / "unknown.safetensors"))
-    summary = analyze(checkpoint=tmp_path / "unknown.safetensors", out=tmp_path / "out", method="kmeans")
+    summary = analyze(Subject(checkpoint=tmp_path / "unknown.safetensors"), out=tmp_path / "out")
     check_outputs(tmp_path / "out", summary)
     assert summary["source"]["format"] == "safetensors" and summary["kernels"] == 48
 
@@ -133,7 +136,9 @@ def test_fresh_model_is_seeded_and_leaves_global_rng_alone(tmp_path, capsys):
     assert main(["--model", "convnext_atto", "--out", str(tmp_path / "a"), "--method", "template"]) == 0
     assert main(["--model", "convnext_atto", "--out", str(tmp_path / "b"), "--method", "template"]) == 0
     assert torch.equal(torch.get_rng_state(), state)
-    assert "1840 kernels in 12 layers" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "1840 depthwise kernels in 12 layers (template, threshold 7x7 0.50): on_center " in printed
+    assert "(chance " in printed and "excess " in printed
     a = json.loads((tmp_path / "a" / "summary.json").read_text())
     b = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert a["proportions"] == b["proportions"] and a["source"]["model"] == "convnext_atto"
@@ -143,10 +148,9 @@ def test_fresh_model_is_seeded_and_leaves_global_rng_alone(tmp_path, capsys):
 
 
 def test_layer_filter_cap_and_rerun_cleanup(atto_pth, tmp_path):
-    analyze(checkpoint=atto_pth, out=tmp_path, method="template")
-    summary = analyze(
-        checkpoint=atto_pth, out=tmp_path, method="template", layers=r"stages\.3", max_kernels=16
-    )
+    template = get_classifier("template")
+    analyze(Subject(checkpoint=atto_pth), template, tmp_path)
+    summary = analyze(Subject(checkpoint=atto_pth), template, tmp_path, layers=r"stages\.3", max_kernels=16)
     names = [layer["name"] for layer in summary["layers"]]
     assert names == ["stages.3.blocks.0.conv_dw", "stages.3.blocks.1.conv_dw"]
     assert len(list((tmp_path / "layers").glob("*.csv"))) == 2  # the first run's files are gone
@@ -224,6 +228,15 @@ def test_error_checkpoint_does_not_fit_model(atto_pth, capsys, tmp_path):
         (["--model", "convnext_atto", "--threshold", "1.5"], "threshold"),
         (["--model", "convnext_atto", "--clusters", "1"], "clusters"),
         (["--model", "convnext_atto", "--max-kernels", "0"], "max-kernels"),
+        (["--model", "convnext_atto", "--threshold", "high"], "--threshold must be a number"),
+        (["--model", "convnext_atto", "--alpha", "2"], "alpha"),
+        (["--model", "convnext_atto", "--null-model", "shuffle"], "unknown null model"),
+        (["--model", "convnext_atto", "--method", "template", "--clusters", "4"], "does not take"),
+        (["--model", "convnext_atto", "--include-regular", "--max-regular-kernels", "0"], "max-regular-kernels"),
+        (["--pretrained"], "nothing to analyse"),
+        (["--checkpoint", "x.pt", "--pretrained"], "need --model"),
+        (["--model", "convnext_atto", "--checkpoint", "x.pt", "--pretrained"], "pass one of them"),
+        (["--model", "convnext_atto", "--weights", "no/such/file.safetensors"], "does not exist"),
         (["--model", "convnext_atto", "--layers", "("], "regular expression"),
     ],
 )
@@ -231,22 +244,126 @@ def test_error_bad_arguments(argv, message, capsys, tmp_path):
     assert message in run_main_error(capsys, [*argv, "--out", str(tmp_path / "o")])
 
 
-def test_analyze_raises_analysis_error(tmp_path):
+def test_analyze_raises_analysis_error():
     with pytest.raises(AnalysisError, match="nothing to analyse"):
-        analyze(out=tmp_path)
+        Subject()
     assert issubclass(AnalysisError, ValueError)
 
 
-@pytest.mark.slow
-def test_convnext_tiny_checkpoint_under_ten_seconds(tmp_path):
-    """Both methods on a convnext_tiny state dict (6,624 kernels), PNGs included, in under 10 s."""
+# --- pretrained weights, our models and checkpoints, regular convolutions, surveys --------------
+
+
+def test_pretrained_weights_from_a_local_file(atto, tmp_path, capsys):
+    """--weights goes through timm's pretrained_cfg_overlay=dict(file=...): the kernels are the file's."""
+    from safetensors.torch import save_file
+
+    trained = {k: v.clone() for k, v in atto.state_dict().items()}
+    trained["stages.0.blocks.0.conv_dw.weight"] = dog_kernels(torch.full((40,), 0.5), 7)[:, None]
+    save_file(trained, str(tmp_path / "atto.safetensors"))
+    argv = ["--model", "convnext_atto", "--weights", str(tmp_path / "atto.safetensors"), "--out", str(tmp_path / "o")]
+    assert main(argv) == 0
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["source"]["init"].startswith("timm pretrained weights from")
+    first = summary["layers"][0]
+    assert first["proportions"]["on_center"] == 1.0 and first["chance"]["on_center"] < 0.5
+    assert summary["layers"][1]["proportions"]["other"] > 0.95  # the file's random kernels elsewhere
+
+
+def test_pretrained_offline_says_to_pass_a_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    err = run_main_error(capsys, ["--model", "convnext_atto", "--pretrained", "--out", str(tmp_path / "o")])
+    assert "cannot get timm's pretrained weights for 'convnext_atto'" in err and "--weights FILE" in err
+
+
+def test_weights_that_do_not_fit_the_model(atto, tmp_path, capsys):
+    torch.save({"conv.weight": torch.zeros(3, 3, 3, 3)}, tmp_path / "other.pth")
+    argv = ["--model", "convnext_atto", "--weights", str(tmp_path / "other.pth"), "--out", str(tmp_path / "o")]
+    assert "cannot load weights file" in run_main_error(capsys, argv)
+
+
+def test_our_registered_models_are_known(tmp_path):
+    summary = analyze(Subject(model="convmixer"), out=tmp_path)
+    assert summary["kernels"] == 256 * 8 and list(summary["by_kernel_size"]) == ["5x5"]
+
+
+@pytest.fixture(scope="module")
+def our_cifar_ckpt(tmp_path_factory):
+    """A checkpoint as our ImageClassifier writes it: 10 classes, 5x5 kernels via model_kwargs."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        torch.save(timm.create_model("convnext_tiny", pretrained=False).state_dict(), tmp_path / "tiny.pth")
-    start = time.perf_counter()
-    for method in ("kmeans", "template"):
-        summary = analyze(checkpoint=tmp_path / "tiny.pth", out=tmp_path / method, method=method)
-        assert summary["kernels"] == 6624
-    elapsed = time.perf_counter() - start
-    assert elapsed < 10, elapsed
-    assert np.isclose(sum(summary["proportions"].values()), 1.0)
+        torch.manual_seed(1)
+        model = timm.create_model("convnext_atto", num_classes=10, kernel_sizes=5)
+    hparams = {"model_name": "convnext_atto", "model_kwargs": {"kernel_sizes": 5}, "num_classes": 10,
+               "image_size": 32, "in_chans": 3, "lr": 2e-3}
+    path = tmp_path_factory.mktemp("ours") / "last.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+                "hyper_parameters": hparams, "epoch": 3, "pytorch-lightning_version": "2.6.0"}, path)
+    return path
+
+
+def test_our_own_checkpoint_into_its_model(our_cifar_ckpt, tmp_path, capsys):
+    summary = analyze(Subject(checkpoint=our_cifar_ckpt, model="convnext_atto"), out=tmp_path)
+    assert list(summary["by_kernel_size"]) == ["5x5"] and summary["kernels"] == 1840
+    argv = ["--checkpoint", str(our_cifar_ckpt), "--model", "convnext_femto", "--out", str(tmp_path / "x")]
+    err = run_main_error(capsys, argv)
+    assert "trained as 'convnext_atto'" in err and "--model convnext_atto" in err
+
+
+def test_regular_convolutions_are_a_separate_group_with_their_own_chance(tmp_path, capsys):
+    argv = ["--model", "mobilenetv2_050", "--include-regular", "--out", str(tmp_path / "m")]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "depthwise kernels in 17 layers" in printed and "regular kernels in 1 layers" in printed
+    summary = json.loads((tmp_path / "m" / "summary.json").read_text())
+    regular = summary["regular"]
+    assert regular["group"] == "regular" and regular["kernels"] == 16 * 3  # the 3x3 stem, 16 x 3 slices
+    assert set(regular["chance"]) == {"on_center", "off_center", "other"}
+    assert regular["layers"][0]["csv"].startswith("regular/")
+    assert (tmp_path / "m" / regular["layers"][0]["csv"]).exists()
+    assert summary["source"]["regular_kernels_sampled"] == {"kernels": 48, "of": 48}
+    # the same from the state dict alone, and a cap on the slices
+    torch.save(timm.create_model("mobilenetv2_050").state_dict(), tmp_path / "mb.pth")
+    capped = analyze(Subject(checkpoint=tmp_path / "mb.pth"), out=tmp_path / "f", include_regular=True,
+                     max_regular_kernels=20)
+    assert capped["regular"]["kernels"] == 20 and capped["source"]["regular_kernels_sampled"]["of"] == 48
+
+
+def test_a_model_without_regular_convolutions_says_so(tmp_path):
+    torch.save({"model": nn.Sequential(nn.Conv2d(8, 8, 5, groups=8)).state_dict()}, tmp_path / "dw.pt")
+    summary = analyze(Subject(checkpoint=tmp_path / "dw.pt"), out=tmp_path / "o", include_regular=True)
+    assert "regular" not in summary and summary["source"]["regular_kernels"].startswith("none")
+
+
+def test_survey_of_two_models_and_a_checkpoint(our_cifar_ckpt, tmp_path, capsys):
+    argv = ["--model", "mobilenetv2_050", "--model", "convnext_atto", "--checkpoint", str(our_cifar_ckpt),
+            "--include-regular", "--out", str(tmp_path)]
+    assert survey_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("| subject | group | kernel size |")
+    with (tmp_path / "survey.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    subjects = {row["subject"] for row in rows}
+    assert subjects == {"mobilenetv2_050 (random init)", "convnext_atto (random init)", "last.ckpt"}
+    groups = {(row["subject"], row["group"], row["kernel_size"]) for row in rows}
+    assert ("mobilenetv2_050 (random init)", "regular", "3x3") in groups
+    assert ("convnext_atto (random init)", "depthwise", "7x7") in groups
+    assert ("convnext_atto (random init)", "regular", "4x4") in groups  # the stem (2x2 downsamplers too)
+    for row in rows:
+        assert float(row["excess_on_off"]) == pytest.approx(float(row["on_off"]) - float(row["chance_on_off"]), abs=1e-3)
+    assert (tmp_path / "survey.md").read_text().count("\n") == len(rows) + 2
+    with Image.open(tmp_path / "survey.png") as image:
+        image.verify()
+    assert len(list(tmp_path.glob("0*_*/summary.json"))) == 3
+
+
+def test_survey_errors(tmp_path, capsys):
+    with pytest.raises(AnalysisError, match="nothing to survey"):
+        survey([], out=tmp_path)
+    for argv, message in [
+        (["--weights", "convnext_atto=x.safetensors"], "no --pretrained names"),
+        (["--pretrained", "convnext_atto", "--weights", "convnext_atto"], "NAME=FILE"),
+    ]:
+        with pytest.raises(SystemExit):
+            survey_main([*argv, "--out", str(tmp_path)])
+        assert message in capsys.readouterr().err

@@ -85,6 +85,7 @@ def test_is_depthwise_kernel():
 
 def test_readable_names_strip_shared_wrappers_only():
     assert readable_names(["model.a.weight", "model.b.weight"]) == ["a", "b"]
+    assert readable_names([]) == []
     assert readable_names(["module._orig_mod.model.a.weight"]) == ["a"]
     assert readable_names(["model.a.weight", "ema.a.weight"]) == ["model.a", "ema.a"]
     assert readable_names(["stages.0.conv_dw.weight"]) == ["stages.0.conv_dw"]

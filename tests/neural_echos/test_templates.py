@@ -1,10 +1,12 @@
-"""Template banks (DoG, first and second derivatives of Gaussians) and synthetic kernels."""
+"""Template banks (DoG, first and second derivatives of Gaussians) and the synthetic test kernels."""
 
 import numpy as np
 import pytest
 import torch
 
-from neural_echos.templates import FAMILIES, SYNTHETIC_KINDS, synthetic_kernels, template_bank
+from neural_echos.dog import effective_radius
+from neural_echos.templates import FAMILIES, template_bank
+from tests.neural_echos.synthetic import SYNTHETIC_KINDS, synthetic_kernels
 
 
 @pytest.mark.parametrize("size", [3, 5, 7, 9, (3, 5), (1, 3)])
@@ -12,18 +14,34 @@ def test_templates_are_zero_mean_unit_norm(size):
     bank = template_bank(size)
     kh, kw = (size, size) if isinstance(size, int) else size
     assert bank.templates.shape == (len(bank), kh * kw)
-    assert bank.images().shape == (len(bank), kh, kw)
+    assert bank.centre.shape == bank.templates.shape
     assert torch.allclose(bank.templates.sum(dim=1), torch.zeros(len(bank)), atol=1e-5)
     assert torch.allclose(bank.templates.norm(dim=1), torch.ones(len(bank)), atol=1e-5)
     assert len(bank.names) == len(bank) == len(bank.family)
     assert set(bank.family.tolist()) == {0, 1, 2}
 
 
-def test_bank_is_cached_and_selectable():
+def test_bank_is_cached_and_families_can_be_chosen():
     assert template_bank(7) is template_bank((7, 7))
-    dog = template_bank(7).select(("dog",))
-    assert (dog.family == 0).all() and len(dog) == len(template_bank(7, ("dog",)))
+    dog = template_bank(7, ("dog",))
+    assert (dog.family == 0).all() and len(dog) == int((template_bank(7).family == 0).sum())
     assert all(name.startswith("dog(") for name in dog.names)
+
+
+@pytest.mark.parametrize("size", [3, 4, 7])
+def test_dog_centres_carry_the_positive_sum(size):
+    """A DoG's centre entries (d < r) sum to +1 and its surround to -1 (before normalising), so the
+    centre mask splits each on-center template into a positive centre and a negative surround."""
+    bank = template_bank(size)
+    dog = bank.family == 0
+    assert bank.centre[~dog].sum() == 0
+    centre = bank.centre[dog]
+    assert ((centre == 1).sum(1) >= 1).all() and ((centre == 0).sum(1) >= 1).all()
+    templates = bank.templates[dog]
+    assert torch.allclose((templates * centre).sum(1), -(templates * (1 - centre)).sum(1), atol=1e-5)
+    assert ((templates * centre).sum(1) > 0).all()
+    radius = effective_radius(torch.tensor([10.0]), size)  # beyond the window: pulled inside
+    assert float(radius) < (size - 1) / 2 * 2**0.5
 
 
 @pytest.mark.parametrize("size", [3, 5, 7, 11])
@@ -38,7 +56,7 @@ def test_families_stay_apart(size):
 
 
 def test_dog_templates_are_on_center():
-    images = template_bank(7, ("dog",)).images()
+    images = template_bank(7, ("dog",)).templates.reshape(-1, 7, 7)
     assert (images[:, 3, 3] > 0).all()  # positive centre
     assert (images[:, 0, 0] < images[:, 3, 3]).all()
 
