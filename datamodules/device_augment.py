@@ -362,7 +362,8 @@ class DeviceTrainTransform:
         crops = []
         for image, (top, left, h, w) in zip(images, self.crop_boxes(images)):
             mode = random.choice(interpolation) if isinstance(interpolation, (list, tuple)) else interpolation
-            crops.append(TF.resized_crop(image, top, left, h, w, size, interpolation=_PIL_TO_TV[mode], antialias=True))
+            mode = mode if isinstance(mode, InterpolationMode) else _PIL_TO_TV[mode]
+            crops.append(TF.resized_crop(image, top, left, h, w, size, interpolation=mode, antialias=True))
         batch = torch.stack(crops).float()
         n = len(batch)
         if self.hflip > 0:
