@@ -6,13 +6,13 @@ and sensor-like noise, ~100 KB each (ImageNet's train set: 138 GB / 1.28 M files
 
 1. decoding, single process, one thread: CPU ms per image (cases taking turns on chunks of 20
    files) of PIL (``Image.open`` + load/convert RGB) and
-   ``torchvision.io.decode_image`` (mode RGB), alone and followed by the full timm training
-   transform (RandomResizedCrop 224 bicubic, flip, RandAugment rand-m9-mstd0.5-inc1), with the
-   torchvision result handed to the transform as a PIL image (timm's RandAugment needs PIL);
+   ``torchvision.io.decode_image`` (mode RGB, what the device pipeline runs, here on the CPU),
+   and PIL followed by the full timm training transform (RandomResizedCrop 224 bicubic, flip,
+   RandAugment rand-m9-mstd0.5-inc1);
 2. loaders, W workers each (default W = 1), over the same files with the same transforms:
    * ours: ``ImageNetDataModule.train_dataloader()`` (uint8 batches) + normalisation and
      random erasing batch-wise in the main process (``on_after_batch_transfer``; on the GPU in
-     training), once per decoder;
+     training);
    * timm: ``timm.data.create_loader(ImageDataset, is_training=True, ...)`` with
      ``use_prefetcher=True`` (uint8 batches, normalise + erase in the main process, as ours)
      and ``use_prefetcher=False`` (ToTensor + Normalize + RandomErasing per image in workers).
@@ -52,10 +52,8 @@ from _common import machine
 from PIL import Image, ImageDraw
 
 from datamodules.imagenet import (
-    AUTO_DECODER,
     ImageNetDataModule,
     decode_pil,
-    decode_torchvision,
     list_images,
     normalize_uint8,
     patch_posterize,
@@ -134,9 +132,7 @@ def decode_figures(files: list[str], transform, repeats: int, chunk: int = 20) -
     cases = {
         "decode PIL": decode_pil,
         "decode torchvision (tensor)": lambda p: decode_image(read_file(p), mode=ImageReadMode.RGB),
-        "decode torchvision -> PIL": decode_torchvision,
         "PIL + train transform": lambda p: transform(decode_pil(p)),
-        "torchvision + train transform": lambda p: transform(decode_torchvision(p)),
     }
     names = list(cases)
     passes: dict[str, list[float]] = {name: [] for name in names}
@@ -194,10 +190,10 @@ def loader_rate(loader, post, epochs: int) -> dict[str, float]:
             "main_ms": statistics.median(main_ms)}
 
 
-def ours_loader(root: Path, decoder: str, workers: int, batch_size: int):
+def ours_loader(root: Path, workers: int, batch_size: int):
     dm = ImageNetDataModule(
         str(root), batch_size=batch_size, num_workers=workers, image_size=224, interpolation="bicubic",
-        auto_augment=AUTO_AUGMENT, re_prob=RE_PROB, decoder=decoder, pin_memory=False,
+        auto_augment=AUTO_AUGMENT, re_prob=RE_PROB, pin_memory=False,
     )
     dm.setup("fit")
 
@@ -246,7 +242,7 @@ def main() -> None:
 
         files = sorted(str(p) for p in (args.root / "train").rglob("*.JPEG"))
         files = random.Random(0).sample(files, min(args.decode_images, len(files)))
-        _, _, transform = ours_loader(args.root, "pil", 0, args.batch_size)
+        _, _, transform = ours_loader(args.root, 0, args.batch_size)
         # One torch thread in the main process too: decoding runs on one thread in a worker, and the
         # batch step that stands in for the GPU's work must not spin a second thread on the cores
         # the workers need (intra-op threads busy-wait between the small ops).
@@ -256,13 +252,10 @@ def main() -> None:
               "(CPU ms/image: median, spread over passes; images/s of one busy core):")
         for name, (ms, spread) in figures.items():
             print(f"  {name:32s} {ms:6.2f} ms  ±{spread / 2:5.2f}   ({1e3 / ms:5.0f} img/s)")
-        speedup = figures["PIL + train transform"][0] / figures["torchvision + train transform"][0]
-        print(f"  end to end, torchvision vs PIL: x{speedup:.3f} ({'torchvision' if speedup > 1 else 'PIL'} faster)")
 
         for workers in [] if args.no_loaders else args.workers:
             makers = {
-                "ours (decoder=pil)": lambda w=workers: ours_loader(args.root, "pil", w, args.batch_size),
-                "ours (decoder=torchvision)": lambda w=workers: ours_loader(args.root, "torchvision", w, args.batch_size),
+                "ours": lambda w=workers: ours_loader(args.root, w, args.batch_size),
                 "timm create_loader, prefetcher": lambda w=workers: timm_loader(args.root, w, args.batch_size, True),
                 "timm create_loader, no prefetcher": lambda w=workers: timm_loader(args.root, w, args.batch_size, False),
             }
@@ -284,10 +277,10 @@ def main() -> None:
                 mms = statistics.median(v["main_ms"] for v in values)
                 summary[name] = (statistics.median(per), wms)
                 print(f"  {name:36s} {statistics.median(per):7.1f} [{min(per):6.1f}-{max(per):6.1f}] {wms:11.2f} {mms:9.2f}")
-            ours = summary[f"ours (decoder={AUTO_DECODER})"]
+            ours = summary["ours"]
             timm_best = max((summary[n] for n in summary if n.startswith("timm")), key=lambda v: v[0])
             timm_cpu = min(summary[n][1] for n in summary if n.startswith("timm"))
-            print(f"  ours (default decoder={AUTO_DECODER}) / best timm: {ours[0] / timm_best[0]:.3f} in wall-clock "
+            print(f"  ours / best timm: {ours[0] / timm_best[0]:.3f} in wall-clock "
                   f"images/s per worker, {timm_cpu / ours[1]:.3f} in worker CPU per image (target >= 1.0)")
     finally:
         if tmp is not None:

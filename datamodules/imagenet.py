@@ -1,9 +1,13 @@
 """ImageNet (or any ImageFolder-style subset of it) with timm's training and evaluation transforms.
 
 Layout: ``root/train/<wnid>/*.JPEG`` and ``root/val/<wnid>/*.JPEG`` (docs/imagenet.md says
-how to get there from the official archives, including the val re-layout into wnid folders).
+how to get there from the official archives, including the val re-layout into wnid folders;
+WebDataset shards: :mod:`datamodules.imagenet_shards`).
 
-Work split between the DataLoader workers and the training device:
+Two pipelines (``pipeline``). ``device``: the workers only read the files, and the batch is
+decoded and augmented on the training device (:mod:`datamodules.device_augment`): for GPUs,
+where CPU workers cannot keep up. ``workers`` (the default) splits the work between the
+DataLoader workers and the training device as follows:
 
 * workers decode each JPEG and run timm's PIL transforms (RandomResizedCrop, flip, RandAugment
   for training; resize + centre crop for evaluation), then hand over **uint8** images. A batch
@@ -21,12 +25,14 @@ LightningModule (``ImageClassifier``).
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import random
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
@@ -35,23 +41,20 @@ from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
 from timm.data import auto_augment as timm_auto_augment
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, get_worker_info
-from torch.utils.data._utils.collate import collate_tensor_fn
+from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision import transforms as T
 
+from datamodules.cifar10 import EpochShuffle
+from datamodules.device_augment import JPEG_MAGIC, DeviceEvalTransform, DeviceTrainTransform, decode_batch
 from neural_echos.errors import ConfigError, NeuralEchosError
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".webp", ".bmp", ".ppm", ".pgm", ".tif", ".tiff")
 SPLITS = ("train", "val")
-DECODERS = ("auto", "pil", "torchvision")
-# "auto" resolves to the decoder that ran the full training transform faster end to end in
-# benchmarks/bench_imagenet_pipeline.py (figures in docs/imagenet.md).
-AUTO_DECODER = "pil"
+PIPELINES = ("workers", "device")
 BAD_IMAGE_POLICIES = ("fail", "skip")
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "lanczos", "box", "hamming", "random")
 RE_MODES = ("const", "rand", "pixel")
 MAX_CONSECUTIVE_BAD = 64  # "skip" gives up after this many unreadable files in a row
-_SKIP_SLOTS = 256  # per-process skip counters (slot 0: main process, k + 1: worker k)
 DOCS = "docs/imagenet.md"
 
 
@@ -180,27 +183,17 @@ def select_fraction(files: list[str], fraction: float, seed: int, key: str) -> l
 # --------------------------------------------------------------------------- decoding
 
 
-def decode_pil(path: str) -> Image.Image:
-    """``Image.open`` and decode now; RGB images are not copied again by ``convert``."""
-    with open(path, "rb") as f:
+def decode_pil(source: str | bytes) -> Image.Image:
+    """Decode a file (path) or its bytes with PIL now; RGB images are not copied again by ``convert``."""
+    with (open(source, "rb") if isinstance(source, str) else io.BytesIO(source)) as f:
         image = Image.open(f)
         image.load()
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def decode_torchvision(path: str) -> Image.Image:
-    """libjpeg-turbo through ``torchvision.io.decode_image`` (mode RGB), handed on as a PIL image
-    (timm's RandAugment works on PIL images). Formats torchvision cannot decode go through PIL."""
-    from torchvision.io import ImageReadMode, decode_image, read_file
-
-    try:
-        data = read_file(path)
-        pixels = decode_image(data, mode=ImageReadMode.RGB)
-    except RuntimeError as err:
-        if "Unsupported image file" not in str(err):
-            raise
-        return decode_pil(path)  # e.g. a BMP or TIFF
-    return Image.fromarray(pixels.permute(1, 2, 0).contiguous().numpy())
+def read_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, RuntimeError, EOFError, Image.DecompressionBombError)
@@ -208,7 +201,8 @@ _DECODE_ERRORS = (OSError, ValueError, SyntaxError, RuntimeError, EOFError, Imag
 
 def _posterize_zero_bits(img: Image.Image, bits_to_keep: int, **kwargs) -> Image.Image:
     """timm's posterize, but 0 bits gives a black image (the old Pillow result) instead of the
-    ValueError recent Pillow raises (13.0 here; older Pillow returned black). With ``mstd``
+    ValueError recent Pillow raises (13.0 here, with timm 1.0.31: still needed, checked; older
+    Pillow returned black). With ``mstd``
     RandAugment draws magnitude 10, i.e. 0 bits kept, for ~0.17% of images: a crash within the
     first few batches of 128."""
     if bits_to_keep <= 0:
@@ -243,74 +237,103 @@ class PILToHWCTensor:
 def collate_uint8(batch: list[tuple[Tensor, int]]) -> tuple[Tensor, Tensor]:
     """Stack ``[3, H, W]`` channels-last views into one ``[N, H, W, 3]`` block (in shared memory in
     a worker) and return it as an ``[N, 3, H, W]`` channels-last view, with int64 labels."""
-    images = collate_tensor_fn([image.permute(1, 2, 0) for image, _ in batch])
+    images = default_collate([image.permute(1, 2, 0) for image, _ in batch])
     labels = torch.tensor([label for _, label in batch], dtype=torch.int64)
     return images.permute(0, 3, 1, 2), labels
+
+
+def encode_for_device(data: bytes) -> Tensor:
+    """A sample for the ``device`` pipeline: a JPEG's bytes as a 1-D uint8 tensor (decoded on the
+    device), any other format (PNG, ...) decoded here to a uint8 ``[3, H, W]`` image."""
+    if data[:3] == JPEG_MAGIC:
+        return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    return torch.from_numpy(np.array(decode_pil(data), dtype=np.uint8)).permute(2, 0, 1).contiguous()
+
+
+class EncodedBatch(list):
+    """A ``device``-pipeline batch as the workers hand it over: ``[items, labels, paths]`` (items:
+    1-D JPEG byte tensors or decoded images; paths name the files in error messages). A list
+    subclass so that :meth:`ImageNetDataModule.transfer_batch_to_device` can tell it apart."""
+
+
+def collate_encoded(batch: list[tuple[Tensor, int, str]]) -> EncodedBatch:
+    return EncodedBatch([[item for item, _, _ in batch], torch.tensor([label for _, label, _ in batch]),
+                         [path for _, _, path in batch]])
 
 
 # --------------------------------------------------------------------------- dataset
 
 
 class ImageFolderSamples(Dataset):
-    """``(path, label)`` samples decoded and transformed on access.
+    """``(path, label)`` samples, decoded and transformed on access (``pipeline="workers"``) or
+    read as bytes for the device (``"device"``: items ``(encoded, label, path)``).
 
     An unreadable file raises :class:`ImageNetFormatError` naming it (``on_bad_image="fail"``),
-    or (``"skip"``) is replaced by the next readable sample in list order, counted in
-    :attr:`skipped` (shared by all worker processes) and reported with an
-    :class:`UnreadableImageWarning` naming the file.
+    or (``"skip"``) is replaced by the next readable sample in list order, with an
+    :class:`UnreadableImageWarning` naming the file (from the process that read it, a worker
+    as a rule) and counted in :attr:`skipped` (of this process: the main process's count with
+    ``num_workers=0``, a worker's own otherwise).
     """
 
-    def __init__(self, samples: list[tuple[str, int]], transform: Callable, decoder: str = "pil",
-                 on_bad_image: str = "fail", split: str = ""):
+    def __init__(self, samples: list[tuple[str, int]], transform: Callable, on_bad_image: str = "fail",
+                 split: str = "", pipeline: str = "workers"):
         self.samples = samples
         self.transform = transform
-        self.decoder = decoder
-        self.decode = decode_torchvision if decoder == "torchvision" else decode_pil
         self.on_bad_image = on_bad_image
         self.split = split
-        self._skips = torch.zeros(_SKIP_SLOTS, dtype=torch.int64).share_memory_()
+        self.pipeline = pipeline
+        self.skipped = 0
         self._warned: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    @property
-    def skipped(self) -> int:
-        """Samples replaced because their file was unreadable, over all workers and epochs."""
-        return int(self._skips.sum())
+    def load(self, path: str) -> Any:
+        """The worker's share of the work for one file (raises a decode error on a bad file)."""
+        if self.pipeline == "device":
+            return encode_for_device(read_bytes(path))
+        return self.transform(decode_pil(path))
 
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+    def __getitem__(self, index: int) -> tuple:
         n = len(self.samples)
         for offset in range(min(n, MAX_CONSECUTIVE_BAD)):
             path, label = self.samples[(index + offset) % n]
             try:
-                image = self.decode(path)
+                item = self.load(path)
             except _DECODE_ERRORS as err:
                 if self.on_bad_image == "fail":
-                    raise ImageNetFormatError(
-                        f"cannot read image {path!r} ({type(err).__name__}: {err}). Replace or delete the file "
-                        "(a truncated download or a non-image?), or set --data.on_bad_image skip to train on "
-                        "without it."
-                    ) from err
-                self._record_skip(path, err)
+                    raise bad_image_error(path, err) from err
+                self.record_skip(path, err)
                 continue
-            return self.transform(image), label
+            return (item, label, path) if self.pipeline == "device" else (item, label)
         raise ImageNetFormatError(
             f"{min(n, MAX_CONSECUTIVE_BAD)} consecutive unreadable images in the {self.split} split from "
             f"{self.samples[index % n][0]!r} on: the tree looks damaged, not a stray bad file. Re-extract it."
         )
 
-    def _record_skip(self, path: str, err: Exception) -> None:
-        info = get_worker_info()
-        self._skips[0 if info is None else (info.id + 1) % _SKIP_SLOTS] += 1
+    def record_skip(self, path: str, err: Exception | str) -> None:
+        self.skipped += 1
         if path not in self._warned:
             self._warned.add(path)
-            warnings.warn(
-                f"skipped unreadable image {path!r} ({type(err).__name__}: {err}); the next readable "
-                "sample is used in its place (on_bad_image='skip')",
-                UnreadableImageWarning,
-                stacklevel=2,
-            )
+            warn_skipped(path, err)
+
+
+def bad_image_error(path: str, err: Exception | str) -> ImageNetFormatError:
+    reason = f"{type(err).__name__}: {err}" if isinstance(err, Exception) else err
+    return ImageNetFormatError(
+        f"cannot read image {path!r} ({reason}). Replace or delete the file (a truncated download or a "
+        "non-image?), or set --data.on_bad_image skip to train on without it."
+    )
+
+
+def warn_skipped(path: str, err: Exception | str) -> None:
+    reason = f"{type(err).__name__}: {err}" if isinstance(err, Exception) else err
+    warnings.warn(
+        f"skipped unreadable image {path!r} ({reason}); another readable sample is used in its place "
+        "(on_bad_image='skip')",
+        UnreadableImageWarning,
+        stacklevel=3,
+    )
 
 
 # --------------------------------------------------------------------------- batch-wise erasing
@@ -431,10 +454,12 @@ class ImageNetDataModule(pl.LightningDataModule):
         fraction: seeded fraction of the training images of each class (at least one per class).
         val_fraction: the same for validation (default: all validation images).
         fraction_seed: seed of those selections (independent of the training seed).
-        decoder: ``pil``, ``torchvision`` (``torchvision.io.decode_image``, then PIL for timm's
-            transforms) or ``auto`` (the one measured faster end to end; see docs/imagenet.md).
-        on_bad_image: ``fail`` raises an error naming an unreadable file; ``skip`` uses the next
-            readable sample instead, warns with the file name and counts it (:attr:`skipped_images`).
+        pipeline: ``workers`` (PIL decoding and timm's transforms in the DataLoader workers) or
+            ``device`` (the workers only read the files; decoding with ``torchvision.io.decode_jpeg``
+            and timm's augmentation batch-wise on the training device: for GPUs, see
+            docs/imagenet.md for what it supports and how its augmentations compare).
+        on_bad_image: ``fail`` raises an error naming an unreadable file; ``skip`` uses another
+            readable sample instead and warns with the file name.
         pin_memory: pinned host memory for faster copies to the GPU (only used when CUDA is available).
         persistent_workers: keep worker processes alive between epochs.
 
@@ -463,14 +488,14 @@ class ImageNetDataModule(pl.LightningDataModule):
         fraction: float = 1.0,
         val_fraction: float = 1.0,
         fraction_seed: int = 0,
-        decoder: str = "auto",
+        pipeline: str = "workers",
         on_bad_image: str = "fail",
         pin_memory: bool = True,
         persistent_workers: bool = True,
     ):
         super().__init__()
         _check_args(batch_size, num_workers, image_size, crop_pct, interpolation, re_prob, re_mode, hflip,
-                    color_jitter, fraction, val_fraction, decoder, on_bad_image)
+                    color_jitter, fraction, val_fraction, pipeline, on_bad_image)
         self.save_hyperparameters()
         self.root = Path(root).expanduser()
         self.batch_size = batch_size
@@ -486,17 +511,20 @@ class ImageNetDataModule(pl.LightningDataModule):
         self.fraction = fraction
         self.val_fraction = val_fraction
         self.fraction_seed = fraction_seed
-        self.decoder = AUTO_DECODER if decoder == "auto" else decoder
+        self.pipeline = pipeline
         self.on_bad_image = on_bad_image
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
         self.train_transform = self.build_transform(train=True)
         self.eval_transform = self.build_transform(train=False)
+        self.device_train_transform = self.device_eval_transform = None
+        if pipeline == "device":  # the same timm transform objects, run on the device
+            self.device_train_transform = DeviceTrainTransform(self.train_transform.transforms)
+            self.device_eval_transform = DeviceEvalTransform(self.eval_transform.transforms)
         self._subset = None if classes is None else read_class_list(classes)
         self._classes: list[str] | None = None  # scanned on first use (see `classes`)
         self.train_set: ImageFolderSamples | None = None
         self.val_set: ImageFolderSamples | None = None
-        self._skips_reported = 0
 
     # ---------------------------------------------------------------- classes
 
@@ -566,11 +594,11 @@ class ImageNetDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.val_set is None:
             self.val_set = ImageFolderSamples(
-                self._samples("val", self.val_fraction), self.eval_transform, self.decoder, self.on_bad_image, "val"
+                self._samples("val", self.val_fraction), self.eval_transform, self.on_bad_image, "val", self.pipeline
             )
         if self.train_set is None and stage in (None, "fit"):
             self.train_set = ImageFolderSamples(
-                self._samples("train", self.fraction), self.train_transform, self.decoder, self.on_bad_image, "train"
+                self._samples("train", self.fraction), self.train_transform, self.on_bad_image, "train", self.pipeline
             )
 
     # ---------------------------------------------------------------- loaders
@@ -580,14 +608,19 @@ class ImageNetDataModule(pl.LightningDataModule):
             self.setup("fit" if train else "validate")
             dataset = self.train_set if train else self.val_set
         workers = self.num_workers
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # the run's seed_everything seed
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=train,  # Lightning swaps in a DistributedSampler under DDP
+            # the order depends only on (seed, epoch); under DDP Lightning swaps in a
+            # DistributedSampler, whose order depends only on (seed, epoch) as well
+            sampler=EpochShuffle(len(dataset), seed) if train else None,
+            generator=torch.Generator().manual_seed(seed),  # the workers' base seed
             drop_last=train and len(dataset) > self.batch_size,  # even, full batches for Mixup/CutMix
             num_workers=workers,
-            collate_fn=collate_uint8,
-            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            collate_fn=collate_encoded if self.pipeline == "device" else collate_uint8,
+            # (device pipeline: pinning hundreds of small byte tensors buys nothing; nvJPEG reads host memory)
+            pin_memory=self.pin_memory and torch.cuda.is_available() and self.pipeline == "workers",
             persistent_workers=self.persistent_workers and workers > 0,
         )
 
@@ -606,36 +639,47 @@ class ImageNetDataModule(pl.LightningDataModule):
 
     # ---------------------------------------------------------------- on the device
 
-    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        if isinstance(batch, EncodedBatch):  # device pipeline: decode straight onto the device
+            return self.decode_on_device(batch, device)
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    def decode_on_device(self, batch: EncodedBatch, device: torch.device) -> EncodedBatch:
+        """Decode an encoded batch to a list of RGB uint8 images on ``device``; a file no decoder
+        reads is an error naming it (``fail``) or is replaced by another image of the batch with
+        its label (``skip``)."""
+        items, labels, paths = batch
+        images, failed = decode_batch(items, device)
+        if failed:
+            if self.on_bad_image == "fail" or len(failed) == len(images):
+                raise bad_image_error(paths[failed[0]], "no JPEG decoder could read it")
+            good = [i for i in range(len(images)) if i not in set(failed)]
+            labels = labels.clone()
+            for k, i in enumerate(failed):
+                warn_skipped(paths[i], "no JPEG decoder could read it")
+                images[i], labels[i] = images[good[k % len(good)]], labels[good[k % len(good)]]
+        return EncodedBatch([images, labels.to(device), paths])
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> tuple[Tensor, Tensor]:
         if isinstance(batch, Tensor):  # the model summary's example input, already float
             return batch
-        images, labels = batch
-        images = normalize_uint8(images, self.mean, self.std)
-        if self.re_prob > 0 and self.trainer is not None and self.trainer.training:
+        training = self.trainer is not None and self.trainer.training
+        if isinstance(batch, EncodedBatch):
+            images, labels, _ = batch
+            transform = self.device_train_transform if training else self.device_eval_transform
+            images = transform(images).contiguous(memory_format=torch.channels_last)
+            images = images.sub_(torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1) * 255)
+            images = images.div_(torch.tensor(self.std, device=images.device).view(1, -1, 1, 1) * 255)
+        else:
+            images, labels = batch
+            images = normalize_uint8(images, self.mean, self.std)
+        if self.re_prob > 0 and training:
             images = random_erasing(images, self.re_prob, self.re_mode)
-        if self.on_bad_image == "skip":
-            self._report_skips()
         return images, labels
-
-    @property
-    def skipped_images(self) -> int:
-        """Unreadable images skipped so far (train + val, all workers, all epochs; each time counts)."""
-        return sum(d.skipped for d in (self.train_set, self.val_set) if d is not None)
-
-    def _report_skips(self) -> None:
-        total = self.skipped_images
-        if total > self._skips_reported:
-            self._skips_reported = total
-            warnings.warn(
-                f"{total} unreadable image(s) skipped so far (on_bad_image='skip'); the worker warnings "
-                "name the files. Replace or delete them to train on the intended set.",
-                UnreadableImageWarning,
-                stacklevel=2,
-            )
 
 
 def _check_args(batch_size, num_workers, image_size, crop_pct, interpolation, re_prob, re_mode, hflip,
-                color_jitter, fraction, val_fraction, decoder, on_bad_image) -> None:
+                color_jitter, fraction, val_fraction, pipeline, on_bad_image) -> None:
     checks = [
         (batch_size >= 1, f"batch_size must be at least 1, got {batch_size}"),
         (num_workers >= 0, f"num_workers must be >= 0, got {num_workers}"),
@@ -648,7 +692,7 @@ def _check_args(batch_size, num_workers, image_size, crop_pct, interpolation, re
         (color_jitter >= 0, f"color_jitter must be >= 0, got {color_jitter}"),
         (0 < fraction <= 1, f"fraction is the share of training images kept per class, in (0, 1], got {fraction}"),
         (0 < val_fraction <= 1, f"val_fraction is the share of validation images kept per class, in (0, 1], got {val_fraction}"),
-        (decoder in DECODERS, f"unknown decoder {decoder!r}; use one of {', '.join(DECODERS)}"),
+        (pipeline in PIPELINES, f"unknown pipeline {pipeline!r}; use 'workers' (timm's transforms in the DataLoader workers) or 'device' (decoding and augmentation on the training device)"),
         (on_bad_image in BAD_IMAGE_POLICIES, f"unknown on_bad_image {on_bad_image!r}; use 'fail' (raise, naming the file) or 'skip' (use the next readable image and warn)"),
     ]
     for ok, message in checks:

@@ -42,6 +42,17 @@ class ImageClassifier(pl.LightningModule):
         mixup_prob: probability of applying Mixup/CutMix to a batch.
         mixup_switch_prob: probability of CutMix instead of Mixup when both are on.
         channels_last: NHWC memory layout for model and inputs (faster for depthwise convs).
+        compile: ``torch.compile`` the timm model (off by default). It is compiled in place
+            (``nn.Module.compile``): ``self.model`` stays the same module with the same
+            parameters, so the DoG init's in-place writes, the kernel snapshots and the
+            checkpoint keys are exactly those of an uncompiled run (no ``_orig_mod.`` prefix),
+            and checkpoints load with or without compile. Compilation happens at the first
+            training and first validation batch (one graph each: train and eval modes differ).
+        compile_mode: torch.compile ``mode``: ``default``, ``reduce-overhead`` (CUDA graphs),
+            ``max-autotune`` or ``max-autotune-no-cudagraphs``.
+        compile_backend: torch.compile ``backend``: ``inductor`` (the default, generates
+            kernels), or e.g. ``aot_eager`` (graph capture and AOT autograd without code
+            generation: to tell a compiler problem from a model problem).
     """
 
     def __init__(
@@ -64,15 +75,24 @@ class ImageClassifier(pl.LightningModule):
         mixup_prob: float = 1.0,
         mixup_switch_prob: float = 0.5,
         channels_last: bool = True,
+        compile: bool = False,
+        compile_mode: str = "default",
+        compile_backend: str = "inductor",
     ):
         super().__init__()
         _check_hparams(optimizer, lr, weight_decay, warmup_epochs, label_smoothing, mixup_alpha, cutmix_alpha, mixup_prob, num_classes)
+        _check_compile(compile_mode, compile_backend)
         self.save_hyperparameters()
         self.model = build_timm_model(model_name, num_classes, in_chans, image_size, model_kwargs)
         self.channels_last = channels_last
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
-        if image_size is not None:
+        if compile:
+            # lazily: the graphs are built at the first call, after the DoG init has written
+            # the kernels; parameters stay graph inputs (inductor does not freeze them in training)
+            self.model.compile(mode=compile_mode, backend=compile_backend)
+        if image_size is not None and not compile:
+            # (with compile, the model summary's batch-1 forward would compile a third graph, used nowhere else)
             self.example_input_array = torch.zeros(1, in_chans, image_size, image_size)
 
         self.mixup = None
@@ -148,9 +168,27 @@ class ImageClassifier(pl.LightningModule):
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Checkpoints of a module wrapped by torch.compile(...) (not ours: we compile in place)
+        # carry an `_orig_mod.` in every key; strip it so that they load with or without compile.
+        state = checkpoint.get("state_dict", {})
+        if any("_orig_mod." in key for key in state):
+            checkpoint["state_dict"] = {key.replace("_orig_mod.", ""): value for key, value in state.items()}
+
     def lr_scheduler_step(self, scheduler: CosineLRScheduler, metric: Any) -> None:
         # timm schedulers are stepped by update count, not by torch's scheduler.step()
         scheduler.step_update(num_updates=self.global_step)
+
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def _check_compile(mode: str, backend: str) -> None:
+    if mode not in COMPILE_MODES:
+        raise ConfigError(f"unknown compile_mode {mode!r}; use one of {', '.join(COMPILE_MODES)}")
+    backends = torch.compiler.list_backends(exclude_tags=())
+    if backend not in backends:
+        raise ConfigError(f"unknown compile_backend {backend!r}; use one of {', '.join(sorted(backends))}")
 
 
 def _check_hparams(optimizer, lr, weight_decay, warmup_epochs, label_smoothing, mixup_alpha, cutmix_alpha, mixup_prob, num_classes) -> None:

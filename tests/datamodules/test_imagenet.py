@@ -21,7 +21,6 @@ from datamodules.imagenet import (
     UnreadableImageWarning,
     _posterize_zero_bits,
     decode_pil,
-    decode_torchvision,
     erase_boxes,
     normalize_uint8,
     random_erasing,
@@ -31,7 +30,7 @@ from datamodules.imagenet import (
 )
 from neural_echos.errors import ConfigError, NeuralEchosError
 
-# torchvision 0.29 deprecates its image decoders (TorchCodec replaces them); decoder="torchvision" is opt-in
+# torchvision 0.29 deprecates its image decoders (TorchCodec replaces them); the device pipeline uses them
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
 
 REPO = Path(__file__).resolve().parents[2]
@@ -251,7 +250,7 @@ def test_class_folder_without_images(tree):
         ({"fraction": 0.0}, r"fraction.*\(0, 1\]"),
         ({"fraction": 1.5}, r"fraction.*\(0, 1\]"),
         ({"val_fraction": -0.1}, r"val_fraction.*\(0, 1\]"),
-        ({"decoder": "nvjpeg"}, r"unknown decoder 'nvjpeg'.*auto, pil, torchvision"),
+        ({"pipeline": "gpu"}, r"unknown pipeline 'gpu'.*'workers'.*'device'"),
         ({"on_bad_image": "ignore"}, r"unknown on_bad_image 'ignore'.*fail.*skip"),
         ({"interpolation": "cubic"}, r"unknown interpolation 'cubic'"),
         ({"crop_pct": 1.2}, r"crop_pct"),
@@ -287,10 +286,9 @@ def break_two_images(root: Path) -> tuple[Path, Path]:
     return truncated, garbage
 
 
-@pytest.mark.parametrize("decoder", ["pil", "torchvision"])
-def test_unreadable_image_fails_naming_the_file(tree, decoder):
+def test_unreadable_image_fails_naming_the_file(tree):
     truncated, garbage = break_two_images(tree)
-    dm = make(tree, decoder=decoder)
+    dm = make(tree)
     dm.setup("fit")
     for bad in (truncated, garbage):
         index = [p for p, _ in dm.train_set.samples].index(str(bad))
@@ -298,10 +296,9 @@ def test_unreadable_image_fails_naming_the_file(tree, decoder):
             dm.train_set[index]
 
 
-@pytest.mark.parametrize("decoder", ["pil", "torchvision"])
-def test_skip_uses_the_next_readable_image_and_counts(tree, decoder):
+def test_skip_uses_the_next_readable_image_and_counts(tree):
     truncated, garbage = break_two_images(tree)
-    dm = make(tree, decoder=decoder, on_bad_image="skip")
+    dm = make(tree, on_bad_image="skip")
     dm.setup("fit")
     paths = [p for p, _ in dm.train_set.samples]
     index = paths.index(str(truncated))
@@ -311,22 +308,19 @@ def test_skip_uses_the_next_readable_image_and_counts(tree, decoder):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         batches = list(dm.train_dataloader())
-        dm.trainer = SimpleNamespace(training=True)
-        dm.on_after_batch_transfer(batches[0], 0)
     assert sum(len(y) for _, y in batches) == 24  # every sample still delivered
-    assert dm.skipped_images == 3  # once above, twice in the epoch
+    assert dm.train_set.skipped == 3  # once above, twice in the epoch (this process: num_workers=0)
     messages = [str(w.message) for w in caught if issubclass(w.category, UnreadableImageWarning)]
-    assert any(str(garbage) in m for m in messages) and any("3 unreadable image(s) skipped" in m for m in messages)
+    assert any(str(garbage) in m for m in messages)
 
 
-def test_skip_count_is_shared_by_worker_processes(tree):
+def test_skip_in_worker_processes_delivers_every_sample(tree):
     break_two_images(tree)
     dm = make(tree, on_bad_image="skip", num_workers=2, persistent_workers=False)
     dm.setup("fit")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert sum(len(y) for _, y in dm.train_dataloader()) == 24
-    assert dm.skipped_images == 2
 
 
 def test_fail_in_a_worker_process_keeps_the_error_type_and_file(tree):
@@ -339,16 +333,22 @@ def test_fail_in_a_worker_process_keeps_the_error_type_and_file(tree):
 # --------------------------------------------------------------------------- decoding
 
 
-@pytest.mark.slow
 def test_decoders_agree_and_handle_grey_cmyk_and_png(tmp_path):
+    """PIL (workers pipeline) and the device pipeline's decode (torchvision, here on the CPU)."""
+    from datamodules.device_augment import decode_batch
+    from datamodules.imagenet import encode_for_device, read_bytes
+
     rgb = write_jpeg(tmp_path / "rgb.JPEG", (300, 200), seed=1)
-    a, b = np.asarray(decode_pil(str(rgb)), np.int16), np.asarray(decode_torchvision(str(rgb)), np.int16)
-    assert a.shape == b.shape == (200, 300, 3) and np.abs(a - b).mean() < 1.0
+    a = np.asarray(decode_pil(str(rgb)), np.int16)
+    (b,), failed = decode_batch([encode_for_device(read_bytes(str(rgb)))], torch.device("cpu"))
+    assert not failed and a.shape == tuple(b.permute(1, 2, 0).shape) == (200, 300, 3)
+    assert np.abs(a - b.permute(1, 2, 0).numpy()).mean() < 1.0
     for mode, fmt in (("L", "JPEG"), ("CMYK", "JPEG"), ("RGB", "PNG")):  # ImageNet has all three
         path = write_jpeg(tmp_path / f"{mode}_{fmt}.JPEG", (64, 48), seed=2, mode=mode, fmt=fmt)
-        for decode in (decode_pil, decode_torchvision):
-            image = decode(str(path))
-            assert image.mode == "RGB" and image.size == (64, 48), (mode, fmt, decode.__name__)
+        image = decode_pil(str(path))
+        assert image.mode == "RGB" and image.size == (64, 48), (mode, fmt)
+        (tensor,), failed = decode_batch([encode_for_device(read_bytes(str(path)))], torch.device("cpu"))
+        assert not failed and tensor.shape == (3, 48, 64), (mode, fmt)
 
 
 # --------------------------------------------------------------------------- random erasing
@@ -431,4 +431,4 @@ def test_data_configs(name):
 def test_data_config_builds_the_datamodule(tree):
     args = yaml.safe_load((REPO / "configs" / "data" / "imagenet.yaml").read_text())["data"]["init_args"]
     dm = ImageNetDataModule(**{**args, "root": str(tree), "num_workers": 0})
-    assert dm.num_classes == 4 and dm.decoder in ("pil", "torchvision")
+    assert dm.num_classes == 4 and dm.pipeline == "workers"
