@@ -23,11 +23,11 @@ What is analysed (a "subject"):
 
 ``--include-regular`` adds the control group of the paper's claim that center-surround kernels
 appear in depthwise and not in regular convolutions: every 2-D slice ``weight[o, i]`` of the
-regular kxk convolutions (``groups == 1``, k > 1; from a file, every ``[O, I > 1, k, k]`` tensor),
-classified with the same classifier and its own chance baseline, reported beside the depthwise
-kernels. Large models have millions of slices: at most ``--max-regular-kernels`` (default
-100,000) are classified, drawn uniformly at random (seeded) when there are more; the summary
-says how many.
+regular kxk convolutions (``groups == 1``; from a file, every ``[O, I > 1, k, k]`` tensor) whose
+window fits a DoG (3x3 and larger: not ConvNeXt's 2x2 downsamplers), classified with the same
+classifier and its own chance baseline, reported beside the depthwise kernels. Large models have
+millions of slices: at most ``--max-regular-kernels`` (default 100,000) of each kernel size are
+classified, drawn uniformly at random (seeded) when there are more; the summary says how many.
 
 Every share comes with its chance share (the classifier's null model, see
 :mod:`neural_echos.classifiers.base`) and the excess over it.
@@ -153,7 +153,7 @@ def analyze(
         layers: regular expression selecting depthwise layers by name (``re.search``).
         max_kernels: kernels drawn per grid image.
         include_regular: also classify the slices of the regular convolutions.
-        max_regular_kernels: at most this many regular slices (a seeded uniform sample).
+        max_regular_kernels: at most this many regular slices per kernel size (a seeded sample).
         seed: seed of a fresh timm model and of the regular-slice sample.
 
     Raises:
@@ -370,21 +370,26 @@ def _source(subject: Subject, checkpoint: Checkpoint | None, seed: int) -> dict[
 
 def _sample_layers(
     layers: list[LayerKernels], cap: int, seed: int
-) -> tuple[list[LayerKernels], dict[str, int]]:
-    """At most ``cap`` kernels over all layers, drawn uniformly without replacement (seeded)."""
-    total = sum(len(layer) for layer in layers)
-    if total <= cap:
-        return layers, {"kernels": total, "of": total}
+) -> tuple[list[LayerKernels], dict[str, dict[str, int]]]:
+    """At most ``cap`` kernels of each kernel size, drawn uniformly without replacement (seeded),
+    so that a small layer (a stem) keeps its share of its own size's table row."""
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for i, layer in enumerate(layers):
+        by_size.setdefault(layer.kernel_size, []).append(i)
     generator = torch.Generator().manual_seed(seed)
-    keep = torch.zeros(total, dtype=torch.bool)
-    keep[torch.randperm(total, generator=generator)[:cap]] = True
-    sampled, start = [], 0
-    for layer in layers:
-        mask = keep[start : start + len(layer)]
-        start += len(layer)
-        if mask.any():
-            sampled.append(LayerKernels(layer.name, layer.key, layer.kernels[mask]))
-    return sampled, {"kernels": cap, "of": total}
+    keep: dict[int, torch.Tensor] = {}
+    record = {}
+    for size, indices in by_size.items():
+        total = sum(len(layers[i]) for i in indices)
+        record[f"{size[0]}x{size[1]}"] = {"kernels": min(total, cap), "of": total}
+        chosen = torch.zeros(total, dtype=torch.bool)
+        chosen[torch.randperm(total, generator=generator)[:cap]] = True
+        start = 0
+        for i in indices:
+            keep[i] = chosen[start : start + len(layers[i])]
+            start += len(layers[i])
+    sampled = [LayerKernels(layer.name, layer.key, layer.kernels[keep[i]]) for i, layer in enumerate(layers)]
+    return [layer for layer in sampled if len(layer)], record
 
 
 # --------------------------------------------------------------------------------------------
@@ -547,7 +552,7 @@ def _add_classifier_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--include-regular", action="store_true",
                         help="also classify the slices of the regular kxk convolutions (the control group)")
     parser.add_argument("--max-regular-kernels", type=int, default=MAX_REGULAR_KERNELS,
-                        help=f"at most this many regular slices, sampled (default {MAX_REGULAR_KERNELS:,})")
+                        help=f"at most this many regular slices per kernel size, sampled (default {MAX_REGULAR_KERNELS:,})")
 
 
 def classifier_from_args(args: argparse.Namespace) -> KernelClassifier:

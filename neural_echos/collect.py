@@ -46,6 +46,7 @@ import torch
 from torch import Tensor, nn
 
 from neural_echos.depthwise import find_depthwise_convs, select_by_name
+from neural_echos.dog import dog_fits
 from neural_echos.errors import NeuralEchosError
 
 NESTED_STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema", "module")
@@ -169,7 +170,9 @@ def kernels_from_state_dict(
 
 
 def is_regular_kernel(tensor: Any) -> bool:
-    """True for a floating-point ``[O, I, kh, kw]`` tensor with ``I > 1`` and ``max(kh, kw) > 1``.
+    """True for a floating-point ``[O, I, kh, kw]`` tensor with ``I > 1`` whose ``kh x kw`` window
+    fits a DoG (3x3 and larger, 1x3...; not 2x2, where every pixel is at the same distance from
+    the centre, like ConvNeXt's downsampling convolutions).
 
     From a file, a grouped convolution with more than one input channel per group looks the same
     as a regular one; from a module, :func:`regular_kernels_from_module` takes ``groups == 1`` only.
@@ -179,18 +182,19 @@ def is_regular_kernel(tensor: Any) -> bool:
         and tensor.dtype.is_floating_point
         and tensor.dim() == 4
         and tensor.shape[1] > 1
-        and max(tensor.shape[2], tensor.shape[3]) > 1
+        and dog_fits((int(tensor.shape[2]), int(tensor.shape[3])))
     )
 
 
 def regular_kernels_from_module(model: nn.Module) -> list[LayerKernels]:
-    """Every 2-D slice ``weight[o, i]`` of the regular convolutions (``groups == 1``, a kernel
-    larger than 1x1) of ``model``, one layer per convolution, in module order: the control group
+    """Every 2-D slice ``weight[o, i]`` of the regular convolutions (``groups == 1``, a window that
+    fits a DoG, see :func:`is_regular_kernel`) of ``model``, one layer per convolution, in module
+    order: the control group
     of the paper's claim that center-surround kernels appear in depthwise convolutions only.
     Slices are ordered output channel first. Empty when the model has none."""
     layers = []
     for name, conv in model.named_modules():
-        if not (isinstance(conv, nn.Conv2d) and conv.groups == 1 and max(conv.kernel_size) > 1):
+        if not (isinstance(conv, nn.Conv2d) and conv.groups == 1 and dog_fits(tuple(conv.kernel_size))):
             continue
         weight = conv.weight.detach()
         kernels = weight.to(device="cpu", dtype=torch.float32, copy=True).reshape(-1, *weight.shape[2:])

@@ -75,6 +75,12 @@ def default_radius(gamma: Tensor, size: _Size) -> Tensor:
     return gamma * (k + 1) / 2
 
 
+def dog_fits(size: _Size) -> bool:
+    """True when a ``size`` window has pixels at two or more distances from its centre, so a DoG
+    (a centre and a surround) fits: every size but 1x1, 2x2, 1x2 and 2x1."""
+    return len(_ring_distances(*_pair(size))) >= 2
+
+
 def effective_radius(radius: Tensor, size: _Size) -> Tensor:
     """The centre radius a DoG kernel of ``size`` actually gets: ``radius`` kept inside the window.
 
@@ -261,4 +267,4 @@ def _polarity(on_center: Tensor | bool, n: int, dtype: torch.dtype) -> Tensor:
     return on_center.bool().to(dtype) * 2 - 1
 
 
-__all__ = ["GAMMA_EPS", "default_radius", "dog_kernels", "effective_radius"]
+__all__ = ["GAMMA_EPS", "default_radius", "dog_fits", "dog_kernels", "effective_radius"]

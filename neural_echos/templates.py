@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from neural_echos.dog import dog_kernels, effective_radius
+from neural_echos.dog import dog_fits, dog_kernels, effective_radius
 
 FAMILIES = ("dog", "first_derivative", "second_derivative")
 DOG_GAMMAS = (0.2, 0.35, 0.5, 0.65, 0.8)
@@ -98,7 +98,7 @@ def template_bank(size: int | tuple[int, int], families: tuple[str, ...] = FAMIL
 def _cached_bank(kh: int, kw: int, families: tuple[str, ...]) -> TemplateBank:
     parts: list[tuple[Tensor, list[str], int, Tensor]] = []  # images, names, family, centre masks
     no_centre = lambda images: torch.zeros(images.shape[0], kh * kw, dtype=torch.float64)  # noqa: E731
-    if "dog" in families and _has_two_rings(kh, kw):
+    if "dog" in families and dog_fits((kh, kw)):
         images, names, radius = dog_templates((kh, kw))
         parts.append((images, names, FAMILIES.index("dog"), _centre_masks(radius, (kh, kw))))
     if "first_derivative" in families:
@@ -196,13 +196,6 @@ def _names(prefix: str, sigma: Tensor, theta: Tensor) -> list[str]:
         for s in sigma.reshape(-1).tolist()
         for t in theta.reshape(-1).tolist()
     ]
-
-
-def _has_two_rings(kh: int, kw: int) -> bool:
-    """A DoG needs pixels at two distances from the centre (dog_kernels raises otherwise)."""
-    ys = torch.arange(kh, dtype=torch.float64) - (kh - 1) / 2
-    xs = torch.arange(kw, dtype=torch.float64) - (kw - 1) / 2
-    return torch.unique(ys[:, None] ** 2 + xs[None, :] ** 2).numel() >= 2
 
 
 __all__ = [

@@ -321,12 +321,12 @@ def test_regular_convolutions_are_a_separate_group_with_their_own_chance(tmp_pat
     assert set(regular["chance"]) == {"on_center", "off_center", "other"}
     assert regular["layers"][0]["csv"].startswith("regular/")
     assert (tmp_path / "m" / regular["layers"][0]["csv"]).exists()
-    assert summary["source"]["regular_kernels_sampled"] == {"kernels": 48, "of": 48}
+    assert summary["source"]["regular_kernels_sampled"] == {"3x3": {"kernels": 48, "of": 48}}
     # the same from the state dict alone, and a cap on the slices
     torch.save(timm.create_model("mobilenetv2_050").state_dict(), tmp_path / "mb.pth")
     capped = analyze(Subject(checkpoint=tmp_path / "mb.pth"), out=tmp_path / "f", include_regular=True,
                      max_regular_kernels=20)
-    assert capped["regular"]["kernels"] == 20 and capped["source"]["regular_kernels_sampled"]["of"] == 48
+    assert capped["regular"]["kernels"] == 20 and capped["source"]["regular_kernels_sampled"]["3x3"]["of"] == 48
 
 
 def test_a_model_without_regular_convolutions_says_so(tmp_path):
@@ -348,7 +348,10 @@ def test_survey_of_two_models_and_a_checkpoint(our_cifar_ckpt, tmp_path, capsys)
     groups = {(row["subject"], row["group"], row["kernel_size"]) for row in rows}
     assert ("mobilenetv2_050 (random init)", "regular", "3x3") in groups
     assert ("convnext_atto (random init)", "depthwise", "7x7") in groups
-    assert ("convnext_atto (random init)", "regular", "4x4") in groups  # the stem (2x2 downsamplers too)
+    assert ("convnext_atto (random init)", "regular", "4x4") in groups  # the stem
+    assert ("convnext_atto (random init)", "regular", "2x2") not in groups  # downsamplers: no DoG fits 2x2
+    stem = next(r for r in rows if r["subject"] == "convnext_atto (random init)" and r["group"] == "regular")
+    assert int(stem["kernels"]) == 40 * 3
     for row in rows:
         assert float(row["excess_on_off"]) == pytest.approx(float(row["on_off"]) - float(row["chance_on_off"]), abs=1e-3)
     assert (tmp_path / "survey.md").read_text().count("\n") == len(rows) + 2

@@ -231,3 +231,10 @@ def test_tiny_radius_is_exact(gamma, radius, dtype):
     torch.testing.assert_close(kernel, torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-6)
     assert kernel[3, 3].item() == pytest.approx(1.0, abs=1e-6)
     assert kernel.sum().item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_dog_fits_where_the_window_has_two_rings():
+    from neural_echos.dog import dog_fits
+
+    assert [dog_fits(size) for size in (1, 2, (1, 2), (2, 1))] == [False] * 4
+    assert [dog_fits(size) for size in (3, 4, (1, 3), (3, 5), 11)] == [True] * 5
