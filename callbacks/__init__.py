@@ -4,6 +4,8 @@
   of the depthwise convolutions at the start of a fresh ``fit``.
 * :class:`callbacks.kernel_snapshot.KernelSnapshot`: on/off/other proportions and kernel grids
   in TensorBoard at step 0 and every N epochs.
+* :class:`callbacks.scalars_layout.ScalarsLayout`: the custom-scalars page of TensorBoard.
+* :class:`callbacks.learning_rate.LearningRateLogger`: the learning rate as one curve.
 * :class:`callbacks.finite_loss.FiniteLossGuard`: stop at the first NaN/inf loss, before the update.
 * :class:`callbacks.rng_state.RNGStateCheckpoint`: RNG states in checkpoints, for exact resumes.
 """
@@ -11,6 +13,16 @@
 from callbacks.depthwise_init import DepthwiseInit
 from callbacks.finite_loss import FiniteLossGuard, NonFiniteLossError
 from callbacks.kernel_snapshot import KernelSnapshot
+from callbacks.learning_rate import LearningRateLogger
 from callbacks.rng_state import RNGStateCheckpoint
+from callbacks.scalars_layout import ScalarsLayout
 
-__all__ = ["DepthwiseInit", "FiniteLossGuard", "KernelSnapshot", "NonFiniteLossError", "RNGStateCheckpoint"]
+__all__ = [
+    "DepthwiseInit",
+    "FiniteLossGuard",
+    "KernelSnapshot",
+    "LearningRateLogger",
+    "NonFiniteLossError",
+    "RNGStateCheckpoint",
+    "ScalarsLayout",
+]

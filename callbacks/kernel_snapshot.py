@@ -10,9 +10,11 @@ from jsonargparse import lazy_instance
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from neural_echos import grids
 from neural_echos.classifiers import CLASSES, KernelClassifier, KMeansClassifier
 from neural_echos.collect import kernels_from_module
 from neural_echos.errors import ConfigError
+from neural_echos.grids import SAMPLINGS, SCALINGS, TRANSFERS
 
 TAG = "kernels"
 
@@ -20,20 +22,25 @@ TAG = "kernels"
 class KernelSnapshot(Callback):
     """Classify and draw the depthwise kernels when training starts and every N epochs.
 
-    Logged with ``step`` = the trainer's global step (0 = the initialised kernels):
+    Logged at step 0 (the initialised kernels, when training starts) and, after every N-th
+    epoch, at the step of that epoch's validation metrics (Lightning logs validation at the end
+    of an epoch one step before the epoch's last step is counted: global step - 1), so that
+    TensorBoard's "link by step" lines kernels and accuracy up:
 
     * ``kernels/proportion/{on_center,off_center,other}``: shares over all depthwise kernels;
     * ``kernels/chance/{on_center,off_center,other}``: the shares the classifier gives null
       kernels (each kernel's pixels permuted, by default), i.e. what chance alone gives;
     * ``kernels/excess/{on_center,off_center}``: proportion minus chance;
     * ``kernels/threshold/<size>``: the correlation threshold used for each kernel size;
-    * ``kernels/layer/<layer>/{on_center,off_center,other}``: shares per layer;
+    * ``kernels/layers`` (image): layers x classes, each share and its chance share, in network
+      order; ``kernels/layer/<layer>/{on_center,off_center,other}`` scalars with
+      ``layer_scalars: true``;
     * ``kernels/other_explained``: share of "other" kernels that a derivative-of-Gaussian
       template explains (template classifier only);
-    * images (TensorBoard only): ``kernels/grid/<layer or stage>`` kernel grids on a
-      diverging colour map centred at zero, each kernel scaled by its own largest |value| and
-      framed in its class colour; ``kernels/centroids`` the cluster centroids (k-means) or class
-      means (templates);
+    * images (TensorBoard only): ``kernels/grid/<layer or stage>`` kernel grids, framed by
+      class, with a title saying which kernels are shown and a legend strip (colour scale with
+      its values, frame colours); ``kernels/centroids`` the cluster centroids (k-means) or class
+      means (templates), each with its class, score and size (see :mod:`neural_echos.grids`);
     * histograms (``histograms: true``): ``kernels/weights/<layer>``.
 
     It runs on rank zero only, under ``torch.no_grad`` on a CPU copy of the kernels, and draws
@@ -45,8 +52,14 @@ class KernelSnapshot(Callback):
         classifier: a kernel classifier of :mod:`neural_echos.classifiers`, chosen with
             ``class_path`` (``KMeansClassifier``, the paper's, by default; ``TemplateClassifier``)
             and its own ``init_args``.
-        images: log kernel grids and centroids.
+        images: log kernel grids, centroids and the per-layer share image.
         max_kernels: kernels per grid image.
+        sampling: which kernels a grid shows: ``spread`` (evenly spaced channels) or
+            ``per_class`` (evenly spaced within each class).
+        scaling: colour scale per ``kernel`` (each by its own max |w|) or per ``layer`` (shared,
+            so magnitudes compare).
+        transfer: ``linear`` or ``signed_sqrt`` (shows thin DoG surrounds).
+        layer_scalars: also log the per-layer shares as scalars.
         histograms: log weight histograms per layer.
         name_filter: regular expression selecting depthwise layers by name.
     """
@@ -57,6 +70,10 @@ class KernelSnapshot(Callback):
         classifier: KernelClassifier = lazy_instance(KMeansClassifier),
         images: bool = True,
         max_kernels: int = 64,
+        sampling: str = "spread",
+        scaling: str = "kernel",
+        transfer: str = "linear",
+        layer_scalars: bool = False,
         histograms: bool = False,
         name_filter: str | None = None,
     ):
@@ -64,26 +81,31 @@ class KernelSnapshot(Callback):
             raise ConfigError(f"snapshot.every_n_epochs must be >= 0 (0 turns snapshots off), got {every_n_epochs}")
         if max_kernels < 1:
             raise ConfigError(f"snapshot.max_kernels must be >= 1, got {max_kernels}")
+        for option, value, choices in (("sampling", sampling, SAMPLINGS), ("scaling", scaling, SCALINGS),
+                                       ("transfer", transfer, TRANSFERS)):
+            if value not in choices:
+                raise ConfigError(f"snapshot.{option} must be one of {', '.join(choices)}; got {value!r}")
         self.every_n_epochs = every_n_epochs
         self.classifier = classifier
         self.images, self.max_kernels, self.histograms = images, max_kernels, histograms
+        self.sampling, self.scaling, self.transfer = sampling, scaling, transfer
+        self.layer_scalars = layer_scalars
         self.name_filter = name_filter
         self.seconds: list[float] = []  # wall time of each snapshot, for the cost report
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.every_n_epochs and trainer.global_step == 0:
-            self.snapshot(trainer, pl_module)
+            self.snapshot(trainer, pl_module, step=0)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            self.snapshot(trainer, pl_module)
+            self.snapshot(trainer, pl_module, step=max(0, trainer.global_step - 1))
 
     @torch.no_grad()
-    def snapshot(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def snapshot(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int) -> None:
         if not trainer.is_global_zero or not trainer.loggers:
             return
         start = time.perf_counter()
-        step = trainer.global_step
         model = getattr(pl_module, "model", pl_module)
         layers = kernels_from_module(model, self.name_filter, model_name=pl_module.hparams.get("model_name"))
         report = self.classifier.classify(layers)
@@ -93,9 +115,10 @@ class KernelSnapshot(Callback):
         metrics.update({f"{TAG}/chance/{name}": share for name, share in chance.items()})
         metrics.update({f"{TAG}/excess/{name}": observed[name] - chance[name] for name in CLASSES[:2]})
         metrics.update({f"{TAG}/threshold/{size}": value for size, value in report.thresholds.items()})
-        for layer in report.layers:
-            shares = report.proportions([layer])
-            metrics.update({f"{TAG}/layer/{layer.name}/{name}": shares[name] for name in CLASSES})
+        if self.layer_scalars:
+            for layer in report.layers:
+                shares = report.proportions([layer])
+                metrics.update({f"{TAG}/layer/{layer.name}/{name}": shares[name] for name in CLASSES})
         explained = report.other_explained()
         if explained is not None:
             metrics[f"{TAG}/other_explained"] = explained
@@ -104,14 +127,18 @@ class KernelSnapshot(Callback):
 
         writers = [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
         if writers and (self.images or self.histograms):
-            from neural_echos import plots  # matplotlib only when drawing
-
+            images = {}
+            if self.images:
+                pictures = grids.grouped_grid_images(
+                    layers, report, self.max_kernels, self.sampling, self.scaling, self.transfer
+                )
+                images = {f"{TAG}/grid/{group}": image for group, _, image in pictures}
+                images[f"{TAG}/layers"] = grids.layer_shares_image(report)
+                if report.centroids:
+                    images[f"{TAG}/centroids"] = grids.centroid_image(report, self.scaling, self.transfer)
             for writer in writers:
-                if self.images:
-                    for group, _, image in plots.grouped_grid_images(layers, report, self.max_kernels):
-                        writer.add_image(f"{TAG}/grid/{group}", image, step, dataformats="HWC")
-                    if report.centroids:
-                        writer.add_image(f"{TAG}/centroids", plots.centroid_image(report), step, dataformats="HWC")
+                for tag, image in images.items():
+                    writer.add_image(tag, image, step, dataformats="HWC")
                 if self.histograms:
                     for layer in layers:
                         writer.add_histogram(f"{TAG}/weights/{layer.name}", layer.kernels, step)

@@ -399,7 +399,7 @@ def _sample_layers(
 def _write_outputs(
     out: Path, groups: list[tuple[str, list[LayerKernels], KernelReport]], source: dict, max_kernels: int
 ) -> dict[str, Any]:
-    from neural_echos import plots  # matplotlib: imported only when writing
+    from neural_echos import grids, plots  # matplotlib: imported only when writing
 
     folders = {"depthwise": "layers", "regular": "regular"}
     try:
@@ -424,12 +424,8 @@ def _write_outputs(
             entry.update(key=layer.key, csv=str(path.relative_to(out)))
             csv_files.append(str(path.relative_to(out)))
         files[folders[name]] = csv_files
-        legend = plots.frame_legend(report.detailed_classes or CLASSES)
-        for i, (group, indices, image) in enumerate(plots.grouped_grid_images(kernel_layers, report, max_kernels)):
-            n = sum(len(kernel_layers[j]) for j in indices)
-            shown = min(n, sum(min(len(kernel_layers[j]), max(1, max_kernels // len(indices))) for j in indices))
-            title = f"{name} {group}: {shown} of {n} kernels ({len(indices)} layer{'s' * (len(indices) > 1)}) | {legend}"
-            path = plots.save_png(image, out / "grids" / f"{prefix}{i:03d}_{_file_stem(group)}.png", title=title)
+        for i, (group, indices, image) in enumerate(grids.grouped_grid_images(kernel_layers, report, max_kernels)):
+            path = grids.save_png(image, out / "grids" / f"{prefix}{i:03d}_{_file_stem(group)}.png")
             files["grids"].append(str(path.relative_to(out)))
             for j in indices:
                 summary["layers"][j]["grid"] = str(path.relative_to(out))

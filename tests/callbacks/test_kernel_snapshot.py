@@ -35,17 +35,19 @@ def _events(tmp_path):
 
 @pytest.mark.slow
 def test_logs_documented_tags_at_step_zero_and_every_epoch(tmp_path, cifar_root):
-    snapshot = KernelSnapshot(histograms=True)
+    snapshot = KernelSnapshot(histograms=True, layer_scalars=True)
     _fit(tmp_path, cifar_root, [DepthwiseInit(method="dog", on_center_prob=1.0), snapshot])
     events = _events(tmp_path)
     tags = events.Tags()
+    val_steps = [e.step for e in events.Scalars("val/acc1")]
+    assert val_steps == [STEPS_PER_EPOCH - 1, 2 * STEPS_PER_EPOCH - 1]
     for name in ("on_center", "off_center", "other"):
         steps = [e.step for e in events.Scalars(f"kernels/proportion/{name}")]
-        assert steps == [0, STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH]
+        assert steps == [0, *val_steps]  # each epoch's snapshot at its validation's step
         assert f"kernels/layer/stages.0.blocks.0.conv_dw/{name}" in tags["scalars"]
     for name in ("on_center", "off_center", "other"):
-        assert [e.step for e in events.Scalars(f"kernels/chance/{name}")] == [0, STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH]
-    assert [e.step for e in events.Scalars("kernels/excess/on_center")] == [0, STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH]
+        assert [e.step for e in events.Scalars(f"kernels/chance/{name}")] == [0, *val_steps]
+    assert [e.step for e in events.Scalars("kernels/excess/on_center")] == [0, *val_steps]
     assert events.Scalars("kernels/threshold/7x7")[0].value == pytest.approx(0.5)
     # the DoG init made every kernel on-center at step 0; their pixel-permuted nulls mostly are not
     assert events.Scalars("kernels/proportion/on_center")[0].value == pytest.approx(1.0)
@@ -53,9 +55,9 @@ def test_logs_documented_tags_at_step_zero_and_every_epoch(tmp_path, cifar_root)
     shares = [events.Scalars(f"kernels/proportion/{n}")[-1].value for n in ("on_center", "off_center", "other")]
     assert sum(shares) == pytest.approx(1.0)
     assert len([t for t in tags["images"] if t.startswith("kernels/grid/")]) == 12
-    assert "kernels/centroids" in tags["images"]
+    assert {"kernels/centroids", "kernels/layers"} <= set(tags["images"])
     grid = events.Images("kernels/grid/stages.0.blocks.0.conv_dw")
-    assert [g.step for g in grid] == [0, STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH] and grid[0].width > 50
+    assert [g.step for g in grid] == [0, *val_steps] and grid[0].width >= 520
     assert "kernels/weights/stages.0.blocks.0.conv_dw" in tags["histograms"]
     assert len(snapshot.seconds) == 3
 
@@ -84,7 +86,9 @@ def test_every_n_epochs_zero_turns_it_off(tmp_path, cifar_root):
 
 @pytest.mark.parametrize(
     "kwargs, error, message",
-    [({"every_n_epochs": -1}, ConfigError, "every_n_epochs"), ({"max_kernels": 0}, ConfigError, "max_kernels")],
+    [({"every_n_epochs": -1}, ConfigError, "every_n_epochs"), ({"max_kernels": 0}, ConfigError, "max_kernels"),
+     ({"sampling": "first"}, ConfigError, "sampling"), ({"scaling": "global"}, ConfigError, "scaling"),
+     ({"transfer": "log"}, ConfigError, "transfer")],
 )
 def test_bad_settings(kwargs, error, message):
     with pytest.raises(error, match=message):
@@ -112,4 +116,4 @@ def test_ddp_writes_one_set_of_logs(tmp_path, cifar_root):
     assert len(event_files) == 1
     events = EventAccumulator(str(versions[0]))
     events.Reload()
-    assert [e.step for e in events.Scalars("kernels/proportion/on_center")] == [0, 3, 6]
+    assert [e.step for e in events.Scalars("kernels/proportion/on_center")] == [0, 2, 5]

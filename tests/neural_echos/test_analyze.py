@@ -12,7 +12,7 @@ from torch import nn
 
 from neural_echos.analyze import AnalysisError, Subject, analyze, main, survey, survey_main
 from neural_echos.classifiers import get_classifier
-from neural_echos.plots import image_groups
+from neural_echos.grids import image_groups
 from neural_echos.dog import dog_kernels
 
 

@@ -1,0 +1,408 @@
+"""Kernel pictures that explain themselves, drawn straight into RGB arrays (numpy and PIL, no figure).
+
+Every function returns an ``np.ndarray`` of dtype uint8 and shape ``[H, W, 3]``; log it with
+``SummaryWriter.add_image(tag, image, step, dataformats="HWC")`` or save it with
+:func:`save_png`. Each picture carries its own key: a title line saying what is shown (which
+kernels of how many, how they were picked, how colours are scaled) and a legend strip with the
+colour scale and its values and what each frame colour means.
+
+Colours: the diverging map ``RdBu_r`` centred at 0 (red positive, blue negative, white 0). The
+scale (``scaling``) is ``"kernel"`` (each kernel divided by its own max |w|, so every kernel uses
+the full range and shapes compare) or ``"layer"`` (one scale, the largest |w| of the picture, so
+magnitudes compare). The transfer (``transfer``) is ``"linear"`` or ``"signed_sqrt"``
+(sign(x) sqrt(|x|)): a DoG's surround is a few per cent of its centre on a linear scale and
+almost invisible; the square root lifts it to ~15 %.
+
+Which kernels (``sampling``): ``"spread"`` takes evenly spaced channels across the layer, so a
+picture of 64 of 320 kernels sees the whole layer, not its first channels; ``"per_class"`` takes
+evenly spaced kernels of each class in turn, so rare classes show.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from torch import Tensor
+
+from neural_echos.classifiers import CLASSES, KernelReport, LayerResult
+from neural_echos.collect import LayerKernels
+
+CMAP = "RdBu_r"
+CLASS_COLOURS = {  # RGB frame colours
+    "on_center": (44, 160, 44),  # green
+    "off_center": (148, 103, 189),  # purple
+    "first_derivative": (255, 127, 14),  # orange
+    "second_derivative": (140, 86, 75),  # brown
+    "other": (170, 170, 170),  # grey
+}
+COLOUR_WORDS = {"on_center": "green", "off_center": "purple", "first_derivative": "orange",
+                "second_derivative": "brown", "other": "grey"}
+SCALINGS = ("kernel", "layer")
+TRANSFERS = ("linear", "signed_sqrt")
+SAMPLINGS = ("spread", "per_class")
+BACKGROUND = (255, 255, 255)
+INK = (20, 20, 20)
+FRAME = 2  # px of class colour around a kernel
+GAP = 3  # px between cells
+MARGIN = 6  # px left and right of the kernels
+CELL = 40  # target px per kernel side; zoom = max(1, CELL // k)
+MIN_WIDTH = 520  # px: room for the legend, and readable on TensorBoard's default image card
+FONT_SIZE = 12
+MAX_KERNELS = 64
+MAX_IMAGES = 24  # more layers than this: one grid per stage
+
+
+@dataclass
+class Block:
+    """A row group of a grid: kernels ``[n, kh, kw]``, each kernel's class index, optional captions."""
+
+    kernels: np.ndarray
+    classes: np.ndarray
+    captions: Sequence[str] | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# choosing kernels
+
+
+def select_kernels(classes: np.ndarray, count: int, sampling: str = "spread") -> np.ndarray:
+    """Indices of at most ``count`` kernels of a layer, in channel order (see the module docstring)."""
+    n = len(classes)
+    if n <= count:
+        return np.arange(n)
+    if sampling == "spread":
+        return np.unique(np.linspace(0, n - 1, count).round().astype(np.int64))
+    picked: list[int] = []
+    pools = [np.flatnonzero(classes == c) for c in np.unique(classes)]
+    share = -(-count // len(pools))  # ceil
+    for pool in pools:  # evenly spaced within each class
+        take = min(len(pool), share)
+        picked += pool[np.unique(np.linspace(0, len(pool) - 1, take).round().astype(np.int64))].tolist()
+    if len(picked) < count:  # small classes left room: fill it evenly from the rest
+        rest = np.setdiff1d(np.arange(n), picked)
+        picked += rest[np.unique(np.linspace(0, len(rest) - 1, count - len(picked)).round().astype(np.int64))].tolist()
+    return np.sort(np.array(picked[:count] if len(picked) > count else picked, dtype=np.int64))
+
+
+def selection_words(sampling: str, shown: int, total: int) -> str:
+    if shown >= total:
+        return f"all {total} kernels"
+    how = "evenly spaced channels" if sampling == "spread" else "evenly spaced within each class"
+    return f"{shown} of {total} kernels ({how})"
+
+
+# --------------------------------------------------------------------------------------------
+# the pictures
+
+
+def kernel_grid(
+    blocks: Sequence[Block],
+    class_names: Sequence[str] = CLASSES,
+    title: str = "",
+    scaling: str = "kernel",
+    transfer: str = "linear",
+    ncols: int | None = None,
+) -> np.ndarray:
+    """One picture: every block from a new row, a title line and a legend strip.
+
+    Kernels of different sizes are centred in cells of the largest size.
+    """
+    _check_choices(scaling, transfer)
+    blocks = [block for block in blocks if len(block.kernels)]
+    if not blocks:
+        raise ValueError("no kernels to draw")
+    kh = max(block.kernels.shape[1] for block in blocks)
+    kw = max(block.kernels.shape[2] for block in blocks)
+    zoom = max(1, CELL // max(kh, kw))
+    shown = max(len(block.kernels) for block in blocks)
+    ncols = ncols or (int(np.ceil(np.sqrt(shown))) if len(blocks) == 1 else min(shown, 16))
+    limit = max(float(np.abs(block.kernels).max()) for block in blocks) if scaling == "layer" else None
+    rows = [
+        _grid_rows(_cells(block, class_names, (kh, kw), zoom, limit, transfer), ncols, block.captions)
+        for block in blocks
+    ]
+    width = max(MIN_WIDTH, *(row.shape[1] + 2 * MARGIN for row in rows))
+    pieces = []
+    for row in rows:
+        pieces += [_pad_width(row, width), np.full((2 * GAP, width, 3), BACKGROUND, np.uint8)]
+    body = np.concatenate(pieces[:-1])
+    legend = legend_strip(class_names, width, limit, transfer)
+    return np.ascontiguousarray(np.concatenate([_text_strip(title, width), body, legend]))
+
+
+def legend_strip(
+    class_names: Sequence[str], width: int, limit: float | None = None, transfer: str = "linear"
+) -> np.ndarray:
+    """The colour scale with its values, and the frame colours with their class names."""
+    font = _font()
+    bar_width, bar_height, left = min(260, width - 20), 12, 8
+    height = 3 * FONT_SIZE + bar_height + 22
+    picture = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(picture)
+    # colour bar: position u in [-1, 1] shows the colour of displayed value u
+    u = np.linspace(-1, 1, bar_width)
+    rgb = matplotlib.colormaps[CMAP]((u + 1) / 2, bytes=True)[:, :3]
+    bar = np.repeat(rgb[None], bar_height, axis=0)
+    picture.paste(Image.fromarray(np.ascontiguousarray(bar)), (left, 4))
+    for tick in (-1.0, -0.5, 0.0, 0.5, 1.0):
+        x = left + int(round((tick + 1) / 2 * (bar_width - 1)))
+        draw.line([(x, 4 + bar_height), (x, 7 + bar_height)], fill=INK)
+        value = tick * tick if transfer == "signed_sqrt" else abs(tick)  # displayed u -> |weight| share
+        value = np.sign(tick) * value
+        label = f"{value * limit:+.2g}" if limit is not None else f"{value:+.2g}".replace("+0", "0")
+        text_width = draw.textlength(label, font=font)
+        draw.text((min(max(0, x - text_width / 2), width - text_width), 8 + bar_height), label, fill=INK, font=font)
+    scale = "weight" if limit is not None else "weight / kernel's max |w|"
+    draw.text((left + bar_width + 10, 2), f"colour: {scale}", fill=INK, font=font)
+    draw.text((left + bar_width + 10, 2 + FONT_SIZE + 2),
+              "signed sqrt scale" if transfer == "signed_sqrt" else "linear scale", fill=INK, font=font)
+    # frame colours
+    x, y = left, 12 + bar_height + FONT_SIZE + 6
+    draw.text((x, y), "frames:", fill=INK, font=font)
+    x += draw.textlength("frames: ", font=font)
+    for name in class_names:
+        draw.rectangle([x, y + 2, x + 10, y + 12], outline=CLASS_COLOURS[name], width=3)
+        draw.text((x + 14, y), name, fill=INK, font=font)
+        x += 14 + draw.textlength(name, font=font) + 12
+    return np.asarray(picture)
+
+
+def image_groups(names: list[str], max_images: int = MAX_IMAGES) -> list[tuple[str, list[int]]]:
+    """One image per layer; per stage (name up to its first number) beyond ``max_images`` layers;
+    consecutive chunks if there are still too many stages."""
+    if len(names) <= max_images:
+        return [(name, [i]) for i, name in enumerate(names)]
+    stages: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        match = re.match(r"^(.*?\d+)(\.|$)", name)
+        stages.setdefault(match.group(1) if match else name, []).append(i)
+    if len(stages) <= max_images:
+        return list(stages.items())
+    size = -(-len(names) // max_images)  # ceil
+    chunks = [list(range(start, min(start + size, len(names)))) for start in range(0, len(names), size)]
+    return [(f"layers {chunk[0]}-{chunk[-1]}", chunk) for chunk in chunks]
+
+
+def grouped_grid_images(
+    layers: Sequence[LayerKernels],
+    report: KernelReport,
+    max_kernels: int = MAX_KERNELS,
+    sampling: str = "spread",
+    scaling: str = "kernel",
+    transfer: str = "linear",
+    max_images: int = MAX_IMAGES,
+) -> list[tuple[str, list[int], np.ndarray]]:
+    """``(group name, layer indices, picture)`` per layer, or per stage for deep models; each
+    layer of a group shows at most ``max_kernels // layers`` kernels."""
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {SAMPLINGS}; got {sampling!r}")
+    names = report.detailed_classes or CLASSES
+    grids = []
+    for group, indices in image_groups([layer.name for layer in layers], max_images):
+        per_layer = max(1, max_kernels // len(indices))
+        blocks, shown, total = [], 0, 0
+        for j in indices:
+            classes = frame_classes(report.layers[j])
+            chosen = select_kernels(classes, per_layer, sampling)
+            blocks.append(Block(_as_numpy(layers[j].kernels)[chosen], classes[chosen]))
+            shown, total = shown + len(chosen), total + len(classes)
+        layer_word = f", {len(indices)} layers" if len(indices) > 1 else ""
+        title = f"{report.group} {group}: {selection_words(sampling, shown, total)}{layer_word}"
+        grids.append((group, indices, kernel_grid(blocks, names, title, scaling, transfer)))
+    return grids
+
+
+def frame_classes(layer: LayerResult) -> np.ndarray:
+    """The class index each kernel is framed with: the detailed class where there is one."""
+    return layer.label if layer.detail is None else layer.detail
+
+
+def centroid_image(report: KernelReport, scaling: str = "kernel", transfer: str = "linear") -> np.ndarray:
+    """Centroids (k-means) or class means (templates), one row per kernel size, each captioned
+    with its class, score and number of kernels (a borderline score shows)."""
+    names = [name for name in CLASS_COLOURS if any(c.label == name for c in report.centroids)]
+    by_size: dict[tuple[int, int], list] = {}
+    for c in report.centroids:
+        by_size.setdefault(c.kernel_size, []).append(c)
+    if not by_size:
+        raise ValueError("the report has no centroids")
+    blocks = [
+        Block(np.stack([c.weights for c in cs]), np.array([names.index(c.label) for c in cs]),
+              [f"{c.label.replace('_center', '')} {c.score:+.2f} n={c.count}" for c in cs])
+        for cs in by_size.values()
+    ]
+    what = "k-means centroids" if report.classifier == "kmeans" else "class means"
+    title = f"{what} per kernel size: class, score (threshold {_thresholds(report)}), kernels"
+    return kernel_grid(blocks, names, title, scaling, transfer, ncols=max(len(cs) for cs in by_size.values()))
+
+
+def layer_shares_image(report: KernelReport) -> np.ndarray:
+    """Layers (rows, network order) x classes (columns): each share, and its chance share."""
+    font = _font()
+    name_width = min(360, max(120, *(int(_text_width(layer.name, font)) + 12 for layer in report.layers)))
+    cell, row_height = 86, FONT_SIZE + 8
+    columns = [(name, False) for name in CLASSES] + [(name, True) for name in CLASSES[:2]]
+    width = max(MIN_WIDTH, name_width + cell * len(columns) + 8)
+    height = (len(report.layers) + 2) * row_height + 8
+    picture = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(picture)
+    draw.text((4, 2), f"class shares per layer ({report.classifier}); chance = null kernels", fill=INK, font=font)
+    for c, (name, is_chance) in enumerate(columns):
+        label = f"chance {name.replace('_center', '')}" if is_chance else name
+        draw.text((name_width + c * cell + 4, 2 + row_height), label, fill=INK, font=font)
+    for r, layer in enumerate(report.layers):
+        y = (r + 2) * row_height
+        draw.text((4, y + 3), _shorten(layer.name, name_width - 8, font), fill=INK, font=font)
+        observed, chance = report.proportions([layer]), report.chance([layer])
+        for c, (name, is_chance) in enumerate(columns):
+            share = chance[name] if is_chance else observed[name]
+            colour = np.array(CLASS_COLOURS[name], dtype=np.float64)
+            fill = tuple(int(v) for v in 255 - share * (255 - colour))  # white (0) to the class colour (1)
+            x = name_width + c * cell
+            draw.rectangle([x, y, x + cell - 3, y + row_height - 3], fill=fill)
+            draw.text((x + 6, y + 3), f"{share:.0%}", fill=INK, font=font)
+    return np.asarray(picture)
+
+
+def save_png(image: np.ndarray, path: str | Path) -> Path:
+    """Write an ``[H, W, 3]`` uint8 image as PNG (creating its folder)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path, optimize=False, compress_level=1)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# drawing
+
+
+def _check_choices(scaling: str, transfer: str) -> None:
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling must be one of {SCALINGS}; got {scaling!r}")
+    if transfer not in TRANSFERS:
+        raise ValueError(f"transfer must be one of {TRANSFERS}; got {transfer!r}")
+
+
+@functools.lru_cache(maxsize=1)
+def _font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=FONT_SIZE)  # Pillow's bundled font (FreeType)
+    except (TypeError, OSError):  # no FreeType: the small bitmap font
+        return ImageFont.load_default()
+
+
+def _text_width(text: str, font) -> float:
+    return ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(text, font=font)
+
+
+def _shorten(text: str, width: float, font) -> str:
+    if _text_width(text, font) <= width:
+        return text
+    while text and _text_width("..." + text, font) > width:
+        text = text[1:]
+    return "..." + text
+
+
+def _text_strip(text: str, width: int) -> np.ndarray:
+    picture = Image.new("RGB", (width, FONT_SIZE + 10), BACKGROUND)
+    draw = ImageDraw.Draw(picture)
+    draw.text((6, 4), _shorten(text, width - 12, _font()), fill=INK, font=_font())
+    return np.asarray(picture)
+
+
+def _thresholds(report: KernelReport) -> str:
+    return ", ".join(f"{size} {value:.2f}" for size, value in report.thresholds.items())
+
+
+def _as_numpy(kernels: Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(kernels, Tensor):
+        kernels = kernels.detach().to("cpu", torch.float32).numpy()
+    return np.asarray(kernels, dtype=np.float32)
+
+
+def _cells(
+    block: Block,
+    class_names: Sequence[str],
+    cell_size: tuple[int, int],
+    zoom: int,
+    limit: float | None,
+    transfer: str,
+) -> np.ndarray:
+    """``[n, ch, cw, 3]`` uint8: each kernel coloured, enlarged, centred in its cell and framed."""
+    kernels = _as_numpy(block.kernels)
+    n, kh, kw = kernels.shape
+    if limit is None:  # each kernel by its own max |w|
+        scale = np.abs(kernels).reshape(n, -1).max(axis=1)[:, None, None]
+    else:
+        scale = np.full((n, 1, 1), limit, np.float32)
+    scaled = kernels / np.where(scale > 0, scale, 1.0)  # in [-1, 1]
+    if transfer == "signed_sqrt":
+        scaled = np.sign(scaled) * np.sqrt(np.abs(scaled))  # sign(x) sqrt(|x|)
+    rgb = matplotlib.colormaps[CMAP]((scaled + 1) / 2, bytes=True)[..., :3]  # 0 -> centre of the map
+    rgb = rgb.repeat(zoom, axis=1).repeat(zoom, axis=2)
+
+    ch, cw = cell_size[0] * zoom + 2 * FRAME, cell_size[1] * zoom + 2 * FRAME
+    cells = np.empty((n, ch, cw, 3), np.uint8)
+    palette = np.array([CLASS_COLOURS[name] for name in class_names], np.uint8)
+    cells[:] = palette[np.asarray(block.classes)][:, None, None, :]
+    top, left = (ch - kh * zoom) // 2, (cw - kw * zoom) // 2
+    if (kh, kw) != cell_size:  # smaller kernel: background inside the frame
+        cells[:, FRAME : ch - FRAME, FRAME : cw - FRAME] = BACKGROUND
+    cells[:, top : top + kh * zoom, left : left + kw * zoom] = rgb
+    return cells
+
+
+def _grid_rows(cells: np.ndarray, ncols: int, captions: Sequence[str] | None) -> np.ndarray:
+    """Tile ``[n, ch, cw, 3]`` cells into rows of ``ncols``, a caption under each cell if given."""
+    n, ch, cw, _ = cells.shape
+    font = _font()
+    if captions is not None:  # widen cells to fit their captions
+        cw_captioned = max(cw, *(int(_text_width(c, font)) + 6 for c in captions))
+        captioned = np.full((n, ch + FONT_SIZE + 6, cw_captioned, 3), BACKGROUND, np.uint8)
+        captioned[:, :ch, (cw_captioned - cw) // 2 : (cw_captioned - cw) // 2 + cw] = cells
+        for i, caption in enumerate(captions):
+            strip = Image.fromarray(captioned[i])
+            ImageDraw.Draw(strip).text((3, ch + 2), caption, fill=INK, font=font)
+            captioned[i] = np.asarray(strip)
+        cells = captioned
+        n, ch, cw, _ = cells.shape
+    nrows = int(np.ceil(n / ncols))
+    padded = np.full((nrows * ncols, ch + GAP, cw + GAP, 3), BACKGROUND, np.uint8)
+    padded[:n, :ch, :cw] = cells
+    grid = padded.reshape(nrows, ncols, ch + GAP, cw + GAP, 3).transpose(0, 2, 1, 3, 4)
+    return grid.reshape(nrows * (ch + GAP), ncols * (cw + GAP), 3)[:-GAP, :-GAP]
+
+
+def _pad_width(image: np.ndarray, width: int) -> np.ndarray:
+    """``image`` on a ``width``-wide background, MARGIN px from the left."""
+    out = np.full((image.shape[0], width, 3), BACKGROUND, np.uint8)
+    out[:, MARGIN : MARGIN + image.shape[1]] = image
+    return out
+
+
+__all__ = [
+    "CLASS_COLOURS",
+    "CMAP",
+    "SAMPLINGS",
+    "SCALINGS",
+    "TRANSFERS",
+    "Block",
+    "centroid_image",
+    "frame_classes",
+    "grouped_grid_images",
+    "image_groups",
+    "kernel_grid",
+    "layer_shares_image",
+    "legend_strip",
+    "save_png",
+    "select_kernels",
+    "selection_words",
+]
