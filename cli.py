@@ -6,7 +6,15 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, RichModelSummary, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from callbacks import DepthwiseInit, FiniteLossGuard, KernelSnapshot, LearningRateLogger, RNGStateCheckpoint, ScalarsLayout
+from callbacks import (
+    DepthwiseInit,
+    FiniteLossGuard,
+    HParamsSession,
+    KernelSnapshot,
+    LearningRateLogger,
+    RNGStateCheckpoint,
+    ScalarsLayout,
+)
 
 # The Rich progress bar redraws every this many steps: redrawing every step cost up to 10 % of
 # a small model's CPU training throughput on 2 cores (benchmarks/bench_lightning_overhead.py).
@@ -35,13 +43,13 @@ class NeuralEchosCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         # The default callbacks (non-finite loss guard, RNG states in checkpoints, learning rate
-        # and the TensorBoard custom-scalars layout, Rich progress bar and model summary) join
-        # whatever `trainer.callbacks` lists; the last four only when the trainer setting they
+        # and the TensorBoard custom-scalars layout and HParams session, Rich progress bar and model
+        # summary) join whatever `trainer.callbacks` lists; the last five only when the setting they
         # depend on is on (Lightning refuses a progress bar callback with enable_progress_bar=false).
         config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
         defaults = [FiniteLossGuard(), RNGStateCheckpoint(), latest_checkpoint()]
         if config.get("logger") is not False:
-            defaults += [LearningRateLogger(), ScalarsLayout()]
+            defaults += [LearningRateLogger(), ScalarsLayout(), HParamsSession()]
         if config.get("enable_progress_bar") is not False:
             defaults.append(RichProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS))
         if config.get("enable_model_summary") is not False:

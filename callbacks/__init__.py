@@ -5,6 +5,7 @@
 * :class:`callbacks.kernel_snapshot.KernelSnapshot`: on/off/other proportions and kernel grids
   in TensorBoard at step 0 and every N epochs.
 * :class:`callbacks.scalars_layout.ScalarsLayout`: the custom-scalars page of TensorBoard.
+* :class:`callbacks.hparams_session.HParamsSession`: the run's settings and metrics in TensorBoard's HParams tab.
 * :class:`callbacks.learning_rate.LearningRateLogger`: the learning rate as one curve.
 * :class:`callbacks.finite_loss.FiniteLossGuard`: stop at the first NaN/inf loss, before the update.
 * :class:`callbacks.rng_state.RNGStateCheckpoint`: RNG states in checkpoints, for exact resumes.
@@ -12,6 +13,7 @@
 
 from callbacks.depthwise_init import DepthwiseInit
 from callbacks.finite_loss import FiniteLossGuard, NonFiniteLossError
+from callbacks.hparams_session import HParamsSession
 from callbacks.kernel_snapshot import KernelSnapshot
 from callbacks.learning_rate import LearningRateLogger
 from callbacks.rng_state import RNGStateCheckpoint
@@ -20,6 +22,7 @@ from callbacks.scalars_layout import ScalarsLayout
 __all__ = [
     "DepthwiseInit",
     "FiniteLossGuard",
+    "HParamsSession",
     "KernelSnapshot",
     "LearningRateLogger",
     "NonFiniteLossError",
