@@ -49,8 +49,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,6 +58,7 @@ from torch import Tensor
 
 from neural_echos.collect import AnalysisError, LayerKernels
 from neural_echos.templates import FAMILIES, template_bank
+from neural_echos.threads import single_thread  # re-exported: classify.single_thread
 
 CLASSES = ("on_center", "off_center", "other")
 DETAILED_CLASSES = ("on_center", "off_center", "first_derivative", "second_derivative", "other")
@@ -341,25 +341,6 @@ def classify_layers(
         seed=seed if method == "kmeans" else None,
         families=families if method == "template" else (),
     )
-
-
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch, OpenMP and BLAS on one thread, then restore the caller's settings.
-
-    The work is small (10k x 49 values); on a busy CPU (data-loader workers, other jobs) extra
-    threads only wait for each other: measured 1 ms on one thread vs ~90 ms on two for the
-    templates of convnext_atto on a loaded 2-core machine.
-    """
-    from threadpoolctl import threadpool_limits
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1):
-            yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def check_settings(method: str, n_clusters: int, threshold: float) -> None:
