@@ -7,6 +7,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from callbacks import DepthwiseInit, KernelSnapshot
+from neural_echos.init.dog import DoGInit
 from datamodules import CIFAR10DataModule
 from lightning_modules import ImageClassifier
 from neural_echos.classify import AnalysisError
@@ -36,7 +37,7 @@ def _events(tmp_path):
 @pytest.mark.slow
 def test_logs_documented_tags_at_step_zero_and_every_epoch(tmp_path, cifar_root):
     snapshot = KernelSnapshot(histograms=True)
-    _fit(tmp_path, cifar_root, [DepthwiseInit(method="dog", on_center_prob=1.0), snapshot])
+    _fit(tmp_path, cifar_root, [DepthwiseInit(DoGInit(on_center_prob=1.0)), snapshot])
     events = _events(tmp_path)
     tags = events.Tags()
     for name in ("on_center", "off_center", "other"):
