@@ -20,7 +20,6 @@ from neural_echos.depthwise import NoDepthwiseLayersError, find_depthwise_convs
 from neural_echos.errors import ConfigError
 from neural_echos.init.dog import DoGInit
 from neural_echos.init.kaiming import KaimingNormalInit
-from neural_echos.init.torch_default import TorchDefaultInit
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -110,16 +109,6 @@ def test_none_keeps_the_model_default(tmp_path, datamodule):
     _trainer(tmp_path, DepthwiseInit(None), probe, logger=logger).fit(module, datamodule=datamodule)
     assert all(torch.equal(before[n], w) for n, w in probe.weights.items())
     assert logger.hparams["init/method"] == "none"
-
-
-def test_logs_the_registry_name_and_the_methods_settings_only(tmp_path, datamodule):
-    module = ImageClassifier(num_classes=10, image_size=32)
-    logger = TensorBoardLogger(tmp_path, name="run")
-    _trainer(tmp_path, DepthwiseInit(TorchDefaultInit(), seed=1), logger=logger).fit(module, datamodule=datamodule)
-    logged = {k: v for k, v in logger.hparams.items() if k.startswith("init/")}
-    assert logged == {"init/model": "convnext_atto", "init/method": "torch_default", "init/seed": 1,
-                      "init/gain": pytest.approx(3 ** -0.5), "init/n_layers": 12, "init/n_kernels": 1840,
-                      "init/n_initialized": 1840}
 
 
 def test_model_without_depthwise_layers_is_named(tmp_path, datamodule):
