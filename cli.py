@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import lightning.pytorch as pl
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, RichModelSummary, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -15,6 +16,7 @@ from callbacks import (
     RNGStateCheckpoint,
     ScalarsLayout,
 )
+from cli_configs import ConfigFile
 
 # The Rich progress bar redraws every this many steps: redrawing every step cost up to 10 % of
 # a small model's CPU training throughput on 2 cores (benchmarks/bench_lightning_overhead.py).
@@ -22,6 +24,12 @@ PROGRESS_REFRESH_STEPS = 10
 
 
 class NeuralEchosCLI(LightningCLI):
+    def init_parser(self, **kwargs) -> LightningArgumentParser:
+        # LightningCLI's, with --config files that may extend a `base:` and merge dicts (cli_configs.py)
+        parser = LightningArgumentParser(**{"dump_header": [f"lightning.pytorch=={pl.__version__}"], **kwargs})
+        parser.add_argument("-c", "--config", action=ConfigFile, help="Path to a configuration file in json or yaml format.")
+        return parser
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # the DataModule knows the classes and the input size; the model takes them from it
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")

@@ -1,7 +1,7 @@
 """Lightning callbacks, one job each.
 
-* :class:`callbacks.depthwise_init.DepthwiseInit`: DoG / Kaiming / covariance initialisation
-  of the depthwise convolutions at the start of a fresh ``fit``.
+* :class:`callbacks.depthwise_init.DepthwiseInit`: an init method of :mod:`neural_echos.init`
+  (DoG, Kaiming, ...) applied to the depthwise convolutions at the start of a fresh ``fit``.
 * :class:`callbacks.kernel_snapshot.KernelSnapshot`: on/off/other proportions and kernel grids
   in TensorBoard at step 0 and every N epochs.
 * :class:`callbacks.scalars_layout.ScalarsLayout`: the custom-scalars page of TensorBoard.

@@ -2,8 +2,9 @@
 
 - :mod:`neural_echos.depthwise`: find the depthwise convolutions of any ``nn.Module``.
 - :mod:`neural_echos.dog`: vectorised Difference-of-Gaussians center-surround kernels.
-- :mod:`neural_echos.init`: DoG / Kaiming / covariance initialisation of depthwise layers
-  (:mod:`neural_echos.covariance`).
+- :mod:`neural_echos.init`: the depthwise init methods (DoG, Kaiming, PyTorch's default,
+  covariance), one class per file in a registry (:mod:`neural_echos.covariance`: Gaussian Sigma).
+- :mod:`neural_echos.threads`: small CPU work on one thread.
 - :mod:`neural_echos.collect`: depthwise kernels from a module or a checkpoint file.
 - :mod:`neural_echos.classifiers`: on-center / off-center / other by k-means or templates
   (:mod:`neural_echos.templates`), each share with its chance share; pictures in

@@ -1,4 +1,5 @@
-"""Learning-free covariance initialisation of depthwise filters, after Trockman, Willmott & Kolter.
+"""Learning-free Gaussian covariance of depthwise filters (the ``gaussian_covariance`` init), after
+Trockman, Willmott & Kolter.
 
 Reference: A. Trockman, D. Willmott, J. Z. Kolter, "Understanding the Covariance Structure of
 Convolutional Filters", ICLR 2023 (arXiv 2210.03651), the section that proposes a closed-form,
@@ -42,8 +43,8 @@ The construction implemented here, for taps p, q of a kh x kw filter with centre
 Sigma is positive definite by construction: C is a Gaussian (RBF) Gram matrix of distinct
 points, D C D with the positive diagonal D = diag(v) is congruent to it, and eps > 0 keeps it
 numerically positive definite when C is close to singular. The scale of Sigma is set by the
-caller (:func:`neural_echos.init.initialize_depthwise` scales it so that the mean variance of a
-tap matches Kaiming or the layer's previous std).
+caller (the ``gaussian_covariance`` init method, :mod:`neural_echos.init.gaussian_covariance`,
+scales it so that the mean variance of a tap matches Kaiming or the layer's previous std).
 
 The default hyperparameters (:data:`DEFAULT_SIGMA`, :data:`DEFAULT_TAU`, :data:`DEFAULT_EPS`)
 are placeholders of ours so the method runs; they are NOT values from the paper.

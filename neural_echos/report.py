@@ -24,10 +24,11 @@ What is read, and from where (exact keys):
   hyper-parameters); a group is one ``(model_name, model_kwargs)`` and one init label.
 - init: the ``init/*`` keys the DepthwiseInit callback logs to ``hparams.yaml``
   (``init/method``, ``init/gamma_low``, ``init/gamma_high``, ``init/on_center_prob``,
-  ``init/dog_share``, ``init/scale``, ``init/radius``, ``init/name_filter``, covariance's
+  ``init/dog_share``, ``init/scale``, ``init/radius``, ``init/name_filter``, gaussian_covariance's
   ``init/sigma``, ``init/tau``, ``init/eps``); when absent (a fit resumed from a checkpoint logs
-  none), the ``init:`` section of ``config.yaml``. The label is the method, plus whatever differs
-  from the method's defaults: "dog", "dog γ∈(0,0.5)", "dog on-only", "dog share=0.5", ...
+  none), the ``init:`` section of ``config.yaml`` (``method: {class_path, init_args}``). The label
+  is the method, plus whatever differs from the method's defaults: "dog", "dog γ∈(0,0.5)", "dog
+  on-only", "dog share=0.5", ...
 - seed: ``seed_everything`` in ``config.yaml`` (the run's seed; LightningCLI writes it there),
   else ``init/seed``. config.yaml comes first because ``init.seed`` may be pinned while the run
   seed varies, and then ``init/seed`` would make distinct runs look like one seed.
@@ -155,7 +156,7 @@ def init_label(init: dict[str, Any]) -> str:
         radius = _str(init.get("radius")) or DOG_DEFAULTS["radius"]
         if radius != DOG_DEFAULTS["radius"]:
             parts.append(f"radius={radius}")
-    elif method == "covariance":
+    elif method in ("gaussian_covariance", "covariance"):  # (logged as "covariance" before its rename)
         scale = _str(init.get("scale")) or "kaiming"
         if scale != "kaiming":
             parts.append(f"scale={scale}")
@@ -262,10 +263,16 @@ def find_run_dirs(logdirs: list[str | os.PathLike]) -> list[Path]:
 
 def _init_from_config(section: Any) -> dict[str, Any]:
     """The ``init:`` section of config.yaml in the ``init/*`` form the callback logs."""
-    if not isinstance(section, dict) or not section.get("method"):
+    if not isinstance(section, dict) or "method" not in section:
         return {}
-    out: dict[str, Any] = {"method": section["method"]}
-    if section["method"] == "dog":
+    method = section["method"]
+    if isinstance(method, dict):  # {class_path, init_args}: the method's options are its init_args
+        from neural_echos.init import method_name
+
+        section = {**section, **(method.get("init_args") or {})}
+        method = method_name(str(method.get("class_path"))) or str(method.get("class_path"))
+    out: dict[str, Any] = {"method": method or "none"}
+    if method == "dog":
         low, high = (section.get("gamma_range") or [DOG_DEFAULTS["gamma_low"], DOG_DEFAULTS["gamma_high"]])[:2]
         out.update(gamma_low=low, gamma_high=high)
     for key in ("on_center_prob", "dog_share", "scale", "radius", "name_filter", "sigma", "tau", "eps", "seed"):

@@ -3,20 +3,28 @@
 #
 #   scripts/sweep.sh [options] EXPERIMENT_CONFIG [options] [-- extra run.py fit args]
 #
-#   scripts/sweep.sh configs/experiments/cifar10/convnext_atto_k7.yaml --inits "kaiming dog" --seeds "0 1 2"
+#   scripts/sweep.sh configs/experiments/cifar10/convnext_atto_k7.yaml --inits "kaiming_normal dog" --seeds "0 1 2"
 #   scripts/sweep.sh --slurm configs/experiments/imagenet/convnext_tiny_k7.yaml -- --data.init_args.root /data/imagenet
-#   scripts/sweep.sh --dry-run configs/experiments/cifar10/convmixer_256_8.yaml --inits "kaiming dog dog_on_only"
+#   scripts/sweep.sh --dry-run configs/experiments/cifar10/convmixer_256_8.yaml --inits "kaiming_normal dog dog_on_only"
+#   scripts/sweep.sh configs/experiments/cifar10/convnext_atto_k7.yaml --name cifar10_convnext_atto_k5 \
+#     -- --model.model_kwargs.kernel_sizes 5
 #
 # Options (before or after the config; everything after `--` goes to every run.py fit unchanged):
-#   --inits "A B ..."  inits to compare (default: "kaiming dog"). Each is a name in configs/init/
-#                      (kaiming, dog, default, kaiming_uniform, covariance), a name in
-#                      configs/experiments/ablations/ (dog_on_only, dog_gamma_0_0.5, ...), or a path
-#                      to a YAML file with a top-level `init:` key.
+#   --inits "A B ..."  inits to compare (default: "kaiming_normal dog"). Each is a name in configs/init/,
+#                      i.e. an init method's registry name (dog, kaiming_normal, kaiming_uniform,
+#                      torch_default, gaussian_covariance, covariance_transfer; none: the model's
+#                      own init), a name in configs/experiments/ablations/ (dog_on_only,
+#                      dog_gamma_0_0.5, ...), or a path to a YAML file with a top-level `init:` key.
+#                      covariance_transfer needs its checkpoint after `--`:
+#                      -- --init.method.init_args.checkpoint PATH
 #   --seeds "0 1 2"    seeds, passed as --seed_everything (default: "0 1 2"). The init's own seed
 #                      follows it (init.seed unset).
 #   --data FILE|none   data config given before the experiment (default: configs/data/<dataset>.yaml
 #                      for configs/experiments/<dataset>/..., when that file exists; `none`: no data
 #                      config, e.g. when the experiment file is complete).
+#   --name NAME        the experiment's name in the run directories (default: <dataset>_<file name>,
+#                      see below). With another setting after `--`, e.g. another kernel size
+#                      (`--name cifar10_convnext_atto_k5 -- --model.model_kwargs.kernel_sizes 5`).
 #   --tag TAG          suffix of the run directories (default: the date and time the sweep starts).
 #   --resume           continue the runs of an earlier sweep: give its --tag; adds --ckpt_path last
 #                      (runs without a checkpoint start from scratch, finished ones stop at once).
@@ -36,7 +44,8 @@
 #
 # Every run gets its own TensorBoard directory, <save_dir>/<experiment>_<init>/seed<S>-<tag>/
 # (logger name and version set explicitly, so parallel SLURM jobs never pick the same version),
-# where <experiment> is <dataset>_<file name>, e.g. logs/cifar10_convnext_atto_k7_dog/seed0-20250101-120000/.
+# where <experiment> is <dataset>_<file name> (or --name), e.g.
+# logs/cifar10_convnext_atto_k7_dog/seed0-20250101-120000/.
 # Runs are independent: a failed run does not stop the others (the exit status is 1 if any
 # failed). Then compare them with:
 #   python run.py report logs/<experiment>_* --out report_out/<experiment>
@@ -54,7 +63,7 @@ die() {
     exit 2
 }
 
-inits="kaiming dog"
+inits="kaiming_normal dog"
 seeds="0 1 2"
 data=""
 tag=""
@@ -63,6 +72,7 @@ save_dir=""
 dry_run=0
 slurm=0
 experiment=""
+name=""
 extra=()
 
 while [[ $# -gt 0 ]]; do
@@ -73,6 +83,8 @@ while [[ $# -gt 0 ]]; do
         --seeds=*) seeds="${1#*=}"; shift ;;
         --data) [[ $# -ge 2 ]] || die "--data needs a value"; data="$2"; shift 2 ;;
         --data=*) data="${1#*=}"; shift ;;
+        --name) [[ $# -ge 2 ]] || die "--name needs a value"; name="$2"; shift 2 ;;
+        --name=*) name="${1#*=}"; shift ;;
         --tag) [[ $# -ge 2 ]] || die "--tag needs a value"; tag="$2"; shift 2 ;;
         --tag=*) tag="${1#*=}"; shift ;;
         --save-dir) [[ $# -ge 2 ]] || die "--save-dir needs a value"; save_dir="$2"; shift 2 ;;
@@ -113,6 +125,10 @@ if [[ "$exp_dir" == "experiments" || "$exp_dir" == "configs" || "$exp_dir" == ".
     exp_name="$exp_file"
 else
     exp_name="${exp_dir}_${exp_file}"
+fi
+if [[ -n "$name" ]]; then
+    [[ "$name" =~ ^[A-Za-z0-9._-]+$ ]] || die "name '$name' may only hold letters, digits, '.', '_' and '-'"
+    exp_name="$name"
 fi
 
 if [[ -z "$data" ]]; then

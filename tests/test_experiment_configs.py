@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import os
 import re
@@ -21,7 +22,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+
+from neural_echos.init import method_name
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "configs" / "experiments"
@@ -100,6 +104,43 @@ def load(path: Path) -> dict:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
+def merged(old: dict, new: dict) -> dict:
+    out = dict(old)
+    for key, value in new.items():
+        out[key] = merged(old[key], value) if isinstance(value, dict) and isinstance(old.get(key), dict) else value
+    return out
+
+
+def composed(path: Path, own: bool = True) -> dict:
+    """A config file with its `base:` files (relative to it) applied first, key by key: what
+    run.py's --config does (cli_configs.py), written independently here. ``own=False``: the bases only."""
+    data = load(path)
+    bases = data.pop("base", [])
+    out: dict = {}
+    for base in [bases] if isinstance(bases, str) else bases:
+        out = merged(out, composed(path.parent / base))
+    return merged(out, data) if own else out
+
+
+def base_recipe(path: Path) -> Path:
+    """The first file of configs/<dataset>/ on the chain of (first) bases of an experiment."""
+    while path.parent.parent != REPO / "configs":
+        bases = load(path)["base"]
+        path = (path.parent / (bases if isinstance(bases, str) else bases[0])).resolve()
+    return path
+
+
+def leaves(config: dict, prefix: str = "") -> dict:
+    """Dotted key -> value for every non-dict value."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            out.update(leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # the files (fast)
 
@@ -122,10 +163,10 @@ def test_the_experiments_are_there():
 
 @pytest.mark.parametrize("path", ALL_YAML, ids=rel)
 def test_yaml_and_header(path):
-    config = load(path)
+    config = composed(path)
     if path.parent.name == "ablations":
         assert set(config) == {"init"}
-        assert config["init"]["method"] == "dog"
+        assert config["init"]["method"]["class_path"] == "DoGInit"
     else:
         assert set(config) == {"trainer", "data", "model"}
         name = f"{path.parent.name}_{path.stem}"
@@ -145,20 +186,64 @@ def test_yaml_and_header(path):
     assert "scripts/sweep.sh " in path.read_text(encoding="utf-8")
 
 
+BASED = sorted(p for p in (REPO / "configs").rglob("*.yaml") if "base" in load(p))
+
+
+@pytest.mark.parametrize("path", BASED, ids=rel)
+def test_configs_with_a_base_hold_only_what_differs(path):
+    """An experiment (or recipe) with a `base:` sets no value its bases already give it."""
+    own = {key: value for key, value in load(path).items() if key != "base"}
+    inherited = leaves(composed(path, own=False))
+    repeated = {key: value for key, value in leaves(own).items() if key in inherited and inherited[key] == value}
+    assert not repeated, f"{rel(path)} repeats its base: {repeated}"
+
+
+def test_experiments_are_deltas_of_one_base_recipe_per_dataset_and_family():
+    bases = {p for p in ALL_YAML if p.parent.name in ("cifar10", "imagenet")}
+    for path in bases:
+        assert "base" in load(path), f"{rel(path)} is a full copy, not a delta of a base recipe"
+    # the base recipes: configs/<dataset>/<family>.yaml
+    roots = {base_recipe(path) for path in bases}
+    assert {rel(p) for p in roots} == {
+        "configs/cifar10/convnext_atto.yaml", "configs/cifar10/convmixer_256_8.yaml",
+        "configs/imagenet/convnext_tiny.yaml", "configs/imagenet/convmixer_768_32.yaml"}
+    # the k7/k9/k11 files differ in the kernel size and the run name only
+    for family in ("cifar10/convnext_atto", "imagenet/convnext_tiny"):
+        for k in (9, 11):
+            own = load(EXPERIMENTS / f"{family}_k{k}.yaml")
+            assert leaves(own) == {"base": f"{Path(family).name}_k7.yaml", "model.model_kwargs.kernel_sizes": k,
+                                   "trainer.logger.init_args.name": f"{family.replace('/', '_')}_k{k}"}
+
+
+def test_the_logger_block_is_in_one_place():
+    """The TensorBoard logger's class and settings live in cli.TRAINER_DEFAULTS; configs name runs only."""
+    for path in sorted((REPO / "configs").rglob("*.yaml")):
+        logger = ((load(path) or {}).get("trainer") or {}).get("logger")
+        if logger is not None:
+            assert leaves(logger).keys() == {"init_args.name"}, rel(path)
+
+
 def test_ablations_differ_from_dog_in_one_setting():
-    dog = load(REPO / "configs" / "init" / "dog.yaml")["init"]
+    from neural_echos.init.dog import DoGInit
+
+    defaults = {name: p.default for name, p in inspect.signature(DoGInit).parameters.items()}
+    dog = load(REPO / "configs" / "init" / "dog.yaml")["init"]["method"]["init_args"]
+    # configs/init/dog.yaml states the paper's settings, which are DoGInit's defaults
+    assert {key: tuple(v) if isinstance(v, list) else v for key, v in dog.items()} == {
+        key: value for key, value in defaults.items() if key in dog}
     for path in ABLATIONS:
-        init = load(path)["init"]
-        changed = {key for key in set(dog) | set(init) if init.get(key) != dog.get(key)}
-        assert len(changed) == 1, (rel(path), changed)
+        init_args = load(path)["init"]["method"]["init_args"]
+        ((key, value),) = init_args.items()
+        assert (tuple(value) if isinstance(value, list) else value) != defaults[key], rel(path)
 
 
 # --------------------------------------------------------------------------------------------
 # parsed by run.py (slow: one interpreter for all)
 
 
+TRAP = REPO / "tests" / "data" / "model_kwargs_k9.yaml"  # model_kwargs: {kernel_sizes: 9}, nothing else
 PRINT_CASES = [(path, None) for path in MODEL_FILES] + [
-    (path, REPO / "configs" / "init" / "kaiming.yaml") for path in MODEL_FILES if path.parent.name == "imagenet"
+    (path, REPO / "configs" / "init" / "kaiming_normal.yaml") for path in MODEL_FILES if path.parent.name == "imagenet"
 ] + [(path, None) for path in ABLATIONS]
 
 
@@ -170,30 +255,40 @@ def printed(tmp_path_factory):
         if init is not None:  # the other init in place of the documented one
             args[args.index(str(REPO / "configs/init/dog.yaml"))] = str(init)
         commands.append([*args, "--print_config"])
+    # the trap of plain dicts: a later file's model_kwargs must merge into the earlier file's
+    commands.append(["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), "--config", str(TRAP),
+                     "--print_config"])
     results = run_in_process(commands, tmp_path_factory.mktemp("print_config"))
-    return {(path, init): result for (path, init), result in zip(PRINT_CASES, results)}
+    return {**{(path, init): result for (path, init), result in zip(PRINT_CASES, results)}, "trap": results[-1]}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("path", "init"), PRINT_CASES, ids=[rel(p) + ("+kaiming" if i else "") for p, i in PRINT_CASES])
+@pytest.mark.parametrize(("path", "init"), PRINT_CASES, ids=[rel(p) + ("+kaiming_normal" if i else "") for p, i in PRINT_CASES])
 def test_print_config(printed, path, init):
     result = printed[(path, init)]
     assert result["code"] == 0, result["stderr"]
     full = yaml.safe_load(result["stdout"])
-    own = load(path)
+    own = composed(path)  # the file with its bases, composed here independently of run.py
     if "model" in own:  # the experiment's settings win over the data config given before it
-        for key, value in own["model"].items():
-            assert full["model"][key] == value, key
-        for key, value in own["data"]["init_args"].items():
-            assert full["data"]["init_args"][key] == value, key
-        for key in ("max_epochs", "precision", "devices", "accelerator", "gradient_clip_val"):
-            if key in own["trainer"]:
-                assert full["trainer"][key] == own["trainer"][key], key
-        expected_init = load(init or REPO / "configs" / "init" / "dog.yaml")["init"]
+        for key, value in leaves(own).items():
+            assert leaves(full)[key] == value, key
+        expected_init = composed(init or REPO / "configs" / "init" / "dog.yaml")["init"]
     else:
         expected_init = own["init"]
-    for key, value in expected_init.items():
-        assert full["init"][key] == (list(value) if isinstance(value, tuple) else value), key
+    method = full["init"]["method"]
+    assert method_name(method["class_path"]) == method_name(expected_init["method"]["class_path"])
+    for key, value in (expected_init["method"].get("init_args") or {}).items():
+        assert method["init_args"][key] == value, key
+
+
+@pytest.mark.slow
+def test_model_kwargs_merge_across_config_files(printed):
+    """--config quickstart.yaml --config k9.yaml with `model_kwargs: {kernel_sizes: 9}` keeps the
+    quickstart's drop_path_rate, as --model.model_kwargs.kernel_sizes 9 would."""
+    assert load(TRAP) == {"model": {"model_kwargs": {"kernel_sizes": 9}}}
+    result = printed["trap"]
+    assert result["code"] == 0, result["stderr"]
+    assert yaml.safe_load(result["stdout"])["model"]["model_kwargs"] == {"drop_path_rate": 0.1, "kernel_sizes": 9}
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,6 +296,9 @@ def test_print_config(printed, path, init):
 
 
 FAST_DEV_CASES = CIFAR_FILES + ABLATIONS
+# every init config, on the cheapest recipe (the quickstart's ConvNeXt-atto with its 4x4 stem; what
+# each logs is tested in tests/callbacks/test_depthwise_init.py: fast_dev_run turns the logger off)
+INIT_CONFIGS = sorted((REPO / "configs" / "init").glob("*.yaml"))
 
 
 @pytest.fixture(scope="module")
@@ -209,18 +307,24 @@ def fast_dev_runs(tmp_path_factory):
     conftest = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(conftest)
     root = conftest.write_cifar10_tree(tmp_path_factory.mktemp("cifar") / "cifar10", images_per_batch=16)
-    commands = [
-        [*documented_args(path), "--data.root", str(root), "--data.download", "false", "--data.batch_size", "8",
-         "--trainer.fast_dev_run", "true", "--trainer.enable_progress_bar", "false",
-         "--trainer.enable_model_summary", "false"]
-        for path in FAST_DEV_CASES
-    ]
+    quick = ["--data.root", str(root), "--data.download", "false", "--data.batch_size", "8",
+             "--trainer.fast_dev_run", "true", "--trainer.enable_progress_bar", "false",
+             "--trainer.enable_model_summary", "false"]
+    commands = [[*documented_args(path), *quick] for path in FAST_DEV_CASES]
+    # a "trained" checkpoint for covariance_transfer: 5x5 kernels, so the atto's 7x7 take a resized Sigma
+    checkpoint = tmp_path_factory.mktemp("ckpt") / "trained.pt"
+    generator = torch.Generator().manual_seed(0)
+    torch.save({f"blocks.{i}.conv_dw.weight": torch.randn(64, 1, 5, 5, generator=generator) for i in range(4)}, checkpoint)
+    for path in INIT_CONFIGS:
+        extra = ["--init.method.init_args.checkpoint", str(checkpoint)] if path.stem == "covariance_transfer" else []
+        commands.append(["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), "--config", str(path),
+                         *extra, *quick, "--snapshot.every_n_epochs", "0"])  # (no kernel snapshots: half the time)
     results = run_in_process(commands, tmp_path_factory.mktemp("fast_dev_run"))
-    return dict(zip(FAST_DEV_CASES, results))
+    return dict(zip(FAST_DEV_CASES + INIT_CONFIGS, results))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", FAST_DEV_CASES, ids=rel)
+@pytest.mark.parametrize("path", FAST_DEV_CASES + INIT_CONFIGS, ids=rel)
 def test_fast_dev_run(fast_dev_runs, path):
     result = fast_dev_runs[path]
     assert result["code"] == 0, result["stderr"]
@@ -236,14 +340,14 @@ def sweep(*args: str, env: dict | None = None, cwd: Path = REPO) -> subprocess.C
 
 
 def test_sweep_dry_run_commands(tmp_path):
-    done = sweep("--dry-run", "configs/experiments/cifar10/convnext_atto_k7.yaml", "--inits", "kaiming dog dog_on_only",
+    done = sweep("--dry-run", "configs/experiments/cifar10/convnext_atto_k7.yaml", "--inits", "kaiming_normal dog dog_on_only",
                  "--seeds", "0 1", "--tag", "T1", "--", "--trainer.max_epochs", "1", "--data.root", "/a b/it's")
     assert done.returncode == 0, done.stderr
     header, *lines = done.stdout.strip().splitlines()
     assert header == f"# cifar10_convnext_atto_k7: 6 runs, from {REPO}"
     assert len(lines) == 6
-    expected_inits = ["configs/init/kaiming.yaml"] * 2 + ["configs/init/dog.yaml"] * 2 + ["configs/experiments/ablations/dog_on_only.yaml"] * 2
-    names = ["kaiming"] * 2 + ["dog"] * 2 + ["dog_on_only"] * 2
+    expected_inits = ["configs/init/kaiming_normal.yaml"] * 2 + ["configs/init/dog.yaml"] * 2 + ["configs/experiments/ablations/dog_on_only.yaml"] * 2
+    names = ["kaiming_normal"] * 2 + ["dog"] * 2 + ["dog_on_only"] * 2
     for line, init, name, seed in zip(lines, expected_inits, names, ["0", "1"] * 3):
         assert shlex.split(line) == [
             ".venv/bin/python" if (REPO / ".venv/bin/python").exists() else "python3", "run.py", "fit",
@@ -254,7 +358,7 @@ def test_sweep_dry_run_commands(tmp_path):
             "--trainer.max_epochs", "1", "--data.root", "/a b/it's",
         ]
     # called from elsewhere with a path relative to the repo: the same commands
-    elsewhere = sweep("--dry-run", "configs/experiments/cifar10/convnext_atto_k7.yaml", "--inits", "kaiming dog dog_on_only",
+    elsewhere = sweep("--dry-run", "configs/experiments/cifar10/convnext_atto_k7.yaml", "--inits", "kaiming_normal dog dog_on_only",
                       "--seeds", "0 1", "--tag", "T1", "--", "--trainer.max_epochs", "1", "--data.root", "/a b/it's", cwd=tmp_path)
     assert elsewhere.stdout == done.stdout
 
@@ -271,6 +375,14 @@ def test_sweep_dry_run_options():
     assert words[words.index("--trainer.logger.init_args.name") + 1] == "cifar10_convmixer_256_8_dog_scale_match"
     assert words[words.index("--trainer.logger.init_args.save_dir") + 1] == "/tmp/sweeplogs"
     assert words[-2:] == ["--ckpt_path", "last"]
+    # the default inits, and --name for a variant set after `--` (another kernel size)
+    done = sweep("--dry-run", "configs/experiments/cifar10/convnext_atto_k7.yaml", "--seeds", "0", "--tag", "X",
+                 "--name", "cifar10_convnext_atto_k5", "--", "--model.model_kwargs.kernel_sizes", "5")
+    assert done.returncode == 0, done.stderr
+    runs = [shlex.split(line) for line in done.stdout.strip().splitlines()[1:]]
+    assert [words[words.index("--trainer.logger.init_args.name") + 1] for words in runs] == [
+        "cifar10_convnext_atto_k5_kaiming_normal", "cifar10_convnext_atto_k5_dog"]
+    assert all(words[-2:] == ["--model.model_kwargs.kernel_sizes", "5"] for words in runs)
     # `--data none`: the experiment alone (it names its DataModule class itself)
     done = sweep("--dry-run", "configs/experiments/imagenet/convnext_tiny_k9.yaml", "--seeds", "0", "--inits", "dog",
                  "--data", "none", "--tag", "X")
@@ -286,7 +398,7 @@ def test_sweep_dry_run_slurm():
     lines = done.stdout.strip().splitlines()[1:]
     assert len(lines) == 4
     words = shlex.split(lines[0])
-    assert words[:5] == ["sbatch", "--partition=gpu", "--gres=gpu:8", "--job-name=ne-imagenet_convmixer_768_32-kaiming-s0",
+    assert words[:5] == ["sbatch", "--partition=gpu", "--gres=gpu:8", "--job-name=ne-imagenet_convmixer_768_32-kaiming_normal-s0",
                          "--output=logs/slurm/%x-%j.out"]
     assert words[5] == "--wrap"
     wrapped = shlex.split(words[6])
@@ -309,6 +421,8 @@ def test_sweep_dry_run_slurm():
         (("configs/experiments/cifar10/convmixer_256_8.yaml", "--resume"), "--resume needs the --tag"),
         (("configs/experiments/cifar10/convmixer_256_8.yaml", "--bogus"), "unknown option --bogus"),
         (("configs/experiments/cifar10/convmixer_256_8.yaml", "--data", "nope.yaml"), "data config nope.yaml not found"),
+        (("configs/experiments/cifar10/convmixer_256_8.yaml", "--name", "a/b"), "name 'a/b' may only hold"),
+        (("configs/experiments/cifar10/convmixer_256_8.yaml", "--inits", "kaiming"), "unknown init 'kaiming'"),
     ],
 )
 def test_sweep_errors(args, message):
@@ -335,7 +449,7 @@ def test_sweep_then_report(tmp_path, cifar_root):
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert sorted(p.relative_to(logs).as_posix() for p in logs.glob("*/*")) == [
-        "cifar10_convmixer_256_8_dog/seed0-t", "cifar10_convmixer_256_8_kaiming/seed0-t"]
+        "cifar10_convmixer_256_8_dog/seed0-t", "cifar10_convmixer_256_8_kaiming_normal/seed0-t"]
     out = tmp_path / "report"
     report = subprocess.run([sys.executable, "run.py", "report", str(logs), "--out", str(out)], cwd=REPO,
                             capture_output=True, text=True, timeout=300)

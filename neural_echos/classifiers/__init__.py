@@ -31,7 +31,6 @@ from neural_echos.classifiers.base import (
     LayerResult,
     center_surround,
     normalise_kernels,
-    single_thread,
 )
 from neural_echos.collect import AnalysisError
 
@@ -83,5 +82,4 @@ __all__ = [
     "get_classifier",
     "normalise_kernels",
     "register_classifier",
-    "single_thread",
 ]

@@ -48,8 +48,7 @@ from __future__ import annotations
 
 import numbers
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -59,6 +58,7 @@ from torch import Tensor
 
 from neural_echos.collect import AnalysisError, LayerKernels
 from neural_echos.templates import template_bank
+from neural_echos.threads import single_thread
 
 CLASSES = ("on_center", "off_center", "other")
 ON, OFF, OTHER = range(3)  # indices into CLASSES
@@ -509,22 +509,3 @@ def class_means(
         Centroid(size, int(c), names[int(c)], float(s), int(counts[c]), m.reshape(size).numpy())
         for c, s, m in zip(present, scores, means)
     ]
-
-
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch, OpenMP and BLAS on one thread, then restore the caller's settings.
-
-    The work is small (10k x 49 values); on a busy CPU (data-loader workers, other jobs) extra
-    threads only wait for each other: measured 1 ms on one thread vs ~90 ms on two for the
-    templates of convnext_atto on a loaded 2-core machine.
-    """
-    from threadpoolctl import threadpool_limits
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1):
-            yield
-    finally:
-        torch.set_num_threads(threads)

@@ -1,10 +1,15 @@
+"""The DepthwiseInit callback: when it initialises, what it logs, and its configs (configs/init/)."""
+
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning.pytorch as pl
 import pytest
 import torch
+import yaml
+from jsonargparse import ActionConfigFile, ArgumentParser
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -13,6 +18,8 @@ from datamodules import CIFAR10DataModule
 from lightning_modules import ImageClassifier
 from neural_echos.depthwise import NoDepthwiseLayersError, find_depthwise_convs
 from neural_echos.errors import ConfigError
+from neural_echos.init.dog import DoGInit
+from neural_echos.init.kaiming import KaimingNormalInit
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,7 +50,7 @@ def datamodule(cifar_root):
 def test_fit_applies_dog_and_logs_its_settings(tmp_path, datamodule):
     module = ImageClassifier(num_classes=10, image_size=32)
     probe = WeightsAtTrainStart()
-    init = DepthwiseInit(method="dog", seed=3, on_center_prob=1.0)
+    init = DepthwiseInit(DoGInit(on_center_prob=1.0), seed=3)
     logger = TensorBoardLogger(tmp_path, name="run")
     _trainer(tmp_path, init, probe, logger=logger).fit(module, datamodule=datamodule)
     assert init.summary.n_kernels == 1840 and init.summary.n_on == 1840
@@ -63,7 +70,7 @@ def test_seed_defaults_to_the_run_seed(tmp_path, datamodule):
         pl.seed_everything(seed)
         module = ImageClassifier(num_classes=10, image_size=32)
         probe = WeightsAtTrainStart()
-        _trainer(tmp_path, DepthwiseInit(method="dog"), probe).fit(module, datamodule=datamodule)
+        _trainer(tmp_path, DepthwiseInit(DoGInit()), probe).fit(module, datamodule=datamodule)
         runs.append(probe.weights)
     name = next(iter(runs[0]))
     assert torch.equal(runs[0][name], runs[1][name]) and not torch.equal(runs[0][name], runs[2][name])
@@ -73,7 +80,7 @@ def test_seed_defaults_to_the_run_seed(tmp_path, datamodule):
 def test_evaluation_does_not_initialise(tmp_path, datamodule, entry):
     module = ImageClassifier(num_classes=10, image_size=32)
     before = _depthwise(module)
-    init = DepthwiseInit(method="dog")
+    init = DepthwiseInit(DoGInit())
     getattr(_trainer(tmp_path, init, limit_test_batches=1, limit_predict_batches=1), entry)(module, datamodule=datamodule)
     assert init.summary is None
     assert all(torch.equal(before[n], w) for n, w in _depthwise(module).items())
@@ -82,14 +89,14 @@ def test_evaluation_does_not_initialise(tmp_path, datamodule, entry):
 @pytest.mark.slow
 def test_resumed_fit_keeps_the_checkpoint_weights(tmp_path, datamodule):
     module = ImageClassifier(num_classes=10, image_size=32)
-    trainer = _trainer(tmp_path, DepthwiseInit(method="kaiming_normal"))
+    trainer = _trainer(tmp_path, DepthwiseInit(KaimingNormalInit()))
     trainer.fit(module, datamodule=datamodule)
     checkpoint = tmp_path / "first.ckpt"
     trainer.save_checkpoint(checkpoint)
     saved = _depthwise(module)
 
     fresh = ImageClassifier(num_classes=10, image_size=32)
-    init, probe = DepthwiseInit(method="dog"), WeightsAtTrainStart()
+    init, probe = DepthwiseInit(DoGInit()), WeightsAtTrainStart()
     _trainer(tmp_path, init, probe, max_epochs=2).fit(fresh, datamodule=datamodule, ckpt_path=checkpoint)
     assert init.summary is None
     assert all(torch.equal(saved[n], w) for n, w in probe.weights.items())
@@ -98,25 +105,100 @@ def test_resumed_fit_keeps_the_checkpoint_weights(tmp_path, datamodule):
 def test_none_keeps_the_model_default(tmp_path, datamodule):
     module = ImageClassifier(num_classes=10, image_size=32)
     before, probe = _depthwise(module), WeightsAtTrainStart()
-    _trainer(tmp_path, DepthwiseInit(method="none"), probe).fit(module, datamodule=datamodule)
+    logger = TensorBoardLogger(tmp_path, name="run")
+    _trainer(tmp_path, DepthwiseInit(None), probe, logger=logger).fit(module, datamodule=datamodule)
     assert all(torch.equal(before[n], w) for n, w in probe.weights.items())
+    assert logger.hparams["init/method"] == "none"
 
 
 def test_model_without_depthwise_layers_is_named(tmp_path, datamodule):
     module = ImageClassifier(model_name="resnet10t", num_classes=10, image_size=32)
     with pytest.raises(NoDepthwiseLayersError, match="'resnet10t' has no depthwise convolution"):
-        _trainer(tmp_path, DepthwiseInit(method="dog")).fit(module, datamodule=datamodule)
+        _trainer(tmp_path, DepthwiseInit(DoGInit())).fit(module, datamodule=datamodule)
 
 
 def test_filter_matching_nothing_is_an_error(tmp_path, datamodule):
     module = ImageClassifier(num_classes=10, image_size=32)
     with pytest.raises(NoDepthwiseLayersError, match="matches none"):
-        _trainer(tmp_path, DepthwiseInit(method="dog", name_filter="stages\\.9")).fit(module, datamodule=datamodule)
+        _trainer(tmp_path, DepthwiseInit(DoGInit(), name_filter="stages\\.9")).fit(module, datamodule=datamodule)
 
 
-def test_unknown_method_and_misplaced_options():
-    with pytest.raises(ConfigError, match="unknown init method 'dogg'"):
-        DepthwiseInit(method="dogg")
+def test_a_method_name_instead_of_a_method_is_an_error():
+    with pytest.raises(ConfigError, match="DepthwiseInit takes an init method such as neural_echos.init.dog.DoGInit"):
+        DepthwiseInit(method="dog")
+
+
+# --------------------------------------------------------------------------------------------
+# configs/init/*.yaml through jsonargparse's subclass mode (a parser with the `init` section only)
+
+
+INIT_CONFIGS = sorted((REPO / "configs" / "init").glob("*.yaml"))
+
+
+def _init_parser() -> ArgumentParser:
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--config", action=ActionConfigFile)
+    parser.add_class_arguments(DepthwiseInit, "init")
+    return parser
+
+
+@pytest.mark.parametrize("path", INIT_CONFIGS, ids=[p.stem for p in INIT_CONFIGS])
+def test_each_init_config_builds_the_method_it_is_named_after(path, tmp_path):
+    parser = _init_parser()
+    args = ["--config", str(path)]
+    if path.stem == "covariance_transfer":  # its checkpoint is required: a small one
+        checkpoint = tmp_path / "trained.pt"
+        torch.save({"dw.weight": torch.randn(8, 1, 7, 7)}, checkpoint)
+        args += ["--init.method.init_args.checkpoint", str(checkpoint)]
+    instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes  # (renamed in 4.49)
+    init = instantiate(parser.parse_args(args)).init
+    assert isinstance(init, DepthwiseInit)
+    assert (init.method.name if init.method is not None else "none") == path.stem
+    own = yaml.safe_load(path.read_text())["init"]["method"]
+    for key, value in ((own or {}).get("init_args") or {}).items():  # the file's options reached the method
+        assert getattr(init.method, key) == (tuple(value) if isinstance(value, list) else value), key
+    # what it logs when a fit starts: the method's registry name, its settings and totals
+    logger = _HParamsLogger()
+    trainer = SimpleNamespace(ckpt_path=None, loggers=[logger], is_global_zero=True)
+    model = torch.nn.Sequential(torch.nn.Conv2d(8, 8, 7, groups=8), torch.nn.Conv2d(8, 8, 1))
+    init.on_fit_start(trainer, SimpleNamespace(model=model, hparams={"model_name": "tiny"}))
+    assert logger.params["init/method"] == path.stem
+    if init.method is not None:
+        assert logger.params["init/n_initialized"] == 8 and logger.params["init/model"] == "tiny"
+        assert {key[len("init/"):] for key in logger.params} >= set(init.method.settings())
+
+
+class _HParamsLogger:
+    """What DepthwiseInit calls on a logger."""
+
+    def __init__(self):
+        self.params = {}
+
+    def log_hyperparams(self, params):
+        self.params.update(params)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--init.method", "DoGInit", "--init.method.sigma", "1.0"], "sigma"),  # an option of another method
+    (["--init.method", "KaimingNormalInit", "--init.method.scale", "unit"], "scale"),
+    (["--init.method", "DoGInit", "--init.method.scale", "xavier"], "xavier"),  # not one of its choices
+    (["--init.method", "DoGInit", "--init.method.gamma_range", "[0.1, 0.2, 0.3]"], "gamma_range"),
+    (["--init.method", "CovarianceTransferInit"], "checkpoint"),  # required, missing
+    (["--init.method", "GaborInit"], "GaborInit"),  # no such method
+])
+def test_a_wrong_option_for_a_method_is_a_parse_error(args, message):
+    from jsonargparse import ArgumentError
+
+    with pytest.raises(ArgumentError, match=message):
+        _init_parser().parse_args(args)
+
+
+def test_the_method_options_are_in_the_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _init_parser().parse_args(["--init.method.help", "DoGInit"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--init.method.gamma_range" in out and "--init.method.dog_share" in out and "sigma" not in out
 
 
 @pytest.mark.slow

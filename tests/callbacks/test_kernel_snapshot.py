@@ -10,6 +10,7 @@ from callbacks import DepthwiseInit, KernelSnapshot
 from datamodules import CIFAR10DataModule
 from lightning_modules import ImageClassifier
 from neural_echos.classifiers import AnalysisError, TemplateClassifier
+from neural_echos.init.dog import DoGInit
 from neural_echos.errors import ConfigError
 
 STEPS_PER_EPOCH = 3
@@ -36,7 +37,7 @@ def _events(tmp_path):
 @pytest.mark.slow
 def test_logs_documented_tags_at_step_zero_and_every_epoch(tmp_path, cifar_root):
     snapshot = KernelSnapshot(histograms=True, layer_scalars=True)
-    _fit(tmp_path, cifar_root, [DepthwiseInit(method="dog", on_center_prob=1.0), snapshot])
+    _fit(tmp_path, cifar_root, [DepthwiseInit(DoGInit(on_center_prob=1.0)), snapshot])
     events = _events(tmp_path)
     tags = events.Tags()
     val_steps = [e.step for e in events.Scalars("val/acc1")]

@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from callbacks import DepthwiseInit, KernelSnapshot
+from neural_echos.init.dog import DoGInit
 from datamodules import CIFAR10DataModule
 from lightning_modules import ImageClassifier
 from neural_echos.depthwise import find_depthwise_convs
@@ -47,6 +48,6 @@ if __name__ == "__main__":
         accelerator="cpu", devices=2, strategy="ddp", max_epochs=2, limit_train_batches=3, limit_val_batches=1,
         num_sanity_val_steps=0, logger=TensorBoardLogger(out / "logs", name="ddp"), enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False,
-        callbacks=[DepthwiseInit(method="dog", seed=5), KernelSnapshot(), SaveWeights(out)],
+        callbacks=[DepthwiseInit(DoGInit(), seed=5), KernelSnapshot(), SaveWeights(out)],
     )
     trainer.fit(module, datamodule=CIFAR10DataModule(root=root, batch_size=8))

@@ -1,10 +1,13 @@
-"""Tests of initialize_depthwise on timm, torchvision and hand-made models."""
+"""Tests of the init-method registry and of the dog, kaiming_* and gaussian_covariance methods on timm,
+torchvision and hand-made models (torch_default and covariance_transfer: tests/neural_echos/init/)."""
 
 from __future__ import annotations
 
 import copy
 import json
 import math
+from dataclasses import fields
+from pathlib import Path
 
 import pytest
 import timm
@@ -16,7 +19,13 @@ from timm.models.convmixer import ConvMixer
 from torch import nn
 
 from neural_echos.depthwise import NoDepthwiseLayersError, find_depthwise_convs
-from neural_echos.init import KAIMING_GAIN, METHODS, InitSummary, initialize_depthwise
+from neural_echos.init import KAIMING_GAIN, InitMethod, InitSummary, create_init, init_methods, initialize_depthwise, method_name
+from neural_echos.init.base import LayerInit
+from neural_echos.init.dog import DoGInit
+
+REPO = Path(__file__).resolve().parents[2]
+# the methods that need nothing but a model (covariance_transfer needs a checkpoint: its own test file)
+METHODS = [name for name in init_methods() if name != "covariance_transfer"]
 
 
 def tiny_model() -> nn.Module:
@@ -130,7 +139,7 @@ def test_name_filter_restricts(convnext_atto):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"method": "gabor"}, r"unknown depthwise init method 'gabor'; choose one of dog, kaiming_normal"),
+        ({"method": "gabor"}, r"unknown depthwise init method 'gabor'; choose one of .*dog, .*kaiming_normal"),
         ({"gamma_range": (-0.1, 0.5)}, r"must lie within \[0, 1\]"),
         ({"gamma_range": (0.2, 1.5)}, r"must lie within \[0, 1\]"),
         ({"gamma_range": (0.5, 0.5)}, "needs low < high"),
@@ -144,15 +153,16 @@ def test_name_filter_restricts(convnext_atto):
         ({"radius": 0}, "radius must be a positive number of pixels"),
         ({"radius": "big"}, "radius must be None"),
         ({"seed": 1.5}, "seed must be an integer"),
-        ({"foo": 1}, "method 'dog' takes no extra options"),
-        ({"method": "kaiming_normal", "scale": "unit"}, "scale does not apply to method 'kaiming_normal'"),
-        ({"method": "kaiming_uniform", "sigma": 1.0}, "takes no extra options"),
-        ({"method": "covariance", "scale": "unit"}, "choose one of kaiming, match"),
-        ({"method": "covariance", "sigma": -1.0}, "sigma must be a positive number"),
-        ({"method": "covariance", "sigma": (1.0, 2.0, 3.0)}, "sigma must be a positive number"),
-        ({"method": "covariance", "tau": 0.0}, "tau must be a positive number"),
-        ({"method": "covariance", "eps": -1e-3}, "eps .* must be a number >= 0"),
-        ({"method": "covariance", "beta": 1.0}, "unknown.*beta"),
+        ({"foo": 1}, r"init method 'dog' takes the options gamma_range, .*; got unknown \['foo'\]"),
+        ({"method": "kaiming_normal", "scale": "unit"}, r"'kaiming_normal' takes no options; got unknown \['scale'\]"),
+        ({"method": "kaiming_uniform", "sigma": 1.0}, "takes no options"),
+        ({"method": "torch_default", "gain": 1.0}, "takes no options"),
+        ({"method": "gaussian_covariance", "scale": "unit"}, "choose one of kaiming, match"),
+        ({"method": "gaussian_covariance", "sigma": -1.0}, "sigma must be a positive number"),
+        ({"method": "gaussian_covariance", "sigma": (1.0, 2.0, 3.0)}, "sigma must be a positive number"),
+        ({"method": "gaussian_covariance", "tau": 0.0}, "tau must be a positive number"),
+        ({"method": "gaussian_covariance", "eps": -1e-3}, "eps .* must be a number >= 0"),
+        ({"method": "gaussian_covariance", "beta": 1.0}, r"unknown \['beta'\]"),
         ({"name_filter": "("}, "not a valid regular expression"),
     ],
 )
@@ -165,8 +175,35 @@ def test_bad_settings_error_clearly(kwargs, match):
     assert all(torch.equal(before[name], after[name]) for name in before)  # nothing written
 
 
-def test_methods_constant():
-    assert METHODS == ("dog", "kaiming_normal", "kaiming_uniform", "covariance")
+def test_registry_names_classes_and_configs():
+    names = init_methods()  # (sorted; a new method joins by its file alone)
+    assert list(names) == sorted(names) and set(names) >= {
+        "covariance_transfer", "dog", "gaussian_covariance", "kaiming_normal", "kaiming_uniform", "torch_default"}
+    for name, cls in names.items():
+        assert issubclass(cls, InitMethod) and cls.name == name and cls.__doc__
+        assert method_name(cls.__name__) == method_name(f"{cls.__module__}.{cls.__qualname__}") == name
+        assert (REPO / "configs" / "init" / f"{name}.yaml").exists(), name  # the user-facing config
+    # and nothing else there but `none` (the model's own init)
+    assert {p.stem for p in (REPO / "configs" / "init").glob("*.yaml")} == {*names, "none"}
+    assert method_name("Nope") is None
+
+
+def test_a_method_by_class_or_by_name_is_the_same(convmixer):
+    by_class, by_name = copy.deepcopy(convmixer), copy.deepcopy(convmixer)
+    a = DoGInit(gamma_range=(0.0, 0.5), scale="kaiming").initialize(by_class, seed=4)
+    b = initialize_depthwise(by_name, "dog", gamma_range=(0.0, 0.5), scale="kaiming", seed=4)
+    assert a.to_dict() == b.to_dict()
+    assert all(torch.equal(x, y) for x, y in zip(depthwise_weights(by_class).values(), depthwise_weights(by_name).values()))
+    assert create_init("dog", on_center_prob=1.0).settings()["on_center_prob"] == 1.0
+    c = initialize_depthwise(copy.deepcopy(convmixer), DoGInit(gamma_range=(0.0, 0.5), scale="kaiming"), seed=4)
+    assert c.to_dict() == a.to_dict()
+    with pytest.raises(ValueError, match="give the options of DoGInit"):
+        initialize_depthwise(convmixer, DoGInit(), scale="kaiming")
+
+
+def test_base_class_is_abstract():
+    with pytest.raises(TypeError):
+        InitMethod()
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,7 +331,7 @@ def test_kaiming_normal_and_uniform(mobilenet):
     normal_model, uniform_model = copy.deepcopy(mobilenet), mobilenet
     initialize_depthwise(normal_model, "kaiming_normal", seed=0)
     summary = initialize_depthwise(uniform_model, "kaiming_uniform", seed=0)
-    assert summary.n_on is None and summary.gamma_stats() == (None, None, None)
+    assert not hasattr(summary, "n_on") and type(summary) is InitSummary  # no DoG fields
     for (_, normal), (_, uniform) in zip(
         find_depthwise_convs(normal_model), find_depthwise_convs(uniform_model)
     ):
@@ -308,7 +345,7 @@ def test_kaiming_normal_and_uniform(mobilenet):
 
 
 def test_covariance_method(convnext_atto):
-    summary = initialize_depthwise(convnext_atto, "covariance", seed=0, sigma=(1.0, 3.0))
+    summary = initialize_depthwise(convnext_atto, "gaussian_covariance", seed=0, sigma=(1.0, 3.0))
     assert summary.settings["sigma"] == [1.0, 3.0] and summary.settings["scale"] == "kaiming"
     target = KAIMING_GAIN / 7
     for layer in summary.layers:
@@ -381,14 +418,16 @@ def test_dog_rejects_layers_too_small_for_center_surround():
     assert [layer.name for layer in summary.layers] == ["1"]
 
 
-@pytest.mark.parametrize("method", ["kaiming_normal", "kaiming_uniform", "covariance"])
+@pytest.mark.parametrize("method", [name for name in METHODS if name != "dog"])
 def test_other_methods_summary(method):
     summary = initialize_depthwise(tiny_model(), method, seed=2, model_name="tiny")
     data = summary.to_dict()
     json.dumps(data)
     assert data["method"] == method and data["n_initialized"] == data["n_kernels"] == 48
-    assert data["n_on"] is None and data["gamma_mean"] is None
-    assert "gamma_low" not in data  # DoG settings are not reported for other methods
+    # nothing of DoG's: no polarity or gamma fields, settings or columns
+    assert not {"n_on", "gamma_mean", "gamma_low"} & set(data)
+    assert set(data["layers"][0]) == {f.name for f in fields(LayerInit)}
+    assert "gamma" not in str(summary)
     assert f"{method} init of 'tiny'" in str(summary)
 
 

@@ -77,7 +77,7 @@ def write_run(
         hparams.update({f"init/{key}": value for key, value in init.items()})
         hparams.update({"init/seed": seed, "init/model": name})
     (run_dir / "hparams.yaml").write_text(yaml.safe_dump(hparams), encoding="utf-8")
-    config = {"seed_everything": seed, "trainer": {"max_epochs": 4}, "init": config_init or {"method": "none"}}
+    config = {"seed_everything": seed, "trainer": {"max_epochs": 4}, "init": config_init or {"method": None}}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     writer = SummaryWriter(log_dir=str(run_dir))
     t = walltime
@@ -112,8 +112,10 @@ def make_logs(root: Path) -> Path:
                 kwargs["proportions"] = [(on + 0.01 * e, 0.3, 0.7 - on - 0.01 * e) for e in range(5)]
             if model == CONVMIXER and init_name == "dog" and seed == 1:
                 # resumed fit: the callback logged no init/* keys; the init comes from config.yaml
-                kwargs["config_init"] = {"method": "dog", "gamma_range": [0.0, 1.0], "on_center_prob": 0.5,
-                                         "dog_share": 1.0, "scale": "unit", "radius": None}
+                dog_args = {"gamma_range": [0.0, 1.0], "on_center_prob": 0.5, "dog_share": 1.0, "scale": "unit",
+                            "radius": None}
+                kwargs["config_init"] = {"method": {"class_path": "neural_echos.init.dog.DoGInit", "init_args": dog_args},
+                                         "name_filter": None, "seed": None}
                 write_run(run_dir, model, None, seed, accs, **kwargs)
                 continue
             write_run(run_dir, model, init, seed, accs, **kwargs)
@@ -160,8 +162,9 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         ({**DOG, "radius": 2.0}, "dog radius=2"),
         ({"method": "dog"}, "dog"),  # unset settings are the defaults
         ({"method": "kaiming_normal", "name_filter": "stages.3"}, "kaiming_normal filter=stages.3"),
-        ({"method": "covariance", "scale": "kaiming"}, "covariance"),
-        ({"method": "covariance", "scale": "match"}, "covariance scale=match"),
+        ({"method": "gaussian_covariance", "scale": "kaiming"}, "gaussian_covariance"),
+        ({"method": "gaussian_covariance", "scale": "match"}, "gaussian_covariance scale=match"),
+        ({"method": "covariance", "scale": "match"}, "covariance scale=match"),  # logged before the rename
         ({"method": "none"}, "none"),
     ],
 )
