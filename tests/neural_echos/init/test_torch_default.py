@@ -37,7 +37,7 @@ def test_uniform_with_bound_one_over_sqrt_fan_in(kh, kw, multiplier, seed):
     weight = model[0].weight
     fan_in = kh * kw  # in_channels / groups = 1
     bound = 1 / math.sqrt(fan_in)
-    assert weight.abs().max().item() <= bound
+    assert weight.abs().max().item() <= bound * (1 + 1e-6)  # float32 rounding of the bound itself
     # U(-b, b): std b / sqrt(3) = 1 / sqrt(3 k^2); the sample std within 6 standard errors
     # (relative se of a uniform sample's std: sqrt(Var(x^2)) / (2 E[x^2] sqrt(n)) = sqrt(4/5) / (2 sqrt(n)))
     n = weight.numel()
