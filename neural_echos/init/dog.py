@@ -14,7 +14,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from neural_echos.dog import GAMMA_EPS, dog_kernels
+from neural_echos.dog import GAMMA_EPS, default_radius, dog_kernels, effective_radius
 from neural_echos.errors import ConfigError
 from neural_echos.init.base import (
     DepthwiseLayer,
@@ -42,10 +42,13 @@ class DoGLayerInit(LayerInit):
     gamma_min: float | None  # None when the layer got no DoG kernel (dog_share 0)
     gamma_mean: float | None
     gamma_max: float | None
+    radius_mean: float | None  # mean centre radius the DoG kernels got (kept inside the window)
+    n_radius_adjusted: int  # DoG kernels whose requested radius was moved inside the window
 
     def extra_columns(self) -> dict[str, str]:
         gammas = f"{_fmt(self.gamma_min)}/{_fmt(self.gamma_mean)}/{_fmt(self.gamma_max)}"
-        return {"on": str(self.n_on), "off": str(self.n_off), "gamma min/mean/max": gammas}
+        return {"on": str(self.n_on), "off": str(self.n_off), "gamma min/mean/max": gammas,
+                "radius": _fmt(self.radius_mean), "adjusted": str(self.n_radius_adjusted)}
 
 
 @dataclass
@@ -69,15 +72,27 @@ class DoGSummary(InitSummary):
         mean = sum(layer.gamma_mean * layer.n_initialized for layer in drawn) / total
         return min(layer.gamma_min for layer in drawn), mean, max(layer.gamma_max for layer in drawn)
 
+    @property
+    def n_radius_adjusted(self) -> int:
+        return sum(layer.n_radius_adjusted for layer in self.layers)
+
     def totals(self) -> dict[str, Any]:
         gamma_min, gamma_mean, gamma_max = self.gamma_stats()
         return {**super().totals(), "n_on": self.n_on, "n_off": self.n_off,
-                "gamma_min": gamma_min, "gamma_mean": gamma_mean, "gamma_max": gamma_max}
+                "gamma_min": gamma_min, "gamma_mean": gamma_mean, "gamma_max": gamma_max,
+                "n_radius_adjusted": self.n_radius_adjusted}
 
     def detail_lines(self) -> list[str]:
         gamma_min, gamma_mean, gamma_max = self.gamma_stats()
-        return [f"  on-center {self.n_on}, off-center {self.n_off}, "
-                f"gamma min/mean/max {_fmt(gamma_min)}/{_fmt(gamma_mean)}/{_fmt(gamma_max)}"]
+        lines = [f"  on-center {self.n_on}, off-center {self.n_off}, "
+                 f"gamma min/mean/max {_fmt(gamma_min)}/{_fmt(gamma_mean)}/{_fmt(gamma_max)}"]
+        if self.n_radius_adjusted:
+            lines.append(
+                f"  centre radius moved inside the window for {self.n_radius_adjusted} of {self.n_initialized} "
+                "kernels, so that the centre and the surround each keep a ring of pixels "
+                "(neural_echos.dog.effective_radius)"
+            )
+        return lines
 
 
 class DoGInit(InitMethod, name="dog"):
@@ -163,6 +178,8 @@ class DoGInit(InitMethod, name="dog"):
         for i, layer in enumerate(layers):
             by_size.setdefault(tuple(layer.conv.kernel_size), []).append(i)
         kernels: list[Tensor] = [torch.empty(0)] * n_layers
+        radius_used: list[Tensor] = [torch.empty(0)] * n_layers  # effective radius of each DoG kernel
+        radius_moved: list[Tensor] = [torch.empty(0)] * n_layers  # ... and whether it was moved
         for size, members in by_size.items():
             if len(members) == n_layers:  # one size in the model: all DoG kernels, in order
                 rows = slice(None)
@@ -170,11 +187,11 @@ class DoGInit(InitMethod, name="dog"):
                 rows = torch.cat([torch.arange(starts[i], starts[i + 1]) for i in members])
             gamma_s = gamma[rows]
             if self.radius is None:
-                r = None  # dog_kernels' default: default_radius(gamma, size) = gamma * (k + 1) / 2
+                r = default_radius(gamma_s, size)  # r = gamma * (k + 1) / 2
             elif callable(self.radius):
                 r = torch.as_tensor(self.radius(gamma_s, size), dtype=torch.float64)
             else:
-                r = self.radius
+                r = torch.full_like(gamma_s, float(self.radius))
             # float32 kernels are accurate to ~1e-7; float64 layers get float64 kernels
             wide = any(weights[i].dtype == torch.float64 for i in members)
             try:
@@ -182,8 +199,11 @@ class DoGInit(InitMethod, name="dog"):
             except ValueError as err:
                 names = ", ".join(layers[i].name for i in members[:3])
                 raise ConfigError(f"DoG init of the {size[0]}x{size[1]} depthwise layers ({names}): {err}") from err
-            for i, part in zip(members, out.split([n_dog[i] for i in members])):
-                kernels[i] = part
+            r = r.reshape(-1).expand(len(gamma_s)) if r.numel() == 1 else r.reshape(-1)
+            used = effective_radius(r, size)  # what dog_kernels gave each kernel
+            parts = [n_dog[i] for i in members]
+            for i, part, r_used, moved in zip(members, out.split(parts), used.split(parts), (used != r).split(parts)):
+                kernels[i], radius_used[i], radius_moved[i] = part, r_used, moved
 
         std_before = layer_stds(weights)
         if self.scale != "unit":  # one factor per layer: target std / root-mean-square of its DoG kernels
@@ -228,6 +248,8 @@ class DoGInit(InitMethod, name="dog"):
                     gamma_min=g_min if has else None,
                     gamma_mean=g_sum / n_dog[i] if has else None,
                     gamma_max=g_max if has else None,
+                    radius_mean=float(radius_used[i].mean()) if has else None,
+                    n_radius_adjusted=int(radius_moved[i].sum()) if has else 0,
                 )
             )
         return records

@@ -280,6 +280,22 @@ def test_fixed_and_callable_radius():
         assert conv.weight.flatten(1).sum(1).abs().max() < 1e-5
 
 
+@settings(max_examples=5, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_effective_radius_is_recorded_per_layer(seed):
+    """3x3 windows (rings at 0, 1, 1.41): r = 2 gamma is moved inside for gamma > 1 / sqrt(2),
+    29 % of gamma ~ U(0, 1); 7x7 (r = 4 gamma <= 4 < 4.24) never."""
+    model = nn.Sequential(nn.Conv2d(600, 600, 3, groups=600), nn.Conv2d(400, 400, 7, groups=400))
+    summary = initialize_depthwise(model, "dog", seed=seed)
+    small, large = summary.layers
+    p = 1 - 1 / math.sqrt(2)
+    assert abs(small.n_radius_adjusted / 600 - p) <= 3 * math.sqrt(p * (1 - p) / 600)
+    assert large.n_radius_adjusted == 0
+    assert 0 < small.radius_mean < math.sqrt(2) and large.radius_mean == pytest.approx(2.0, abs=0.3)
+    assert summary.to_dict(per_layer=False)["n_radius_adjusted"] == small.n_radius_adjusted
+    assert "centre radius moved inside the window" in str(summary)
+
+
 # --------------------------------------------------------------------------------------------
 # randomness
 
@@ -398,6 +414,8 @@ def test_summary_dict_and_text(mobilenet):
         "gamma_min",
         "gamma_mean",
         "gamma_max",
+        "radius_mean",
+        "n_radius_adjusted",
         "std_before",
         "std_after",
     } == set(data["layers"][0])
