@@ -5,6 +5,7 @@ from __future__ import annotations
 import lightning.pytorch as pl
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, RichModelSummary, RichProgressBar
+from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from callbacks import (
@@ -17,6 +18,7 @@ from callbacks import (
     ScalarsLayout,
 )
 from cli_configs import ConfigFile
+from neural_echos.init import method_name
 
 # The Rich progress bar redraws every this many steps: redrawing every step cost up to 10 % of
 # a small model's CPU training throughput on 2 cores (benchmarks/bench_lightning_overhead.py).
@@ -49,6 +51,10 @@ class NeuralEchosCLI(LightningCLI):
             }
         )
 
+    def before_instantiate_classes(self) -> None:
+        if self.subcommand == "fit":
+            name_run_by_init(self.config["fit"])
+
     def instantiate_trainer(self, **kwargs) -> Trainer:
         # The default callbacks (non-finite loss guard, RNG states in checkpoints, learning rate
         # and the TensorBoard custom-scalars layout and HParams session, Rich progress bar and model
@@ -64,6 +70,24 @@ class NeuralEchosCLI(LightningCLI):
             defaults.append(RichModelSummary(max_depth=2))
         sections = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
         return self._instantiate_trainer(config, sections + defaults)
+
+
+def name_run_by_init(config) -> None:
+    """TensorBoard run names that say what they are: ``<name>/<init method>/version_N``.
+
+    The TensorBoard logger's ``name`` (the recipe's, e.g. ``quickstart``) gets the init method's
+    registry name appended (``quickstart/dog``, ``quickstart/none``), unless it already ends with
+    it, so a saved ``config.yaml`` run again, or a resume with the same config and
+    ``--ckpt_path``, writes into the same folder.
+    """
+    logger = config.get("trainer", {}).get("logger")
+    if not (isinstance(logger, Namespace) and str(logger.get("class_path", "")).endswith("TensorBoardLogger")):
+        return
+    method = config.get("init", {}).get("method")
+    label = "none" if method is None else method_name(str(method.get("class_path", ""))) or "custom"
+    name = logger.init_args.get("name") or "default"
+    if name.rstrip("/").split("/")[-1] != label:
+        logger.init_args.name = f"{name.rstrip('/')}/{label}"
 
 
 def latest_checkpoint() -> ModelCheckpoint:

@@ -42,13 +42,15 @@
 #   -h, --help         this text.
 # Environment: PYTHON (default: .venv/bin/python in the repo when present, else python3).
 #
-# Every run gets its own TensorBoard directory, <save_dir>/<experiment>_<init>/seed<S>-<tag>/
-# (logger name and version set explicitly, so parallel SLURM jobs never pick the same version),
-# where <experiment> is <dataset>_<file name> (or --name), e.g.
-# logs/cifar10_convnext_atto_k7_dog/seed0-20250101-120000/.
+# Every run gets its own TensorBoard directory, <save_dir>/<experiment>/<init method>/seed<S>-<tag>/
+# (logger name and version set explicitly, so parallel SLURM jobs never pick the same version;
+# run.py adds the init method's registry name to the logger name), where <experiment> is
+# <dataset>_<file name> (or --name), e.g. logs/cifar10_convnext_atto_k7/dog/seed0-20250101-120000/.
+# An ablation or init file outside configs/init/ gets <experiment>_<file name>, e.g.
+# logs/cifar10_convnext_atto_k7_dog_on_only/dog/seed0-.../.
 # Runs are independent: a failed run does not stop the others (the exit status is 1 if any
 # failed). Then compare them with:
-#   python run.py report logs/<experiment>_* --out report_out/<experiment>
+#   python run.py report logs/<experiment>* --out report_out/<experiment>
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -152,10 +154,11 @@ done
 
 init_paths=()
 init_names=()
+run_names=()  # the logger name; run.py appends /<init method>
 for init in "${init_list[@]}"; do
-    if path="$(resolve "configs/init/$init.yaml")"; then :
-    elif path="$(resolve "configs/experiments/ablations/$init.yaml")"; then :
-    elif path="$(resolve "$init")"; then :
+    if path="$(resolve "configs/init/$init.yaml")"; then run_name="$exp_name"
+    elif path="$(resolve "configs/experiments/ablations/$init.yaml")"; then run_name=""
+    elif path="$(resolve "$init")"; then run_name=""
     else
         die "unknown init '$init': not configs/init/$init.yaml, configs/experiments/ablations/$init.yaml nor a file"
     fi
@@ -164,6 +167,7 @@ for init in "${init_list[@]}"; do
     name="${name%.yml}"
     init_paths+=("$path")
     init_names+=("$name")
+    run_names+=("${run_name:-${exp_name}_${name}}")
 done
 
 if [[ -z "$tag" ]]; then
@@ -197,7 +201,7 @@ for i in "${!init_paths[@]}"; do
         args=(fit)
         [[ -z "$data" ]] || args+=(--config "$data")
         args+=(--config "$experiment_path" --config "${init_paths[$i]}" --seed_everything "$seed")
-        args+=(--trainer.logger.init_args.name "${exp_name}_${init_names[$i]}")
+        args+=(--trainer.logger.init_args.name "${run_names[$i]}")
         args+=(--trainer.logger.init_args.version "seed${seed}-${tag}")
         [[ -z "$save_dir" ]] || args+=(--trainer.logger.init_args.save_dir "$save_dir")
         [[ $resume -eq 0 ]] || args+=(--ckpt_path last)
@@ -233,7 +237,7 @@ if [[ $slurm -eq 1 ]]; then
         echo "==> submitting ${labels[$i]}: ${commands[$i]}"
         eval "${commands[$i]}"
     done
-    echo "submitted ${#commands[@]} jobs; when they finish: $PYTHON run.py report ${save_dir:-logs}/${exp_name}_* --out report_out/$exp_name"
+    echo "submitted ${#commands[@]} jobs; when they finish: $PYTHON run.py report ${save_dir:-logs}/${exp_name}* --out report_out/$exp_name"
     exit 0
 fi
 
@@ -246,7 +250,7 @@ for i in "${!commands[@]}"; do
     fi
 done
 echo "==> done: $(( ${#commands[@]} - ${#failed[@]} )) of ${#commands[@]} runs succeeded"
-echo "compare them: $PYTHON run.py report ${save_dir:-logs}/${exp_name}_* --out report_out/$exp_name"
+echo "compare them: $PYTHON run.py report ${save_dir:-logs}/${exp_name}* --out report_out/$exp_name"
 if [[ ${#failed[@]} -gt 0 ]]; then
     printf 'failed: %s\n' "${failed[@]}" >&2
     exit 1

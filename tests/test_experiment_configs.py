@@ -347,13 +347,14 @@ def test_sweep_dry_run_commands(tmp_path):
     assert header == f"# cifar10_convnext_atto_k7: 6 runs, from {REPO}"
     assert len(lines) == 6
     expected_inits = ["configs/init/kaiming_normal.yaml"] * 2 + ["configs/init/dog.yaml"] * 2 + ["configs/experiments/ablations/dog_on_only.yaml"] * 2
-    names = ["kaiming_normal"] * 2 + ["dog"] * 2 + ["dog_on_only"] * 2
+    # configs/init/ names give the experiment's name (run.py appends /<init method>); an ablation its own
+    names = ["cifar10_convnext_atto_k7"] * 4 + ["cifar10_convnext_atto_k7_dog_on_only"] * 2
     for line, init, name, seed in zip(lines, expected_inits, names, ["0", "1"] * 3):
         assert shlex.split(line) == [
             ".venv/bin/python" if (REPO / ".venv/bin/python").exists() else "python3", "run.py", "fit",
             "--config", "configs/data/cifar10.yaml", "--config", "configs/experiments/cifar10/convnext_atto_k7.yaml",
             "--config", init, "--seed_everything", seed,
-            "--trainer.logger.init_args.name", f"cifar10_convnext_atto_k7_{name}",
+            "--trainer.logger.init_args.name", name,
             "--trainer.logger.init_args.version", f"seed{seed}-T1",
             "--trainer.max_epochs", "1", "--data.root", "/a b/it's",
         ]
@@ -381,7 +382,7 @@ def test_sweep_dry_run_options():
     assert done.returncode == 0, done.stderr
     runs = [shlex.split(line) for line in done.stdout.strip().splitlines()[1:]]
     assert [words[words.index("--trainer.logger.init_args.name") + 1] for words in runs] == [
-        "cifar10_convnext_atto_k5_kaiming_normal", "cifar10_convnext_atto_k5_dog"]
+        "cifar10_convnext_atto_k5", "cifar10_convnext_atto_k5"]  # run.py appends /<init method>
     assert all(words[-2:] == ["--model.model_kwargs.kernel_sizes", "5"] for words in runs)
     # `--data none`: the experiment alone (it names its DataModule class itself)
     done = sweep("--dry-run", "configs/experiments/imagenet/convnext_tiny_k9.yaml", "--seeds", "0", "--inits", "dog",
@@ -448,8 +449,8 @@ def test_sweep_then_report(tmp_path, cifar_root):
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert sorted(p.relative_to(logs).as_posix() for p in logs.glob("*/*")) == [
-        "cifar10_convmixer_256_8_dog/seed0-t", "cifar10_convmixer_256_8_kaiming_normal/seed0-t"]
+    assert sorted(p.relative_to(logs).as_posix() for p in logs.glob("*/*/*")) == [
+        "cifar10_convmixer_256_8/dog/seed0-t", "cifar10_convmixer_256_8/kaiming_normal/seed0-t"]
     out = tmp_path / "report"
     report = subprocess.run([sys.executable, "run.py", "report", str(logs), "--out", str(out)], cwd=REPO,
                             capture_output=True, text=True, timeout=300)
