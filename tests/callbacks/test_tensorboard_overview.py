@@ -1,0 +1,119 @@
+"""What TensorBoard shows of a run, read back from the event files: an HParams session that tells
+runs apart, the custom-scalars layout, run folders named by init, legible kernel pictures, and
+snapshots at the steps of the validation metrics."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from jsonargparse import Namespace
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+import run
+from callbacks.hparams_session import METRICS
+from cli import name_run_by_init
+from neural_echos.grids import CLASS_COLOURS, MIN_WIDTH
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def fit(cifar_root, *extra):
+    run.main(["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), *extra,
+              "--data.root", str(cifar_root), "--data.batch_size", "16", "--trainer.max_epochs", "2",
+              "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1",
+              "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
+              "--trainer.enable_model_summary", "false"])
+
+
+def events(folder: Path) -> EventAccumulator:
+    accumulator = EventAccumulator(str(folder), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def session(accumulator: EventAccumulator) -> tuple[dict, list[str]]:
+    content = accumulator.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
+    params = {key: value.string_value or value.number_value for key, value in start.session_start_info.hparams.items()}
+    metrics = [info.name.tag for info in experiment.experiment.metric_infos]
+    return params, metrics
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    from tests.conftest import write_cifar10_tree
+
+    root = tmp_path_factory.mktemp("tb")
+    cifar_root = write_cifar10_tree(root / "cifar10")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        fit(cifar_root, "--config", str(REPO / "configs/init/dog.yaml"))
+        fit(cifar_root)
+    return root / "logs" / "quickstart"
+
+
+@pytest.mark.slow
+def test_runs_are_named_by_init_and_their_hparams_sessions_tell_them_apart(two_runs):
+    assert sorted(p.relative_to(two_runs).as_posix() for p in two_runs.glob("*/version_*")) == [
+        "dog/version_0", "none/version_0"]
+    dog, _ = session(events(two_runs / "dog" / "version_0"))
+    default, metrics = session(events(two_runs / "none" / "version_0"))
+    assert dog["init/method"] == "dog" and default["init/method"] == "none"
+    assert dog["init/gamma_high"] == 1.0 and "init/gamma_high" not in default
+    for params in (dog, default):
+        assert params["model_name"] == "convnext_atto" and params["kernel_sizes"] == "7x7"
+        assert params["seed"] == 42 and params["batch_size"] == 16 and params["data"] == "CIFAR10DataModule"
+        assert params["snapshot/classifier"] == "kmeans" and "lr" in params
+    assert metrics == list(METRICS)
+
+
+@pytest.mark.slow
+def test_custom_scalars_layout_and_aligned_steps(two_runs):
+    accumulator = events(two_runs / "dog" / "version_0")
+    (config,) = accumulator.Tensors("custom_scalars__config__")
+    layout = layout_pb2.Layout.FromString(config.tensor_proto.string_val[0])
+    charts = {chart.title: list(chart.multiline.tag) for category in layout.category for chart in category.chart}
+    assert charts["kernel classes: observed (proportion) and chance"] == [r"kernels/proportion/.*", r"kernels/chance/.*"]
+    assert "val/acc1" in charts["val/acc1 and train loss"]
+    val_steps = [e.step for e in accumulator.Scalars("val/acc1")]
+    assert [e.step for e in accumulator.Scalars("kernels/proportion/on_center")] == [0, *val_steps]
+    assert [e.step for e in accumulator.Images("kernels/grid/stages.0.blocks.0.conv_dw")] == [0, *val_steps]
+    tags = accumulator.Tags()["scalars"]
+    assert "train/lr" in tags and not any(tag.startswith("kernels/layer/") for tag in tags)  # behind an option
+
+
+@pytest.mark.slow
+def test_kernel_pictures_carry_their_legend(two_runs):
+    accumulator = events(two_runs / "dog" / "version_0")
+    images = accumulator.Tags()["images"]
+    assert {"kernels/layers", "kernels/centroids"} <= set(images)
+    encoded = accumulator.Images("kernels/grid/stages.0.blocks.0.conv_dw")[0]
+    picture = np.asarray(Image.open(io.BytesIO(encoded.encoded_image_string)).convert("RGB"))
+    assert picture.shape[1] >= MIN_WIDTH
+    legend = picture[-60:]  # the legend strip: colour bar and frame swatches
+    for name in ("on_center", "off_center", "other"):
+        assert ((legend.reshape(-1, 3) == CLASS_COLOURS[name]).all(axis=1)).sum() >= 5, name
+
+
+def test_run_name_gets_the_init_once():
+    def config(name, method):
+        logger = Namespace(class_path="lightning.pytorch.loggers.TensorBoardLogger", init_args=Namespace(name=name))
+        return Namespace(trainer=Namespace(logger=logger), init=Namespace(method=method))
+
+    dog = Namespace(class_path="DoGInit", init_args=Namespace())
+    cases = [(config("quickstart", dog), "quickstart/dog"), (config("quickstart/dog", dog), "quickstart/dog"),
+             (config("quickstart", None), "quickstart/none"),
+             (config("x", Namespace(class_path="neural_echos.init.kaiming.KaimingNormalInit")), "x/kaiming_normal")]
+    for namespace, expected in cases:
+        name_run_by_init(namespace)
+        assert namespace.trainer.logger.init_args.name == expected
+    no_logger = Namespace(trainer=Namespace(logger=False), init=Namespace(method=None))
+    name_run_by_init(no_logger)
+    assert no_logger.trainer.logger is False
