@@ -64,6 +64,8 @@ from neural_echos.classify import (
     classify_layers,
 )
 from neural_echos.collect import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_FILE_BYTES,
     AnalysisError,
     Checkpoint,
     CheckpointError,
@@ -87,6 +89,8 @@ def analyze(
     seed: int = DEFAULT_SEED,
     layers: str | None = None,
     max_kernels: int = 64,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
 ) -> dict:
     """Classify the kernels, write the outputs to ``out`` and return the summary (as in summary.json).
 
@@ -100,6 +104,7 @@ def analyze(
         seed: k-means random_state and the seed of a fresh timm model.
         layers: regular expression selecting layers by name (``re.search``).
         max_kernels: kernels drawn per grid image.
+        max_bytes, max_file_bytes: size bounds checked before reading (``neural_echos.collect``).
 
     Raises:
         AnalysisError: any bad input, with a message naming the file or model and the fix.
@@ -114,7 +119,7 @@ def analyze(
     if max_kernels < 1:
         raise AnalysisError(f"--max-kernels must be at least 1; got {max_kernels}")
 
-    kernel_layers, source = _collect(checkpoint, model, seed, layers)
+    kernel_layers, source = _collect(checkpoint, model, seed, layers, max_bytes, max_file_bytes)
     report = classify_layers(kernel_layers, method, n_clusters=n_clusters, threshold=threshold, seed=seed)
     summary = _write_outputs(Path(out), kernel_layers, report, source, max_kernels)
     summary["seconds"] = round(time.perf_counter() - start, 3)
@@ -149,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--layers", help="regular expression selecting layers by name")
     parser.add_argument("--max-kernels", type=int, default=64, help="kernels per grid image (default: 64)")
+    parser.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES,
+                        help="refuse more depthwise kernel data than this, checked before reading (default: 256 MiB)")
+    parser.add_argument("--max-file-bytes", type=int, default=DEFAULT_MAX_FILE_BYTES,
+                        help="refuse reading more than this whole (legacy .pt, or a .safetensors with --model) (default: 8 GiB)")
     args = parser.parse_args(argv)
     try:
         summary = analyze(
@@ -161,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             layers=args.layers,
             max_kernels=args.max_kernels,
+            max_bytes=args.max_bytes,
+            max_file_bytes=args.max_file_bytes,
         )
     except NeuralEchosError as err:  # AnalysisError, NoDepthwiseLayersError, ConfigError
         if os.environ.get("NEURAL_ECHOS_TRACEBACK"):
@@ -176,19 +187,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _collect(
-    checkpoint: str | Path | None, model_name: str | None, seed: int, layer_filter: str | None
+    checkpoint: str | Path | None, model_name: str | None, seed: int, layer_filter: str | None,
+    max_bytes: int = DEFAULT_MAX_BYTES, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
 ) -> tuple[list[LayerKernels], dict]:
     if model_name is None:
-        loaded = read_checkpoint(checkpoint, only_depthwise=True)
+        loaded = read_checkpoint(checkpoint, only_depthwise=True, max_bytes=max_bytes, max_file_bytes=max_file_bytes)
         kernel_layers = kernels_from_state_dict(
-            loaded.state_dict, layer_filter, source=f"checkpoint {str(checkpoint)!r}"
+            loaded.state_dict, layer_filter, source=f"checkpoint {str(checkpoint)!r}", max_bytes=max_bytes
         )
         return kernel_layers, _source(loaded, None, seed)
 
     model = create_timm_model(model_name, seed)
     loaded = None
     if checkpoint is not None:
-        loaded = read_checkpoint(checkpoint)
+        loaded = read_checkpoint(checkpoint, max_bytes=max_bytes, max_file_bytes=max_file_bytes)
         load_into_model(model, model_name, loaded)
     label = model_name if loaded is None else f"{model_name} from {str(checkpoint)!r}"
     kernel_layers = kernels_from_module(model, name_filter=layer_filter, model_name=label)

@@ -270,7 +270,7 @@ def test_sweep_dry_run_options():
     assert "configs/experiments/ablations/dog_scale_match.yaml" in words
     assert words[words.index("--trainer.logger.init_args.name") + 1] == "cifar10_convmixer_256_8_dog_scale_match"
     assert words[words.index("--trainer.logger.init_args.save_dir") + 1] == "/tmp/sweeplogs"
-    assert words[-2:] == ["--ckpt_path", "last"]
+    assert words[-2:] == ["--ckpt_path", "last-if-any"]  # resume where there is a checkpoint, else start
     # `--data none`: the experiment alone (it names its DataModule class itself)
     done = sweep("--dry-run", "configs/experiments/imagenet/convnext_tiny_k9.yaml", "--seeds", "0", "--inits", "dog",
                  "--data", "none", "--tag", "X")
