@@ -174,7 +174,8 @@ class NeuralEchosCLI(LightningCLI):
         try:
             trainer.fit(model, **kwargs)
         except BaseException:
-            if created and trainer.global_step == 0:
+            # only a folder this process created and holds the lock of (so no other run shares it)
+            if created and lock is not None and trainer.global_step == 0:
                 remove_failed_run_folder(folder, lock)
             raise
         if trainer.num_training_batches == 0 and trainer.limit_train_batches != 0:
@@ -197,8 +198,9 @@ class RunConfig(SaveConfigCallback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.already_saved:
             return
-        if trainer.is_global_zero and trainer.loggers and trainer.log_dir is not None:
-            folder = Path(trainer.log_dir)
+        log_dir = trainer.log_dir if trainer.loggers else None  # a collective call: on every rank
+        if trainer.is_global_zero and log_dir is not None:
+            folder = Path(log_dir)
             folder.mkdir(parents=True, exist_ok=True)
             resuming = self.config.get("ckpt_path") is not None or hpc_resume_path(trainer) is not None
             text = self.parser.dump(self.config, skip_none=False)
@@ -596,7 +598,7 @@ def main(args: list[str] | None = None) -> NeuralEchosCLI:
         seed_everything_default=SEED_DEFAULT,
         parser_class=NeuralEchosParser,
         save_config_callback=RunConfig,
-        parser_kwargs={"description": "neural-echos: train and evaluate (LightningCLI). Two more subcommands: "
+        parser_kwargs={"prog": "run.py", "description": "neural-echos: train and evaluate (LightningCLI). Two more subcommands: "
                                       "`run.py analyze --help` (kernels of a checkpoint) and `run.py report --help` "
                                       "(compare runs)."},
         args=args,  # None: read sys.argv
