@@ -567,8 +567,10 @@ def check_config_files(args: list[str]) -> None:
     """
     import yaml
 
-    for flag, value in zip(args, args[1:]):
-        if flag not in ("--config", "-c") or not os.path.isfile(value):
+    given = [value for flag, value in zip(args, args[1:]) if flag in ("--config", "-c")]
+    given += [arg.split("=", 1)[1] for arg in args if arg.startswith("--config=")]
+    for value in given:
+        if not os.path.isfile(value):
             continue  # a missing file is jsonargparse's error, with the path
         try:
             with open(value, encoding="utf-8") as f:

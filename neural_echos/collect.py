@@ -27,8 +27,9 @@ Bounds, checked before any tensor data is read (a small or sparse file may decla
 tensors: one 4 KB ``.safetensors`` declaring a [60M, 1, 3, 3] kernel once took 21.6 GB of RAM):
 
 - ``max_bytes`` (default :data:`DEFAULT_MAX_BYTES`, 256 MiB): the depthwise kernel data read,
-  summed over the declared shapes and dtypes. The analysis needs about 6-11x that in RAM (7x7 and
-  3x3 kernels, measured); the largest timm depthwise models hold under 12 MB of kernels.
+  summed over the declared shapes and dtypes. The analysis took 6x (7x7 kernels) to 10.5x (3x3)
+  that in RAM (measured on the 2-core CI machine); timm's convnext_xxlarge, the largest model
+  checked, holds 11.1 MiB of depthwise kernels.
 - ``max_file_bytes`` (default :data:`DEFAULT_MAX_FILE_BYTES`, 8 GiB): data read whole, i.e. a
   file in torch's legacy (non-zip) format, which torch reads entirely, or every tensor of a
   ``.safetensors`` file when the whole state dict is read (``analyze --model ... --checkpoint``).

@@ -174,6 +174,33 @@ def _bad_checkpoint(kind: str, folder: Path) -> Path:
     return path
 
 
+def test_any_datamodule_with_an_empty_training_set_is_an_error(cifar_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = _args(cifar_root, "--trainer.max_epochs", "1", "--data", "tests.helpers.empty_train_data.EmptyTrainingSet",
+                 "--data.root", str(cifar_root))
+    assert "the training set is empty (0 batches)" in _error(capsys, args)
+
+
+def test_config_yaml_is_never_overwritten_by_a_process_that_raced_for_it(tmp_path):
+    from types import SimpleNamespace
+
+    from jsonargparse import Namespace
+
+    from neural_echos.errors import ResumeError
+
+    (tmp_path / "config.yaml").write_text("seed_everything: 1\n")
+    parser = SimpleNamespace(dump=lambda config, skip_none: "seed_everything: 2\n")
+    trainer = SimpleNamespace(is_global_zero=True, loggers=[object()], log_dir=str(tmp_path), default_root_dir=str(tmp_path),
+                              strategy=SimpleNamespace(broadcast=lambda value: value))
+    saver = cli.RunConfig(parser, Namespace(ckpt_path=None))
+    with pytest.raises(ResumeError, match="written by another process"):
+        saver.setup(trainer, None, "fit")
+    assert (tmp_path / "config.yaml").read_text() == "seed_everything: 1\n"
+    resumed = cli.RunConfig(parser, Namespace(ckpt_path="x.ckpt"))
+    resumed.setup(trainer, None, "fit")
+    assert (tmp_path / "config.resume-1.yaml").read_text() == "seed_everything: 2\n"
+
+
 @pytest.mark.parametrize(
     ("kind", "message"),
     [("missing", "does not exist"), ("folder", "is a folder; pass a .ckpt file"), ("empty", "is empty (0 bytes)"),
