@@ -311,7 +311,8 @@ def find_last_checkpoint(config: Namespace, required: bool) -> str | None:
     elif folder.exists():
         hint = "the run there stopped before its first checkpoint: delete the folder to start it again"
     else:
-        hint = "that run does not exist: check --trainer.logger.init_args.name/version/save_dir, or drop --ckpt_path to start it"
+        hint = ("that run does not exist: check --trainer.logger.init_args.name/version/save_dir, or drop "
+                "--ckpt_path to start it")
     raise ResumeError(f"--ckpt_path last: no last checkpoint in {str(checkpoints)!r}; {hint}")
 
 
@@ -339,7 +340,7 @@ def check_run_folder(folder: Path, ckpt_path: str | None, trainer: Trainer) -> N
         ckpt = Path(ckpt_path).resolve()
         if folder.resolve() in ckpt.parents or ckpt.name.startswith("hpc_ckpt_"):
             return
-    checkpoints = sorted(p.name for p in (folder / "checkpoints").glob("*.ckpt")) if (folder / "checkpoints").is_dir() else []
+    checkpoints = sorted((folder / "checkpoints").glob("*.ckpt")) if (folder / "checkpoints").is_dir() else []
     holds = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
     if ckpt_path is not None:
         raise ResumeError(
@@ -350,9 +351,11 @@ def check_run_folder(folder: Path, ckpt_path: str | None, trainer: Trainer) -> N
     if checkpoints:
         what = "resume it with --ckpt_path last"
     else:
-        what = "it has no checkpoint to resume (it stopped before its first checkpoint): delete the folder to start it again"
+        what = ("it has no checkpoint to resume (it stopped before its first checkpoint): delete the folder to "
+                "start it again")
     raise ResumeError(
-        f"run folder {str(folder)!r} already holds a run ({holds}); a new fit would mix into it. {what[0].upper()}{what[1:]}, "
+        f"run folder {str(folder)!r} already holds a run ({holds}); a new fit would mix into it. "
+        f"{what[0].upper()}{what[1:]}, "
         "or choose another --trainer.logger.init_args.version (or leave it unset for a new version_N)"
     )
 
@@ -440,7 +443,9 @@ def load_checkpoint_for(subcommand: str, path: str, weights_only: bool = True) -
     return checkpoint
 
 
-def reconcile_with_checkpoint(cli: NeuralEchosCLI, subcommand: str, config: Namespace, checkpoint: dict, path: str) -> list[str]:
+def reconcile_with_checkpoint(
+    cli: NeuralEchosCLI, subcommand: str, config: Namespace, checkpoint: dict, path: str
+) -> list[str]:
     """Take unset settings from the checkpoint; refuse set ones that differ (module docstring).
 
     Returns notes on what was taken from the checkpoint. Raises :class:`ResumeError` listing
@@ -506,7 +511,8 @@ def _reconcile_data(config: Namespace, checkpoint: dict, adopted: list[str]) -> 
 
 
 def _reconcile_seed(config: Namespace, checkpoint: dict, adopted: list[str]) -> list[str]:
-    state = next((v for k, v in (checkpoint.get("callbacks") or {}).items() if str(k).startswith("RNGStateCheckpoint")), None)
+    callbacks = checkpoint.get("callbacks") or {}
+    state = next((v for k, v in callbacks.items() if str(k).startswith("RNGStateCheckpoint")), None)
     saved = state.get("seed") if isinstance(state, dict) else None
     if saved is None:
         return []  # a checkpoint from before the seed was stored

@@ -74,11 +74,17 @@ def _direct_message(err: BaseException) -> str | None:
     # lacks, ...); looked up only if Lightning is loaded, so that analyze/report never import it
     exceptions = sys.modules.get("lightning.fabric.utilities.exceptions")
     if exceptions is not None and isinstance(err, exceptions.MisconfigurationException):
-        return f"{one_line(str(err)).rstrip('.!')}. This is a Lightning trainer setting: fix it in the config or on the command line (run.py fit --help lists the trainer.* options)"
+        return (
+            f"{one_line(str(err)).rstrip('.!')}. This is a Lightning trainer setting: fix it in the config or on "
+            "the command line (run.py fit --help lists the trainer.* options)"
+        )
     if isinstance(err, OSError) and err.errno in USER_ERRNOS:
         where = " -> ".join(repr(str(p)) for p in (err.filename, err.filename2) if p is not None)
         what = err.strerror or USER_ERRNOS[err.errno]
-        return f"{what}{': ' + where if where else ''} ({USER_ERRNOS[err.errno]}). Check the path, its permissions and the free space, then run again"
+        return (
+            f"{what}{': ' + where if where else ''} ({USER_ERRNOS[err.errno]}). Check the path, its permissions "
+            "and the free space, then run again"
+        )
     return None
 
 
