@@ -1,12 +1,49 @@
-"""The LightningCLI of neural-echos: sections, links and default callbacks (used by run.py)."""
+"""The LightningCLI of neural-echos: sections, links, default callbacks and plugins, and the
+rules that keep runs apart (used by run.py).
+
+Runs and resumes (README "Reliability" lists what is guaranteed and the tests that show it):
+
+- A run folder (``<save_dir>/<name>/<version>/`` of the TensorBoard or CSV logger) that already
+  holds anything is never trained into by a fresh ``fit``: a fixed ``--trainer.logger.init_args.version``
+  that holds a run refuses to start unless ``--ckpt_path`` is one of that run's checkpoints (or
+  SLURM requeues it from Lightning's ``hpc_ckpt_N.ckpt``). A lock file (``.lock``) refuses a second
+  process writing to the same folder at the same time.
+- ``config.yaml`` of a run is written once, by the process that started it; a resume writes
+  ``config.resume-N.yaml`` and validate/test/predict in that folder ``config.<subcommand>-N.yaml``.
+- ``--ckpt_path last`` is the newest ``last*.ckpt`` of the run folder the logger settings name (a
+  fixed version); none there is an error. ``--ckpt_path last-if-any`` resumes from it when it
+  exists and starts the run otherwise (``scripts/sweep.sh --resume``).
+- A resume continues the checkpoint's run as it was trained: a setting given on the command
+  line or in a config (a value other than the argument's default) that differs from the
+  checkpoint's hyper-parameters (model, data, seed) is an error listing the differences;
+  settings left at their defaults take the checkpoint's values, so the seed and therefore the
+  data order (EpochShuffle draws from (seed, epoch)) are the checkpoint's. Settings the
+  checkpoint does not record (trainer.*, init.*, snapshot.*) follow the command line.
+- A fit that fails before its first training step removes the run folder it created (it holds
+  nothing but the logger's empty files), so a fixed version can be started again.
+"""
 
 from __future__ import annotations
 
+import argparse
+import fcntl
+import importlib
+import inspect
+import os
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
 import lightning.pytorch as pl
-from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint, RichModelSummary, RichProgressBar
 from jsonargparse import Namespace
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint, RichModelSummary, RichProgressBar
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.plugins.io import CheckpointIO
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from callbacks import (
     DepthwiseInit,
@@ -18,17 +55,53 @@ from callbacks import (
     ScalarsLayout,
 )
 from cli_configs import ConfigFile
+from neural_echos.errors import ConfigError, NeuralEchosError, ResumeError, one_line
 from neural_echos.init import method_name
+from plugins import AtomicCheckpointIO
 
 # The Rich progress bar redraws every this many steps: redrawing every step cost up to 10 % of
 # a small model's CPU training throughput on 2 cores (benchmarks/bench_lightning_overhead.py).
 PROGRESS_REFRESH_STEPS = 10
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+SEED_DEFAULT = 42
+LAST_IF_ANY = "last-if-any"
+LOCK_NAME = ".lock"
+# hyper-parameters a resume may change freely (where the data lies and how it is read)
+FREE_DATA_KEYS = {"root", "download", "num_workers"}
+# filled in from the DataModule (link_arguments below), compared there
+LINKED_MODEL_KEYS = {"num_classes", "image_size"}
+INTERNAL_KEYS = {"_instantiator", "_class_path"}
+
+
+class ConfigParseError(NeuralEchosError, argparse.ArgumentError):
+    """A config or command-line error found by the parser (unknown key, wrong type, bad YAML)."""
+
+    def __init__(self, message: str):
+        argparse.ArgumentError.__init__(self, None, message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NeuralEchosParser(LightningArgumentParser):
+    """LightningArgumentParser whose errors are one line plus a hint, not the whole usage.
+
+    jsonargparse prints the usage (about 100 lines here) before the error; raising instead
+    lets run.py report it like every other bad input (``error: ...``, exit status 2).
+    """
+
+    def error(self, message: str, ex: Exception | None = None):
+        if isinstance(ex, ConfigParseError):  # a subcommand parser's error, passed up by the main parser
+            raise ex
+        parser = getattr(ex, "subcommand_parser", None) or self
+        prog = parser.prog.replace(" [options]", "")
+        raise ConfigParseError(f"{one_line(message)} (run `python {prog} --help` for the options)") from ex
 
 
 class NeuralEchosCLI(LightningCLI):
     def init_parser(self, **kwargs) -> LightningArgumentParser:
         # LightningCLI's, with --config files that may extend a `base:` and merge dicts (cli_configs.py)
-        parser = LightningArgumentParser(**{"dump_header": [f"lightning.pytorch=={pl.__version__}"], **kwargs})
+        parser = self.parser_class(**{"dump_header": [f"lightning.pytorch=={pl.__version__}"], **kwargs})
         parser.add_argument("-c", "--config", action=ConfigFile, help="Path to a configuration file in json or yaml format.")
         return parser
 
@@ -51,9 +124,40 @@ class NeuralEchosCLI(LightningCLI):
             }
         )
 
-    def before_instantiate_classes(self) -> None:
-        if self.subcommand == "fit":
-            name_run_by_init(self.config["fit"])
+    # ---------------------------------------------------------------- --ckpt_path and resume
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        if self.config.get("subcommand") in SUBCOMMANDS:  # the run folder first: --ckpt_path last looks there
+            name_run_by_init(self.config[self.config["subcommand"]])
+        # before LightningCLI reads the checkpoint's hyper-parameters into the config
+        self._prepare_checkpoint()
+
+    def _prepare_checkpoint(self) -> None:
+        subcommand = self.config.get("subcommand")
+        if subcommand not in SUBCOMMANDS:
+            return
+        config = self.config[subcommand]
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path is None:
+            return
+        if ckpt_path in ("last", LAST_IF_ANY):
+            ckpt_path = find_last_checkpoint(config, required=ckpt_path == "last")
+            config.ckpt_path = ckpt_path
+            if ckpt_path is None:
+                return
+        elif ckpt_path in ("best", "hpc"):
+            raise ConfigError(
+                f"--ckpt_path {ckpt_path} has no meaning for a new run.py process; pass the checkpoint file "
+                "(e.g. logs/<name>/<version>/checkpoints/last.ckpt or best-*.ckpt), or 'last' with the run's "
+                "--trainer.logger.init_args.version"
+            )
+        checkpoint = load_checkpoint_for(subcommand, ckpt_path, weights_only=config.get("weights_only") is not False)
+        notes = reconcile_with_checkpoint(self, subcommand, config, checkpoint, ckpt_path)
+        if notes and rank_zero_only.rank == 0:
+            print(f"resuming from {ckpt_path}: {'; '.join(notes)} (from the checkpoint)", file=sys.stderr)
+
+    # ---------------------------------------------------------------- trainer
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         # The default callbacks (non-finite loss guard, RNG states in checkpoints, learning rate
@@ -68,8 +172,77 @@ class NeuralEchosCLI(LightningCLI):
             defaults.append(RichProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS))
         if config.get("enable_model_summary") is not False:
             defaults.append(RichModelSummary(max_depth=2))
+        config["plugins"] = with_atomic_checkpoints(config.get("plugins"), config.get("accelerator"))
         sections = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
         return self._instantiate_trainer(config, sections + defaults)
+
+    # ---------------------------------------------------------------- fit
+
+    def fit(self, model: LightningModule, **kwargs: Any) -> None:
+        """``trainer.fit`` inside the run-folder rules (module docstring)."""
+        trainer = self.trainer
+        folder = run_folder(trainer)
+        ckpt_path = kwargs.get("ckpt_path")
+        created = False
+        lock = None
+        # the launching process (global rank 0) checks, before any other rank starts or writes
+        if folder is not None and rank_zero_only.rank == 0:
+            check_run_folder(folder, ckpt_path, trainer)
+            created = not folder.exists()
+            lock = lock_run_folder(folder)
+        try:
+            trainer.fit(model, **kwargs)
+        except BaseException:
+            # only a folder this process created and holds the lock of (so no other run shares it)
+            if created and lock is not None and trainer.global_step == 0:
+                remove_failed_run_folder(folder, lock)
+            raise
+        if trainer.num_training_batches == 0 and trainer.limit_train_batches != 0:
+            raise ConfigError(
+                "the training set is empty (0 batches): nothing was trained. Check the data settings "
+                "(data.root, data.val_split, class subsets or fractions) and that batch_size is not larger than "
+                "the training set"
+            )
+
+
+class RunConfig(SaveConfigCallback):
+    """Save the run's config without ever overwriting one (LightningCLI's callback, rank zero).
+
+    ``config.yaml`` is created exclusively (``open(..., "x")``), so two processes cannot both
+    write it; a resume writes ``config.resume-N.yaml``, validate/test/predict in a folder that
+    holds a run ``config.<subcommand>-N.yaml``. Without a logger nothing is saved (there is no
+    run folder; Lightning would write config.yaml into the working directory).
+    """
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self.already_saved:
+            return
+        log_dir = trainer.log_dir if trainer.loggers else None  # a collective call: on every rank
+        if trainer.is_global_zero and log_dir is not None:
+            folder = Path(log_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            resuming = self.config.get("ckpt_path") is not None or hpc_resume_path(trainer) is not None
+            text = self.parser.dump(self.config, skip_none=False)
+            stage = str(getattr(stage, "value", stage))  # a TrainerFn: "fit", "validate", ...
+            name = self.config_filename
+            if (folder / name).exists() and (stage != "fit" or resuming):
+                kind = "resume" if stage == "fit" else stage
+                n = 1
+                while (folder / f"config.{kind}-{n}.yaml").exists():
+                    n += 1
+                name = f"config.{kind}-{n}.yaml"
+            try:
+                with open(folder / name, "x", encoding="utf-8") as f:
+                    f.write(text)
+            except FileExistsError:
+                raise ResumeError(
+                    f"{str(folder / name)!r} was written by another process that started the same run folder at the "
+                    "same moment; this run stops so as not to mix into it. Choose another "
+                    "--trainer.logger.init_args.version (or leave it unset for a new version_N)"
+                ) from None
+            self.save_config(trainer, pl_module, stage)
+            self.already_saved = True
+        self.already_saved = trainer.strategy.broadcast(self.already_saved)
 
 
 def name_run_by_init(config) -> None:
@@ -99,6 +272,379 @@ def latest_checkpoint() -> ModelCheckpoint:
     return ModelCheckpoint(filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
 
 
+def with_atomic_checkpoints(plugins: Any, accelerator: Any) -> list:
+    """The trainer's plugins plus :class:`AtomicCheckpointIO`, unless they name a CheckpointIO
+    already or the accelerator is a TPU (XLA saves through its own CheckpointIO)."""
+    plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+    if any(isinstance(p, CheckpointIO) for p in plugins) or str(accelerator).lower() in ("tpu", "xla"):
+        return plugins
+    return [*plugins, AtomicCheckpointIO()]
+
+
+# -------------------------------------------------------------------- run folders
+
+
+def run_folder(trainer: Trainer) -> Path | None:
+    """``<save_dir>/<name>/<version>`` of the first logger (where Lightning puts ``checkpoints/``),
+    or None without a logger that has a save_dir."""
+    if not trainer.loggers or getattr(trainer.loggers[0], "save_dir", None) is None:
+        return None
+    logger = trainer.loggers[0]
+    version = logger.version  # a new logger picks its next free version here
+    version = version if isinstance(version, str) else f"version_{version}"
+    return Path(logger.save_dir) / str(logger.name or "") / version
+
+
+def folder_from_config(config: Namespace) -> Path | None:
+    """The run folder the logger settings of a parsed config name, when they name a fixed one.
+
+    Raises:
+        ConfigError: the logger's version is not fixed, or the logger is not one whose folder
+            layout is known (TensorBoardLogger, CSVLogger).
+    """
+    trainer = config.get("trainer") or Namespace()
+    logger = trainer.get("logger")
+    if logger is False:
+        return Path(trainer.get("default_root_dir") or ".")  # checkpoints/ straight below it
+    if isinstance(logger, list) and logger:
+        logger = logger[0]
+    if isinstance(logger, Namespace):
+        logger = logger.as_dict()
+    if not isinstance(logger, dict) or not str(logger.get("class_path", "")).endswith(("TensorBoardLogger", "CSVLogger")):
+        raise ConfigError(
+            "--ckpt_path last needs a TensorBoardLogger or CSVLogger with a fixed version to find the run; "
+            "pass the checkpoint file instead"
+        )
+    init_args = logger.get("init_args") or {}
+    version = init_args.get("version")
+    if version is None:
+        raise ConfigError(
+            "--ckpt_path last resumes the run of a fixed logger version, but --trainer.logger.init_args.version is "
+            "not set (a new run would get a new version_N folder, with no checkpoint in it). Add "
+            "--trainer.logger.init_args.version VERSION of the run to resume, or pass its checkpoint file"
+        )
+    save_dir = init_args.get("save_dir") or trainer.get("default_root_dir") or "."
+    name = init_args.get("name", "lightning_logs")
+    version = version if isinstance(version, str) else f"version_{version}"
+    return Path(save_dir) / str(name or "") / version
+
+
+def find_last_checkpoint(config: Namespace, required: bool) -> str | None:
+    """The newest ``last*.ckpt`` of the run folder the config names (as Lightning picks 'last').
+
+    Raises:
+        ResumeError: none there and ``required``.
+    """
+    folder = folder_from_config(config)
+    checkpoints = folder / "checkpoints"
+    candidates = [p for p in checkpoints.glob("last*.ckpt") if p.is_file()] if checkpoints.is_dir() else []
+    if candidates:
+        return str(max(candidates, key=lambda p: p.stat().st_mtime))
+    if not required:
+        return None
+    others = sorted(p.name for p in checkpoints.glob("*.ckpt")) if checkpoints.is_dir() else []
+    if others:
+        hint = f"it holds {', '.join(others[:3])}: pass one of them as --ckpt_path {checkpoints}/FILE"
+    elif folder.exists():
+        hint = "the run there stopped before its first checkpoint: delete the folder to start it again"
+    else:
+        hint = ("that run does not exist: check --trainer.logger.init_args.name/version/save_dir, or drop "
+                "--ckpt_path to start it")
+    raise ResumeError(f"--ckpt_path last: no last checkpoint in {str(checkpoints)!r}; {hint}")
+
+
+def hpc_resume_path(trainer: Trainer) -> Path | None:
+    """The ``hpc_ckpt_N.ckpt`` Lightning resumes from by itself when SLURM requeued the job."""
+    if not SLURMEnvironment.detect():
+        return None
+    candidates = list(Path(str(trainer.default_root_dir)).glob("hpc_ckpt_*.ckpt"))
+    numbered = [(int(p.stem.rsplit("_", 1)[1]), p) for p in candidates if p.stem.rsplit("_", 1)[1].isdigit()]
+    return max(numbered)[1] if numbered else None
+
+
+def check_run_folder(folder: Path, ckpt_path: str | None, trainer: Trainer) -> None:
+    """Refuse a fit that would write into a folder holding another run (module docstring).
+
+    Raises:
+        ResumeError: the folder holds a run and this fit is not resuming from one of its checkpoints.
+    """
+    entries = sorted(p.name for p in folder.iterdir() if p.name != LOCK_NAME) if folder.is_dir() else []
+    if not entries:
+        return
+    if ckpt_path is None and hpc_resume_path(trainer) is not None:
+        return  # a SLURM requeue: Lightning restores the run's hpc checkpoint
+    if ckpt_path is not None:
+        ckpt = Path(ckpt_path).resolve()
+        if folder.resolve() in ckpt.parents or ckpt.name.startswith("hpc_ckpt_"):
+            return
+    checkpoints = sorted((folder / "checkpoints").glob("*.ckpt")) if (folder / "checkpoints").is_dir() else []
+    holds = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+    if ckpt_path is not None:
+        raise ResumeError(
+            f"run folder {str(folder)!r} already holds a run ({holds}) and --ckpt_path {ckpt_path!r} is not one of its "
+            "checkpoints: resuming another run into it would mix the two. Leave --trainer.logger.init_args.version "
+            f"unset (a new version_N) or pass a checkpoint from {str(folder / 'checkpoints')!r}"
+        )
+    if checkpoints:
+        what = "resume it with --ckpt_path last"
+    else:
+        what = ("it has no checkpoint to resume (it stopped before its first checkpoint): delete the folder to "
+                "start it again")
+    raise ResumeError(
+        f"run folder {str(folder)!r} already holds a run ({holds}); a new fit would mix into it. "
+        f"{what[0].upper()}{what[1:]}, "
+        "or choose another --trainer.logger.init_args.version (or leave it unset for a new version_N)"
+    )
+
+
+def lock_run_folder(folder: Path):
+    """Hold an exclusive lock on ``folder/.lock`` for the life of this process (None where the
+    file system has no locks).
+
+    Raises:
+        ResumeError: another process holds it.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = open(folder / LOCK_NAME, "a+")  # noqa: SIM115  (held open until the process ends)
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise ResumeError(
+            f"another process is training into {str(folder)!r} right now; wait for it, or choose another "
+            "--trainer.logger.init_args.version (or leave it unset for a new version_N)"
+        ) from None
+    except OSError:  # no locks on this file system (some network mounts)
+        lock.close()
+        return None
+    return lock
+
+
+def remove_failed_run_folder(folder: Path | None, lock) -> None:
+    """Remove the folder a fit created when it failed before training a step and wrote no checkpoint."""
+    if folder is None or not folder.is_dir() or any((folder / "checkpoints").glob("*.ckpt")):
+        return
+    if lock is not None:
+        lock.close()
+    shutil.rmtree(folder, ignore_errors=True)
+    print(f"removed {str(folder)!r}: the run failed before its first training step", file=sys.stderr)
+
+
+# -------------------------------------------------------------------- checkpoints
+
+
+def load_checkpoint_for(subcommand: str, path: str, weights_only: bool = True) -> dict:
+    """Read ``--ckpt_path`` (memory-mapped: tensors stay on disk) and check it can serve ``subcommand``.
+
+    Raises:
+        ResumeError: missing, a folder, unreadable, not a Lightning checkpoint, or (for fit)
+            without the optimizer and loop states.
+    """
+    import torch
+
+    file = Path(path)
+    if not file.exists():
+        raise ResumeError(f"--ckpt_path {path!r} does not exist; pass a .ckpt written by run.py fit "
+                          "(logs/<name>/<version>/checkpoints/last.ckpt), or 'last' with the run's --trainer.logger.init_args.version")
+    if file.is_dir():
+        inside = sorted(file.glob("*.ckpt")) or sorted(file.glob("checkpoints/*.ckpt"))
+        hint = f" (e.g. {str(inside[0])!r})" if inside else ""
+        raise ResumeError(f"--ckpt_path {path!r} is a folder; pass a .ckpt file{hint}")
+    if file.stat().st_size == 0:
+        raise ResumeError(f"--ckpt_path {path!r} is empty (0 bytes): its write was interrupted. Pass another "
+                          f"checkpoint of that run (e.g. a best-*.ckpt beside it)")
+    if not zipfile.is_zipfile(file):
+        raise ResumeError(
+            f"cannot read --ckpt_path {path!r}: it is not a zip archive as torch.save writes them, so it is truncated "
+            "or not a checkpoint. Pass a .ckpt written by run.py fit"
+        )
+    try:
+        checkpoint = torch.load(file, map_location="cpu", weights_only=weights_only, mmap=True)
+    except Exception as err:  # EOFError, UnpicklingError, RuntimeError (zip) ...
+        if str(err).startswith("Weights only load failed"):
+            reason = ("it holds Python objects that torch's safe loader refuses; if you trust the file, "
+                      "pass --weights_only false")
+        else:
+            reason = f"{type(err).__name__}: {one_line(str(err), 200)}; it is truncated or not a torch checkpoint"
+        raise ResumeError(f"cannot read --ckpt_path {path!r}: {reason}") from err
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "pytorch-lightning_version" not in checkpoint:
+        raise ResumeError(
+            f"--ckpt_path {path!r} is not a Lightning checkpoint (no state_dict and pytorch-lightning_version): "
+            "pass a .ckpt written by run.py fit; for a plain state dict use `run.py analyze --checkpoint`"
+        )
+    if subcommand == "fit" and not checkpoint.get("optimizer_states") and "loops" not in checkpoint:
+        raise ResumeError(
+            f"--ckpt_path {path!r} holds weights only (saved with save_weights_only), so a fit cannot resume from "
+            "it; use it with validate/test/predict"
+        )
+    return checkpoint
+
+
+def reconcile_with_checkpoint(
+    cli: NeuralEchosCLI, subcommand: str, config: Namespace, checkpoint: dict, path: str
+) -> list[str]:
+    """Take unset settings from the checkpoint; refuse set ones that differ (module docstring).
+
+    Returns notes on what was taken from the checkpoint. Raises :class:`ResumeError` listing
+    every conflict.
+    """
+    conflicts: list[str] = []
+    adopted: list[str] = []
+    hparams = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if k not in INTERNAL_KEYS}
+    model_config = config.get("model")
+    if hparams and isinstance(model_config, Namespace):
+        defaults = _signature_defaults(cli.model_class)
+        for key, saved in hparams.items():
+            if key in LINKED_MODEL_KEYS or key not in model_config:
+                continue
+            given = model_config.get(key)
+            if _same(given, saved):
+                continue
+            if key in defaults and _same(given, defaults[key]):
+                adopted.append(f"model.{key}")  # LightningCLI then sets it from the checkpoint
+            else:
+                conflicts.append(f"model.{key} {_show(given)} (given) vs {_show(saved)} (checkpoint)")
+    if subcommand == "fit":
+        conflicts += _reconcile_data(config, checkpoint, adopted)
+        conflicts += _reconcile_seed(config, checkpoint, adopted)
+    if conflicts:
+        run_config = Path(path).resolve().parent.parent / "config.yaml"
+        own = f", e.g. resume with the run's own --config {run_config}" if run_config.is_file() else ""
+        raise ResumeError(
+            f"--ckpt_path {path!r}: these settings differ from the run the checkpoint continues: {'; '.join(conflicts)}. "
+            f"A resume continues the run as it was trained: drop them or give the checkpoint's values{own}; to train "
+            "with other settings, start a new run without --ckpt_path"
+        )
+    return [f"{', '.join(adopted)}"] if adopted else []
+
+
+def _reconcile_data(config: Namespace, checkpoint: dict, adopted: list[str]) -> list[str]:
+    saved = dict(checkpoint.get("datamodule_hyper_parameters") or {})
+    saved_class = saved.pop("_class_path", None)
+    saved = {k: v for k, v in saved.items() if k not in INTERNAL_KEYS}
+    if not saved_class:
+        return []
+    data = config.get("data")
+    if data is None:  # no data config given: the checkpoint's DataModule, as it was
+        config.data = Namespace(class_path=saved_class, init_args=Namespace(**saved))
+        adopted.append("data")
+        return []
+    if not isinstance(data, Namespace) or "class_path" not in data:
+        return []
+    if data.class_path != saved_class:
+        return [f"data {data.class_path} (given) vs {saved_class} (checkpoint)"]
+    init_args = data.get("init_args") or Namespace()
+    defaults = _signature_defaults(_import(saved_class))
+    conflicts = []
+    for key, value in saved.items():
+        if key not in init_args or _same(init_args.get(key), value):
+            continue
+        if key in defaults and _same(init_args.get(key), defaults[key]):
+            init_args[key] = value
+            adopted.append(f"data.{key}")
+        elif key not in FREE_DATA_KEYS:
+            conflicts.append(f"data.{key} {_show(init_args.get(key))} (given) vs {_show(value)} (checkpoint)")
+    return conflicts
+
+
+def _reconcile_seed(config: Namespace, checkpoint: dict, adopted: list[str]) -> list[str]:
+    callbacks = checkpoint.get("callbacks") or {}
+    state = next((v for k, v in callbacks.items() if str(k).startswith("RNGStateCheckpoint")), None)
+    saved = state.get("seed") if isinstance(state, dict) else None
+    if saved is None:
+        return []  # a checkpoint from before the seed was stored
+    given = config.get("seed_everything")
+    if given is False or _same(given, saved):
+        return []
+    if given is True or _same(given, SEED_DEFAULT):
+        config.seed_everything = int(saved)
+        adopted.append(f"seed_everything {int(saved)}")
+        return []
+    return [f"seed_everything {given} (given) vs {saved} (checkpoint)"]
+
+
+def _signature_defaults(cls: Any) -> dict[str, Any]:
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {name: p.default for name, p in parameters.items() if p.default is not inspect.Parameter.empty}
+
+
+def _import(class_path: str) -> Any:
+    module, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Namespace):
+        value = value.as_dict()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as plain values; None and an empty dict count as the same (model_kwargs)."""
+    a, b = _plain(a), _plain(b)
+    return (a in (None, {}) and b in (None, {})) or a == b
+
+
+def _show(value: Any) -> str:
+    return one_line(repr(_plain(value)), 80)
+
+
+# -------------------------------------------------------------------- entry point
+
+
+def check_config_files(args: list[str]) -> None:
+    """Name the file when a ``--config`` is not valid YAML (jsonargparse's message does not).
+
+    Raises:
+        ConfigError: a given config file does not parse as YAML.
+    """
+    import yaml
+
+    given = [value for flag, value in zip(args, args[1:]) if flag in ("--config", "-c")]
+    given += [arg.split("=", 1)[1] for arg in args if arg.startswith("--config=")]
+    for value in given:
+        if not os.path.isfile(value):
+            continue  # a missing file is jsonargparse's error, with the path
+        try:
+            with open(value, encoding="utf-8") as f:
+                list(yaml.compose_all(f))  # syntax only: tags are jsonargparse's business
+        except yaml.MarkedYAMLError as err:
+            where = f" at line {err.problem_mark.line + 1}, column {err.problem_mark.column + 1}" if err.problem_mark else ""
+            raise ConfigError(f"config file {value!r} is not valid YAML{where}: {err.problem or err}; fix the file") from None
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise ConfigError(f"config file {value!r} is not valid YAML ({one_line(str(err), 200)}); fix the file") from None
+
+
 TRAINER_DEFAULTS = {
     "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": "logs", "name": "default", "default_hp_metric": False}},
 }
+
+
+def main(args: list[str] | None = None) -> NeuralEchosCLI:
+    """``run.py fit|validate|test|predict ...``: the CLI with this project's defaults (returned, for tests)."""
+    from lightning_modules import ImageClassifier
+
+    check_config_files(sys.argv[1:] if args is None else args)
+    return NeuralEchosCLI(
+        ImageClassifier,
+        datamodule_class=None,
+        subclass_mode_data=True,
+        trainer_defaults=TRAINER_DEFAULTS,
+        seed_everything_default=SEED_DEFAULT,
+        parser_class=NeuralEchosParser,
+        save_config_callback=RunConfig,
+        parser_kwargs={"prog": "run.py", "description": "neural-echos: train and evaluate (LightningCLI). Two more subcommands: "
+                                      "`run.py analyze --help` (kernels of a checkpoint) and `run.py report --help` "
+                                      "(compare runs)."},
+        args=args,  # None: read sys.argv
+    )

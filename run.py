@@ -12,57 +12,61 @@ fit/validate/test/predict are LightningCLI subcommands; ``analyze`` inspects the
 kernels of a checkpoint or a timm model and ``survey`` compares several
 (``neural_echos.analyze``); ``report`` tabulates
 and plots the TensorBoard logs of several runs (``neural_echos.report``).
+
+Every subcommand reports bad input the same way: one line ``error: ...`` saying what to do, and
+exit status 2 (``neural_echos.errors``); ``NEURAL_ECHOS_TRACEBACK=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
-import os
+import difflib
 import sys
 
-from neural_echos.errors import NeuralEchosError
+from neural_echos.errors import NeuralEchosError, report_and_exit
+
+TRAINING = ("fit", "validate", "test", "predict")
+SUBCOMMANDS = (*TRAINING, "analyze", "report")
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        if args[:1] == ["analyze"]:
+        _check_subcommand(args)
+        if args[0] == "analyze":
             from neural_echos.analyze import main as analyze_main
 
             analyze_main(args[1:])
             return
-        if args[:1] == ["survey"]:
+        if args[0] == "survey":
             from neural_echos.analyze import survey_main
 
             survey_main(args[1:])
             return
-        if args[:1] == ["report"]:
+        if args[0] == "report":
             from neural_echos.report import main as report_main
 
             report_main(args[1:])
             return
         # imported here so that `analyze` and `report` start without loading Lightning
-        from cli import TRAINER_DEFAULTS, NeuralEchosCLI
-        from lightning_modules import ImageClassifier
+        from cli import main as cli_main
 
-        NeuralEchosCLI(
-            ImageClassifier,
-            datamodule_class=None,
-            subclass_mode_data=True,
-            trainer_defaults=TRAINER_DEFAULTS,
-            seed_everything_default=42,
-            save_config_kwargs={"overwrite": True},
-            args=argv,  # None: read sys.argv
-        )
+        cli_main(argv)  # None: LightningCLI reads sys.argv
     except Exception as err:
-        # jsonargparse wraps errors raised while it instantiates a subclass (the DataModule) in
-        # its own ValueError, so the user's mistake may sit further down the cause chain
-        cause = err
-        while cause is not None and not isinstance(cause, NeuralEchosError):
-            cause = cause.__cause__ or cause.__context__
-        if cause is None or os.environ.get("NEURAL_ECHOS_TRACEBACK"):
-            raise
-        print(f"error: {cause}", file=sys.stderr)
-        sys.exit(2)
+        report_and_exit(err)  # exits with status 2 for a user error
+        raise
+
+
+def _check_subcommand(args: list[str]) -> None:
+    listing = f"choose one of {', '.join(SUBCOMMANDS)} (python run.py SUBCOMMAND --help for its options)"
+    if not args:
+        raise NeuralEchosError(f"no subcommand given: {listing}")
+    first = args[0]
+    if first.startswith("-"):
+        return  # --help (whose description names analyze and report) or -c CONFIG before the subcommand
+    if first not in SUBCOMMANDS:
+        close = difflib.get_close_matches(first, SUBCOMMANDS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise NeuralEchosError(f"unknown subcommand {first!r}{hint}: {listing}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from typing import Any
 
@@ -20,6 +21,9 @@ class RNGStateCheckpoint(Callback):
     stream as a run that never stopped, so both end with the same weights (on the same
     hardware with deterministic kernels). Under DDP the checkpoint holds rank zero's states and
     every rank restores them.
+
+    The run's ``seed_everything`` seed is stored as well (``seed``), so that a resume takes the
+    seed, and with it the data order, from the checkpoint (``cli.py``).
     """
 
     def state_dict(self) -> dict[str, Any]:
@@ -27,6 +31,8 @@ class RNGStateCheckpoint(Callback):
         name, keys, pos, has_gauss, cached = np.random.get_state()
         numpy_state = (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
         state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
+        if os.environ.get("PL_GLOBAL_SEED", "").lstrip("-").isdigit():  # set by seed_everything
+            state["seed"] = int(os.environ["PL_GLOBAL_SEED"])
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state

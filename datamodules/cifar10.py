@@ -103,9 +103,12 @@ def load_cifar10(root: str | Path, check_md5: bool = True) -> CIFAR10Arrays:
                 stacklevel=2,
             )
     meta = _unpickle(folder / META_FILE)
-    classes = meta.get("label_names")
+    classes = meta.get("label_names") if isinstance(meta, dict) else None
     if not isinstance(classes, list) or len(classes) != 10:
-        raise CIFAR10FormatError(f"{folder / META_FILE} has no list of 10 'label_names': not a CIFAR-10 meta file")
+        raise CIFAR10FormatError(
+            f"{str(folder / META_FILE)!r} has no list of 10 'label_names': not a CIFAR-10 meta file. Replace it "
+            "with the file from the official archive."
+        )
     train = [_read_batch(folder / name) for name in TRAIN_FILES]
     test_images, test_labels = _read_batch(folder / TEST_FILE)
     return CIFAR10Arrays(
@@ -139,10 +142,63 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+# The only globals the official batches (pickled by Python 2 with NumPy) and re-pickles of them
+# by NumPy 2 refer to: the ndarray rebuild path, and (Python 3 at protocol 2) the latin-1
+# encoding of bytes and bytes() for b"" (both restricted to exactly that use). Everything else (dicts, lists, strings, numbers) is built by pickle opcodes
+# that run no code.
+CIFAR_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+}
+
+
+class UnsafePickleError(CIFAR10FormatError):
+    """A batch file refers to a Python object that a CIFAR-10 batch never holds."""
+
+
+class _CIFARUnpickler(pickle.Unpickler):
+    """Pickle's documented way to restrict what a file may build: ``find_class`` is the only
+    door to code, and it opens only for :data:`CIFAR_PICKLE_GLOBALS`. torchvision's CIFAR10
+    uses plain ``pickle.load``; data folders are shared, so a batch file must not run code."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in CIFAR_PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_bytes
+        if (module, name) in (("__builtin__", "bytes"), ("builtins", "bytes")):
+            return _empty_bytes
+        raise UnsafePickleError(f"refers to {module}.{name}, which a CIFAR-10 batch never holds")
+
+
+def _latin1_bytes(text: str, encoding: str = "utf-8") -> bytes:
+    """``_codecs.encode`` as pickle protocol 2 uses it for bytes, and for nothing else."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise UnsafePickleError(f"calls _codecs.encode with {encoding!r}, which a CIFAR-10 batch never does")
+    return text.encode("latin1")
+
+
+def _empty_bytes(*args) -> bytes:
+    """``bytes()`` as pickle protocol 2 uses it for ``b""``, and for nothing else (``bytes(n)``
+    would allocate n bytes)."""
+    if args:
+        raise UnsafePickleError("calls bytes() with arguments, which a CIFAR-10 batch never does")
+    return b""
+
+
 def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
-            return pickle.load(f, encoding="latin1")
+            return _CIFARUnpickler(f, encoding="latin1").load()
+    except UnsafePickleError as err:
+        raise UnsafePickleError(
+            f"refusing to load {str(path)!r}: it {err}, so it could run code. Replace it with the file from the "
+            f"official archive ({CIFAR10_URL})."
+        ) from None
     except Exception as err:  # truncated pickles raise EOFError, garbage raises UnpicklingError, ...
         raise CIFAR10FormatError(
             f"cannot read {str(path)!r} ({type(err).__name__}: {err}): the file is truncated or corrupt. "
@@ -280,6 +336,13 @@ class CIFAR10DataModule(pl.LightningDataModule):
             train_images, train_labels = train_images[train_index], train_labels[train_index]
         else:
             self.val_set = self.test_set
+        if len(train_labels) == 0 and stage in (None, "fit"):
+            held_out = f" after holding out val_split={self.val_split} for validation" if self.val_split > 0 else ""
+            raise CIFAR10FormatError(
+                f"the CIFAR-10 training set in {str(find_batches_dir(self.root))!r} is empty{held_out}: "
+                f"{len(arrays.train_labels)} images in data_batch_1..5. Point --data.root at the full batches"
+                + (" or lower --data.val_split" if self.val_split > 0 else "")
+            )
         self.train_set = InMemoryImages(train_images, train_labels)
 
     def _loader(self, dataset: InMemoryImages, train: bool) -> DataLoader:

@@ -84,6 +84,8 @@ from neural_echos.classifiers import (
     get_classifier,
 )
 from neural_echos.collect import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_FILE_BYTES,
     WRAPPER_PREFIXES,
     AnalysisError,
     Checkpoint,
@@ -143,6 +145,8 @@ def analyze(
     include_regular: bool = False,
     max_regular_kernels: int = MAX_REGULAR_KERNELS,
     seed: int = DEFAULT_SEED,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
 ) -> dict[str, Any]:
     """Classify the kernels of ``subject``, write the outputs to ``out`` and return the summary.
 
@@ -155,6 +159,7 @@ def analyze(
         include_regular: also classify the slices of the regular convolutions.
         max_regular_kernels: at most this many regular slices per kernel size (a seeded sample).
         seed: seed of a fresh timm model and of the regular-slice sample.
+        max_bytes, max_file_bytes: size bounds checked before reading (``neural_echos.collect``).
 
     Raises:
         AnalysisError: any bad input, with a message naming the file or model and the fix.
@@ -166,7 +171,8 @@ def analyze(
     if max_regular_kernels < 1:
         raise AnalysisError(f"--max-regular-kernels must be at least 1; got {max_regular_kernels}")
 
-    depthwise, regular, source = collect_subject(subject, layers, include_regular, seed)
+    bounds = {"max_bytes": max_bytes, "max_file_bytes": max_file_bytes}
+    depthwise, regular, source = collect_subject(subject, layers, include_regular, seed, bounds)
     groups = [("depthwise", depthwise, classifier.classify(depthwise))]
     if include_regular:
         regular, sampled = _sample_layers(regular, max_regular_kernels, seed)
@@ -216,18 +222,24 @@ def survey(
 
 
 def collect_subject(
-    subject: Subject, layer_filter: str | None, include_regular: bool, seed: int = DEFAULT_SEED
+    subject: Subject, layer_filter: str | None, include_regular: bool, seed: int = DEFAULT_SEED,
+    bounds: dict[str, int] | None = None,
 ) -> tuple[list[LayerKernels], list[LayerKernels], dict[str, Any]]:
-    """Depthwise kernels, regular slices (empty unless ``include_regular``) and a source record."""
+    """Depthwise kernels, regular slices (empty unless ``include_regular``) and a source record.
+
+    ``bounds``: ``max_bytes`` / ``max_file_bytes`` of :func:`neural_echos.collect.read_checkpoint`.
+    """
+    bounds = bounds or {}
     checkpoint = subject.checkpoint
     if subject.model is None:
-        loaded = read_checkpoint(checkpoint, only_depthwise=not include_regular)
+        loaded = read_checkpoint(checkpoint, only_depthwise=not include_regular, **bounds)
         where = f"checkpoint {str(checkpoint)!r}"
-        depthwise = kernels_from_state_dict(loaded.state_dict, layer_filter, source=where)
+        depthwise = kernels_from_state_dict(loaded.state_dict, layer_filter, source=where,
+                                            max_bytes=bounds.get("max_bytes", DEFAULT_MAX_BYTES))
         regular = regular_kernels_from_state_dict(loaded.state_dict) if include_regular else []
         return depthwise, regular, _source(subject, loaded, seed)
 
-    loaded = read_checkpoint(checkpoint) if checkpoint is not None else None
+    loaded = read_checkpoint(checkpoint, **bounds) if checkpoint is not None else None
     hparams = _model_hparams(loaded, subject.model) if loaded is not None else None
     model = create_model(subject.model, seed, subject.pretrained, subject.weights, hparams)
     if loaded is not None:
@@ -551,6 +563,14 @@ def _add_classifier_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"at most this many regular slices per kernel size, sampled (default {MAX_REGULAR_KERNELS:,})")
 
 
+def _add_bound_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES,
+                        help="refuse more depthwise kernel data than this, checked before reading (default: 256 MiB)")
+    parser.add_argument("--max-file-bytes", type=int, default=DEFAULT_MAX_FILE_BYTES,
+                        help="refuse reading more than this whole (legacy .pt, or a .safetensors with --model) "
+                        "(default: 8 GiB)")
+
+
 def classifier_from_args(args: argparse.Namespace) -> KernelClassifier:
     """The classifier the command line asks for (options it did not set keep their defaults)."""
     settings: dict[str, Any] = {}
@@ -593,6 +613,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--layers", help="regular expression selecting depthwise layers by name")
     parser.add_argument("--max-kernels", type=int, default=MAX_KERNELS_DRAWN, help="kernels per grid image (default: 64)")
     _add_classifier_arguments(parser)
+    _add_bound_arguments(parser)
     args = parser.parse_args(argv)
 
     def command() -> dict:
@@ -601,7 +622,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pretrained=args.pretrained, weights=None if args.weights is None else Path(args.weights),
         )
         return analyze(subject, classifier_from_args(args), args.out, args.layers, args.max_kernels,
-                       args.include_regular, args.max_regular_kernels, args.seed)
+                       args.include_regular, args.max_regular_kernels, args.seed, args.max_bytes, args.max_file_bytes)
 
     summary = _run(command)
     print(describe(summary))

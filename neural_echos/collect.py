@@ -23,6 +23,22 @@ builds tensors with torch's own allow-list and replaces every other class or fun
 file by an inert placeholder, so no code from the file runs. ``Checkpoint.loader`` says which
 loader was used.
 
+Bounds, checked before any tensor data is read (a small or sparse file may declare huge
+tensors: one 4 KB ``.safetensors`` declaring a [60M, 1, 3, 3] kernel once took 21.6 GB of RAM):
+
+- ``max_bytes`` (default :data:`DEFAULT_MAX_BYTES`, 256 MiB): the depthwise kernel data read,
+  summed over the declared shapes and dtypes. The analysis took 6x (7x7 kernels) to 10.5x (3x3)
+  that in RAM (measured on the 2-core CI machine); timm's convnext_xxlarge, the largest model
+  checked, holds 11.1 MiB of depthwise kernels.
+- ``max_file_bytes`` (default :data:`DEFAULT_MAX_FILE_BYTES`, 8 GiB): data read whole, i.e. a
+  file in torch's legacy (non-zip) format, which torch reads entirely, or every tensor of a
+  ``.safetensors`` file when the whole state dict is read (``analyze --model ... --checkpoint``).
+  Zip-format torch files (every ``torch.save`` since 1.6) are memory-mapped, so only what is
+  used is read.
+
+Kernels with NaN or infinite entries are an :class:`AnalysisError` naming each such layer and
+how many of its kernels are affected (select the finite layers with ``name_filter``).
+
 Layer names are the state-dict keys (or module names) without the ``.weight`` suffix and without
 wrapper prefixes shared by every kernel (``model.`` of our Lightning module, ``module.`` of
 DataParallel, ``_orig_mod.`` of torch.compile), so a Lightning checkpoint and the timm model it
@@ -32,6 +48,7 @@ wraps give the same names (``stages.0.blocks.0.conv_dw``). ``LayerKernels.key`` 
 from __future__ import annotations
 
 import io
+import math
 import pickle
 import re
 import types
@@ -49,6 +66,8 @@ from neural_echos.depthwise import find_depthwise_convs, select_by_name
 from neural_echos.dog import dog_fits
 from neural_echos.errors import NeuralEchosError
 
+DEFAULT_MAX_BYTES = 256 * 2**20
+DEFAULT_MAX_FILE_BYTES = 8 * 2**30
 NESTED_STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema", "module")
 WRAPPER_PREFIXES = ("model.", "module.", "_orig_mod.")
 
@@ -135,11 +154,15 @@ def kernels_from_module(
         weight = conv.weight.detach()
         kernels = weight.to(device="cpu", dtype=torch.float32, copy=True).reshape(-1, *weight.shape[2:])
         layers.append(LayerKernels(name=name, key=f"{name}.weight", kernels=kernels))
+    check_finite(layers, f"model {model_name!r}" if model_name else "the model")
     return layers
 
 
 def kernels_from_state_dict(
-    state_dict: Mapping[str, Any], name_filter: str | None = None, source: str = "the state dict"
+    state_dict: Mapping[str, Any],
+    name_filter: str | None = None,
+    source: str = "the state dict",
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> list[LayerKernels]:
     """Depthwise kernels (see :func:`is_depthwise_kernel`) of a state dict, in its key order.
 
@@ -147,16 +170,17 @@ def kernels_from_state_dict(
     ``source`` only names the input in error messages.
 
     Raises:
-        CheckpointError: no depthwise kernel, or none matching ``name_filter``.
+        CheckpointError: no depthwise kernel, none matching ``name_filter``, or more than
+            ``max_bytes`` of kernel data (checked before the kernels are copied).
+        AnalysisError: a selected layer holds NaN or infinite values.
     """
     keys = [key for key, value in state_dict.items() if is_depthwise_kernel(value)]
     if not keys:
-        shapes = [f"{k} {tuple(v.shape)}" for k, v in state_dict.items() if isinstance(v, Tensor)][:3]
-        raise CheckpointError(
-            f"{source} holds no depthwise kernel (a 4-D tensor of shape [C, 1, k, k] with k > 1) among "
-            f"its {len(state_dict)} entries (first tensors: {', '.join(shapes) or 'none'}). "
-            "Pass a checkpoint of a depthwise model (ConvNeXt, ConvMixer, MobileNet, EfficientNet)."
-        )
+        raise _no_depthwise_error(source, len(state_dict), _first_shapes(state_dict.items()))
+    _check_size(
+        sum(state_dict[key].numel() * state_dict[key].element_size() for key in keys), max_bytes, "--max-bytes",
+        f"the {len(keys)} depthwise kernels of {source}",
+    )
     names = readable_names(keys)
     layers = []
     for name, key in zip(names, keys):
@@ -164,9 +188,10 @@ def kernels_from_state_dict(
         # [C, 1, kh, kw] -> [C, kh, kw]
         kernels = weight.to(torch.float32, copy=True).reshape(-1, *weight.shape[2:])
         layers.append(LayerKernels(name, key, kernels))
-    selected = select_by_name([(layer.name, layer) for layer in layers], name_filter,
-                              f"the {len(layers)} depthwise layers of {source}")
-    return [layer for _, layer in selected]
+    selected = [layer for _, layer in select_by_name([(layer.name, layer) for layer in layers], name_filter,
+                                                     f"the {len(layers)} depthwise layers of {source}")]
+    check_finite(selected, source)
+    return selected
 
 
 def is_regular_kernel(tensor: Any) -> bool:
@@ -212,21 +237,52 @@ def regular_kernels_from_state_dict(state_dict: Mapping[str, Any]) -> list[Layer
     return layers
 
 
-def kernels_from_checkpoint(path: str | Path, name_filter: str | None = None) -> list[LayerKernels]:
+def check_finite(layers: list[LayerKernels], source: str) -> None:
+    """Raise :class:`AnalysisError` naming every layer whose kernels hold NaN or inf.
+
+    k-means and the template correlations would otherwise fail deep in scikit-learn or give
+    meaningless classes.
+    """
+    bad = []
+    for layer in layers:
+        finite = torch.isfinite(layer.kernels).flatten(1).all(dim=1)
+        if not bool(finite.all()):
+            bad.append(f"{layer.name} ({int((~finite).sum())} of {len(layer)} kernels)")
+    if bad:
+        shown = ", ".join(bad[:8]) + (f", and {len(bad) - 8} more" if len(bad) > 8 else "")
+        raise AnalysisError(
+            f"{len(bad)} of the {len(layers)} depthwise layers of {source} hold NaN or infinite values: {shown}. "
+            "The weights diverged: analyse an earlier checkpoint, or leave these layers out with --layers"
+        )
+
+
+def kernels_from_checkpoint(
+    path: str | Path,
+    name_filter: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+) -> list[LayerKernels]:
     """Depthwise kernels read straight from a checkpoint file, with no model code."""
-    checkpoint = read_checkpoint(path, only_depthwise=True)
-    return kernels_from_state_dict(checkpoint.state_dict, name_filter, source=f"checkpoint {str(path)!r}")
+    checkpoint = read_checkpoint(path, only_depthwise=True, max_bytes=max_bytes, max_file_bytes=max_file_bytes)
+    return kernels_from_state_dict(checkpoint.state_dict, name_filter, source=f"checkpoint {str(path)!r}",
+                                   max_bytes=max_bytes)
 
 
-def read_checkpoint(path: str | Path, only_depthwise: bool = False) -> Checkpoint:
+def read_checkpoint(
+    path: str | Path,
+    only_depthwise: bool = False,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+) -> Checkpoint:
     """Read the state dict of a torch, Lightning or safetensors file onto the CPU.
 
     ``only_depthwise=True`` keeps only the depthwise kernels (and, for safetensors, reads no other
-    tensor from disk).
+    tensor from disk); then it is an error if there is none. ``max_bytes`` and
+    ``max_file_bytes``: see the module docstring.
 
     Raises:
-        CheckpointError: the file is missing, not a checkpoint, corrupt or truncated, or holds
-            no state dict.
+        CheckpointError: the file is missing, not a checkpoint, corrupt or truncated, holds no
+            state dict (or, with ``only_depthwise``, no depthwise kernel), or is beyond a bound.
     """
     path = Path(path)
     if not path.exists():
@@ -236,12 +292,18 @@ def read_checkpoint(path: str | Path, only_depthwise: bool = False) -> Checkpoin
             f"checkpoint {str(path)!r} is not a file; pass a .ckpt, .pt, .pth or .safetensors file"
         )
     if path.suffix == ".safetensors":
-        return _read_safetensors(path, only_depthwise)
+        return _read_safetensors(path, only_depthwise, max_bytes, max_file_bytes)
 
-    obj, loader = _torch_load(path)
+    obj, loader = _torch_load(path, max_file_bytes)
     state_dict, nested_key = _find_state_dict(obj, path)
     if only_depthwise:
-        state_dict = {k: v for k, v in state_dict.items() if is_depthwise_kernel(v)}
+        kernels = {k: v for k, v in state_dict.items() if is_depthwise_kernel(v)}
+        if not kernels:
+            raise _no_depthwise_error(f"checkpoint {str(path)!r}", len(state_dict), _first_shapes(state_dict.items()))
+        # memory-mapped (zip format): nothing of these was read yet
+        _check_size(sum(v.numel() * v.element_size() for v in kernels.values()), max_bytes, "--max-bytes",
+                    f"the {len(kernels)} depthwise kernels of {str(path)!r}")
+        state_dict = kernels
     is_lightning = nested_key == "state_dict" and ("pytorch-lightning_version" in obj or "epoch" in obj)
     hparams = _plain_mapping(obj.get("hyper_parameters")) if is_lightning else {}
     return Checkpoint(path, state_dict, "lightning" if is_lightning else "torch", nested_key, loader, hparams)
@@ -265,18 +327,35 @@ def natural_key(name: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-def _read_safetensors(path: Path, only_depthwise: bool) -> Checkpoint:
+SAFETENSORS_ITEM_BYTES = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2,
+                          "I16": 2, "U16": 2, "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+def _read_safetensors(path: Path, only_depthwise: bool, max_bytes: int, max_file_bytes: int) -> Checkpoint:
     from safetensors import safe_open
 
     state_dict = {}
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
-            for key in sorted(f.keys(), key=natural_key):
-                shape = f.get_slice(key).get_shape()
-                is_candidate = len(shape) == 4 and shape[0] > 1 and shape[1] == 1 and max(shape[2:]) > 1
-                if only_depthwise and not is_candidate:
-                    continue
+            keys = sorted(f.keys(), key=natural_key)
+            # the header's shapes and dtypes: every size is known before any data is read
+            header = {key: f.get_slice(key) for key in keys}
+            shapes = {key: list(header[key].get_shape()) for key in keys}
+            sizes = {key: math.prod(shapes[key]) * SAFETENSORS_ITEM_BYTES.get(header[key].get_dtype(), 8) for key in keys}
+            if only_depthwise:
+                keys = [k for k in keys if len(shapes[k]) == 4 and shapes[k][0] > 1 and shapes[k][1] == 1
+                        and max(shapes[k][2:]) > 1 and header[k].get_dtype().startswith(("F", "BF"))]
+                if not keys:
+                    raise _no_depthwise_error(f"checkpoint {str(path)!r}", len(shapes),
+                                              [(k, tuple(v)) for k, v in shapes.items()])
+                _check_size(sum(sizes[k] for k in keys), max_bytes, "--max-bytes",
+                            f"the {len(keys)} depthwise kernels of {str(path)!r}")
+            else:
+                _check_size(sum(sizes.values()), max_file_bytes, "--max-file-bytes", f"the tensors of {str(path)!r}")
+            for key in keys:
                 state_dict[key] = f.get_tensor(key)
+    except CheckpointError:
+        raise
     except Exception as err:  # safetensors raises its own error types for bad headers
         raise CheckpointError(
             f"cannot read safetensors file {str(path)!r} ({_one_line(err)}); it may be truncated or not a "
@@ -287,9 +366,37 @@ def _read_safetensors(path: Path, only_depthwise: bool) -> Checkpoint:
     return Checkpoint(path, state_dict, "safetensors", None, "safetensors")
 
 
-def _torch_load(path: Path) -> tuple[Any, str]:
+def _check_size(n_bytes: int, limit: int, flag: str, what: str) -> None:
+    if n_bytes > limit:
+        raise CheckpointError(
+            f"{what} declare {_mib(n_bytes)} of data, beyond the {_mib(limit)} that analyze reads at most (no "
+            f"depthwise model needs that much; a damaged or hostile file may declare any size). If the file is "
+            f"genuine, raise the bound with {flag} BYTES"
+        )
+
+
+def _mib(n_bytes: int) -> str:
+    return f"{n_bytes / 2**20:,.1f} MiB"
+
+
+def _first_shapes(items: Any) -> list[tuple[str, tuple]]:
+    return [(str(k), tuple(v.shape)) for k, v in items if isinstance(v, Tensor)][:3]
+
+
+def _no_depthwise_error(source: str, n_entries: int, shapes: list[tuple[str, tuple]]) -> CheckpointError:
+    first = ", ".join(f"{k} {tuple(shape)}" for k, shape in shapes[:3])
+    return CheckpointError(
+        f"{source} holds no depthwise kernel (a 4-D tensor of shape [C, 1, k, k] with k > 1) among "
+        f"its {n_entries} entries (first tensors: {first or 'none'}). "
+        "Pass a checkpoint of a depthwise model (ConvNeXt, ConvMixer, MobileNet, EfficientNet)."
+    )
+
+
+def _torch_load(path: Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[Any, str]:
     """``torch.load`` with weights_only, then with the restricted unpickler."""
     mmap = zipfile.is_zipfile(path)  # mmap needs the zip format of torch.save (the default since 1.6)
+    if not mmap:  # the legacy format is read whole into memory
+        _check_size(path.stat().st_size, max_file_bytes, "--max-file-bytes", f"{str(path)!r} (legacy torch format, read whole)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap), "weights_only"
     except Exception as weights_only_error:
@@ -398,10 +505,13 @@ _restricted_pickle.__dict__["__name__"] = "neural_echos_restricted_pickle"
 
 
 __all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_FILE_BYTES",
     "AnalysisError",
     "Checkpoint",
     "CheckpointError",
     "LayerKernels",
+    "check_finite",
     "is_depthwise_kernel",
     "is_regular_kernel",
     "kernels_from_checkpoint",

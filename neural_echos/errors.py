@@ -1,8 +1,35 @@
-"""The base class of errors caused by user input (paths, files, names, parameters).
+"""User errors and the one way every entry point reports them.
 
-``run.py`` prints these as one ``error: ...`` line and exits with status 2 instead of a
-traceback; set ``NEURAL_ECHOS_TRACEBACK=1`` to see the traceback as well.
+:class:`NeuralEchosError` is the base class of errors caused by user input (paths, files,
+names, parameters). :func:`user_error_message` turns any exception that the user can fix
+(ours, a Lightning configuration error, a file-system error such as a full disk) into the one
+line ``run.py`` prints as ``error: ...`` before it exits with status 2; anything else is a bug
+and keeps its traceback. Set ``NEURAL_ECHOS_TRACEBACK=1`` to see the traceback of user errors
+as well.
 """
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+
+TRACEBACK_ENV = "NEURAL_ECHOS_TRACEBACK"
+# file-system failures caused by the machine or the paths given, not by a bug
+USER_ERRNOS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exhausted",
+    errno.EFBIG: "the file is larger than this system allows",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOENT: "no such file or folder",
+    errno.ENOTDIR: "a path component is a file, not a folder",
+    errno.EISDIR: "it is a folder, not a file",
+    errno.EEXIST: "it already exists",
+    errno.EMFILE: "too many open files",
+}
+MAX_MESSAGE_CHARS = 600
 
 
 class NeuralEchosError(Exception):
@@ -11,3 +38,63 @@ class NeuralEchosError(Exception):
 
 class ConfigError(NeuralEchosError, ValueError):
     """An out-of-range or unknown configuration value."""
+
+
+class ResumeError(NeuralEchosError):
+    """A resume, or a run folder, that would mix two runs or silently change one."""
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """Whitespace (newlines included) collapsed to single spaces, cut at ``limit`` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 4].rstrip() + " ..."
+
+
+def user_error_message(err: BaseException) -> str | None:
+    """The one-line message for an error the user can fix, or ``None`` for a bug.
+
+    Looks along the cause chain, since jsonargparse and Lightning wrap the errors raised
+    while they build classes or run hooks.
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = err
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        message = _direct_message(cause)
+        if message is not None:
+            return one_line(message)
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def _direct_message(err: BaseException) -> str | None:
+    if isinstance(err, NeuralEchosError):
+        return str(err)
+    # Lightning's own configuration errors (negative max_epochs, an accelerator this machine
+    # lacks, ...); looked up only if Lightning is loaded, so that analyze/report never import it
+    exceptions = sys.modules.get("lightning.fabric.utilities.exceptions")
+    if exceptions is not None and isinstance(err, exceptions.MisconfigurationException):
+        return (
+            f"{one_line(str(err)).rstrip('.!')}. This is a Lightning trainer setting: fix it in the config or on "
+            "the command line (run.py fit --help lists the trainer.* options)"
+        )
+    if isinstance(err, OSError) and err.errno in USER_ERRNOS:
+        where = " -> ".join(repr(str(p)) for p in (err.filename, err.filename2) if p is not None)
+        what = err.strerror or USER_ERRNOS[err.errno]
+        return (
+            f"{what}{': ' + where if where else ''} ({USER_ERRNOS[err.errno]}). Check the path, its permissions "
+            "and the free space, then run again"
+        )
+    return None
+
+
+def report_and_exit(err: BaseException) -> None:
+    """Print ``error: <message>`` and exit with status 2 if ``err`` is a user error; else return.
+
+    With ``NEURAL_ECHOS_TRACEBACK=1`` it returns, so that the caller re-raises with the traceback.
+    """
+    message = user_error_message(err)
+    if message is None or os.environ.get(TRACEBACK_ENV):
+        return
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)

@@ -49,6 +49,7 @@ import math
 import os
 import re
 import statistics
+import struct
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -109,6 +110,8 @@ class Run:
     proportions: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # name -> (step, value)
     last_wall_time: float = 0.0
     skip_reason: str | None = None
+    corrupt_records: int = 0  # event records that failed their checksum, skipped
+    empty: bool = False  # no scalar logged at all: a run that failed at its start
 
     @property
     def model_label(self) -> str:
@@ -285,10 +288,19 @@ def read_run(run_dir: Path) -> Run:
     """Everything the report needs from one run directory (``skip_reason`` set when unusable)."""
     run = Run(path=run_dir)
     try:
+        scalars, run.corrupt_records = _read_scalars(run_dir)
+    except OSError as err:
+        run.skip_reason = f"cannot read the event files: {type(err).__name__}: {err}"
+        return run
+    try:
         hparams = _load_yaml(_find_beside(run_dir, "hparams.yaml"))
         config = _load_yaml(_find_beside(run_dir, "config.yaml")) or {}
     except (OSError, yaml.YAMLError) as err:
         run.skip_reason = f"unreadable hparams.yaml/config.yaml: {err}"
+        return run
+    if not scalars and not (hparams or {}).get("model_name"):
+        # nothing logged, not even the model: a run that failed at its start
+        run.empty, run.skip_reason = True, "no scalar and no model logged (a run that failed at its start)"
         return run
     if hparams is None:
         run.skip_reason = "no hparams.yaml (not a Lightning TensorBoardLogger run?)"
@@ -316,11 +328,6 @@ def read_run(run_dir: Path) -> Run:
     trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
     run.max_epochs = trainer.get("max_epochs")
 
-    try:
-        scalars = _read_scalars(run_dir)
-    except Exception as err:  # noqa: BLE001  (a damaged event file skips the run, not the report)
-        run.skip_reason = f"cannot read the event files: {type(err).__name__}: {err}"
-        return run
     run.last_wall_time = max((wall for events in scalars.values() for wall, _, _ in events), default=0.0)
     if not scalars.get(ACC_TAG):
         run.skip_reason = f"no {ACC_TAG} scalar (crashed or stopped before the first validation?)"
@@ -367,16 +374,64 @@ def _steps_per_epoch(last_step_of_epoch: dict[int, int]) -> float | None:
     return None
 
 
-def _read_scalars(run_dir: Path) -> dict[str, list[tuple[float, int, float]]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+def _read_scalars(run_dir: Path) -> tuple[dict[str, list[tuple[float, int, float]]], int]:
+    """``tag -> [(wall_time, step, value)]`` of every events file in ``run_dir`` (in name order,
+    i.e. creation order), and the number of corrupt records skipped.
 
-    guidance = {"scalars": 0, "images": 1, "audio": 1, "histograms": 1, "compressedHistograms": 1, "tensors": 1}
-    accumulator = EventAccumulator(str(run_dir), size_guidance=guidance)
-    accumulator.Reload()
-    return {
-        tag: [(event.wall_time, int(event.step), float(event.value)) for event in accumulator.Scalars(tag)]
-        for tag in accumulator.Tags().get("scalars", [])
-    }
+    Written here rather than with TensorBoard's EventAccumulator because that one stops reading
+    a file at its first corrupt record, so one flipped byte dropped the rest of a run. It reads
+    the same scalars (``simple_value``, as Lightning's TensorBoardLogger writes them) in the
+    same order; TFRecord framing: length (8 bytes), its masked CRC-32C, data, the data's CRC.
+    """
+    from tensorboard.compat.proto import event_pb2
+
+    scalars: dict[str, list[tuple[float, int, float]]] = defaultdict(list)
+    corrupt = 0
+    for path in sorted(p for p in run_dir.iterdir() if p.name.startswith(EVENT_PREFIX) and p.is_file()):
+        records, bad = _tfrecords(path.read_bytes())
+        corrupt += bad
+        for record in records:
+            try:
+                event = event_pb2.Event.FromString(record)
+            except Exception:  # noqa: BLE001  (a record that passed its checksum but is no Event)
+                corrupt += 1
+                continue
+            for value in event.summary.value:
+                if value.HasField("simple_value"):
+                    scalars[value.tag].append((event.wall_time, int(event.step), float(value.simple_value)))
+    return dict(scalars), corrupt
+
+
+def _tfrecords(data: bytes) -> tuple[list[bytes], int]:
+    """The records of a TFRecord file whose checksums hold, and how many were corrupt.
+
+    A record whose data fails its CRC is skipped; a length that fails its CRC is searched past,
+    byte by byte, to the next valid header. A truncated last record (a killed writer) ends the
+    file without counting as corrupt.
+    """
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    records: list[bytes] = []
+    corrupt, pos, lost_sync = 0, 0, False
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack_from("<Q", data, pos)
+        (length_crc,) = struct.unpack_from("<I", data, pos + 8)
+        if masked_crc32c(data[pos : pos + 8]) != length_crc:
+            corrupt += not lost_sync
+            lost_sync, pos = True, pos + 1
+            continue
+        lost_sync = False
+        end = pos + 12 + length
+        if end + 4 > len(data):
+            break  # truncated tail
+        record = data[pos + 12 : end]
+        (data_crc,) = struct.unpack_from("<I", data, end)
+        if masked_crc32c(record) == data_crc:
+            records.append(record)
+        else:
+            corrupt += 1
+        pos = end + 4
+    return records, corrupt
 
 
 # --------------------------------------------------------------------------------------------
@@ -395,10 +450,14 @@ def report(logdirs: list[str | os.PathLike], out: str | os.PathLike, baseline: s
     if not logdirs:
         raise ReportError("no log directory given")
     runs = [read_run(path) for path in find_run_dirs(list(logdirs))]
+    # folders of runs that failed at their start hold no scalar: they are not runs to list
+    empty = [run for run in runs if run.empty]
+    runs = [run for run in runs if not run.empty]
     used = [run for run in runs if run.skip_reason is None]
     if not used:
         reasons = "; ".join(f"{_rel(run.path)}: {run.skip_reason}" for run in runs)
-        raise ReportError(f"no usable run among {len(runs)} found ({reasons})")
+        left_out = f"; {len(empty)} folders with no scalar logged left out" if empty else ""
+        raise ReportError(f"no usable run among {len(runs)} found ({reasons}{left_out})")
     used = _drop_superseded(used)
     used = [run for run in used if run.skip_reason is None]
     skipped = [run for run in runs if run.skip_reason is not None]
@@ -410,6 +469,12 @@ def report(logdirs: list[str | os.PathLike], out: str | os.PathLike, baseline: s
     _add_deltas(groups, baseline)
     groups.sort(key=lambda g: (g["model"], METHOD_ORDER.get(g["init_method"], 2), g["init"] != g["init_method"], g["init"]))
     notes = _notes(used, by_group)
+    for run in runs:
+        if run.corrupt_records:
+            notes.append(f"{_rel(run.path)}: {run.corrupt_records} corrupt event records skipped (failed their checksum)")
+    if empty:
+        notes.append(f"left out {len(empty)} folders with no scalar logged (runs that failed at their start): "
+                     + ", ".join(_rel(run.path) for run in empty))
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -26,8 +26,11 @@
 #                      see below). With another setting after `--`, e.g. another kernel size
 #                      (`--name cifar10_convnext_atto_k5 -- --model.model_kwargs.kernel_sizes 5`).
 #   --tag TAG          suffix of the run directories (default: the date and time the sweep starts).
-#   --resume           continue the runs of an earlier sweep: give its --tag; adds --ckpt_path last
-#                      (runs without a checkpoint start from scratch, finished ones stop at once).
+#   --resume           continue the runs of an earlier sweep: give its --tag; adds --ckpt_path
+#                      last-if-any: runs with a last.ckpt resume from it (finished ones stop at
+#                      once), runs that never started start from scratch, and a run folder that
+#                      holds a run without a checkpoint (it stopped before its first epoch ended)
+#                      is refused with what to do (run.py never trains into another run's folder).
 #   --save-dir DIR     TensorBoard save_dir (default: the experiment's, i.e. logs/ in the repo).
 #   --dry-run          print the commands (one per line, shell-quoted) instead of running them.
 #   --slurm            submit one SLURM job per (init, seed) with sbatch instead of running here:
@@ -204,7 +207,7 @@ for i in "${!init_paths[@]}"; do
         args+=(--trainer.logger.init_args.name "${run_names[$i]}")
         args+=(--trainer.logger.init_args.version "seed${seed}-${tag}")
         [[ -z "$save_dir" ]] || args+=(--trainer.logger.init_args.save_dir "$save_dir")
-        [[ $resume -eq 0 ]] || args+=(--ckpt_path last)
+        [[ $resume -eq 0 ]] || args+=(--ckpt_path last-if-any)
         args+=("${extra[@]+"${extra[@]}"}")
         job="ne-${exp_name}-${init_names[$i]}-s${seed}"
         if [[ $slurm -eq 1 ]]; then

@@ -375,7 +375,7 @@ def test_sweep_dry_run_options():
     assert "configs/experiments/ablations/dog_scale_match.yaml" in words
     assert words[words.index("--trainer.logger.init_args.name") + 1] == "cifar10_convmixer_256_8_dog_scale_match"
     assert words[words.index("--trainer.logger.init_args.save_dir") + 1] == "/tmp/sweeplogs"
-    assert words[-2:] == ["--ckpt_path", "last"]
+    assert words[-2:] == ["--ckpt_path", "last-if-any"]  # resume where there is a checkpoint, else start
     # the default inits, and --name for a variant set after `--` (another kernel size)
     done = sweep("--dry-run", "configs/experiments/cifar10/convnext_atto_k7.yaml", "--seeds", "0", "--tag", "X",
                  "--name", "cifar10_convnext_atto_k5", "--", "--model.model_kwargs.kernel_sizes", "5")

@@ -128,3 +128,114 @@ def test_two_process_cpu_ddp_preset_runs(cifar_root, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     versions = list((tmp_path / "logs" / "quickstart").iterdir())
     assert len(versions) == 1 and (versions[0] / "checkpoints" / "last.ckpt").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# one error path: `error: ...` on one line, exit status 2, for every subcommand (in-process)
+
+
+def _one_error_line(capsys, args: list[str]) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        run.main(args)
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert lines and lines[-1].startswith("error: "), captured.err
+    assert "usage:" not in captured.err and "Traceback" not in captured.err, captured.err
+    return lines[-1]
+
+
+TINY_MODEL = ["--model.model_name", "convmixer", "--model.model_kwargs", "{dim: 16, depth: 1, kernel_size: 3, patch_size: 4}"]
+
+
+def test_no_or_unknown_subcommand_names_all_of_them(capsys):
+    line = _one_error_line(capsys, [])
+    assert "no subcommand" in line and "analyze" in line and "report" in line
+    assert "unknown subcommand 'fot' (did you mean 'fit'?)" in _one_error_line(capsys, ["fot"])
+
+
+def test_help_mentions_analyze_and_report(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run.main(["--help"])
+    assert exit_info.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "run.py analyze --help" in out and "run.py report --help" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--trainer.max_epoks", "3"], "unrecognized arguments: --trainer.max_epoks 3 (run `python run.py fit --help`"),
+        (["--model.lr", "abc"], 'Parser key "model.lr": Expected a <class \'float\'>. Got value: abc'),
+        (["--config", "typo.yaml"], "does not accept option 'model.learning_rate'"),
+        (["--config", "bad.yaml"], "config file 'bad.yaml' is not valid YAML at line 3"),
+        (["--config", "nowhere.yaml"], "File does not exist"),
+    ],
+    ids=["typo", "type", "typo-in-file", "yaml", "missing-file"],
+)
+def test_config_errors_are_one_line_with_a_hint(extra, message, cifar_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "typo.yaml").write_text("model:\n  learning_rate: 0.1\n")
+    (tmp_path / "bad.yaml").write_text("model:\n  lr: [1\n")
+    line = _one_error_line(capsys, ["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), *extra])
+    assert message in line
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--trainer.max_epochs", "-5"], "`max_epochs` must be a non-negative integer or -1. You passed in -5"),
+        (["--trainer.devices", "0"], "Lightning trainer setting"),
+    ],
+    ids=["max_epochs", "devices"],
+)
+def test_lightning_misconfiguration_is_one_line(extra, message, cifar_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), "--data.root", str(cifar_root), *TINY_MODEL]
+    line = _one_error_line(capsys, [*args, *extra])
+    assert message in line and "run.py fit --help" in line
+
+
+def test_gpu_accelerator_without_a_gpu_is_one_line(cifar_root, tmp_path, monkeypatch, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    monkeypatch.chdir(tmp_path)
+    line = _one_error_line(capsys, ["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), "--data.root",
+                                    str(cifar_root), *TINY_MODEL, "--trainer.accelerator", "gpu"])
+    assert "gpu" in line.lower() and "Lightning trainer setting" in line
+
+
+def test_neural_echos_traceback_keeps_the_traceback(tmp_path, monkeypatch):
+    from cli import ConfigParseError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NEURAL_ECHOS_TRACEBACK", "1")
+    with pytest.raises(ConfigParseError, match="max_epoks"):
+        run.main(["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), "--trainer.max_epoks", "3"])
+    with pytest.raises(Exception, match="no subcommand"):
+        run.main([])
+
+
+def test_file_system_errors_of_analyze_are_one_line(tmp_path, capsys):
+    """A full disk under --out (summary.json on /dev/full: ENOSPC) and a file where a folder should be."""
+    import torch
+
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full")
+    torch.save({"dw.weight": torch.randn(8, 1, 3, 3)}, tmp_path / "k.pt")
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "summary.json").symlink_to("/dev/full")
+    line = _one_error_line(capsys, ["analyze", "--checkpoint", str(tmp_path / "k.pt"), "--out", str(full)])
+    assert "No space left on device" in line and "free space" in line
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "layers").write_text("a file where analyze puts a folder")
+    assert "cannot create output folder" in _one_error_line(capsys, ["analyze", "--checkpoint", str(tmp_path / "k.pt"),
+                                                                     "--out", str(blocked)])
+
+
+def test_report_with_a_missing_folder_is_one_line(tmp_path, capsys):
+    assert "does not exist" in _one_error_line(capsys, ["report", str(tmp_path / "nowhere")])

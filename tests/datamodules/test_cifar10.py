@@ -81,6 +81,71 @@ def test_pickle_that_is_not_a_batch(cifar_root):
         _quiet_load(cifar_root)
 
 
+class _RunsCode:
+    """What a hostile batch file holds: unpickling it calls os.system."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (self.command,))
+
+
+@pytest.mark.parametrize("name", ["data_batch_1", "test_batch", "batches.meta"])
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_a_batch_file_that_would_run_code_is_refused(cifar_root, tmp_path, name, protocol):
+    marker = tmp_path / "ran"
+    folder = cifar_root / "cifar-10-batches-py"
+    evil = {"data": np.zeros((2, 3072), np.uint8), "labels": [0, 1], "x": _RunsCode(f"touch {marker}"), "label_names": []}
+    with open(folder / name, "wb") as f:
+        pickle.dump(evil, f, protocol=protocol)
+    with pytest.raises(CIFAR10FormatError, match=rf"refusing to load .*{name}.*posix.system|refusing to load .*{name}.*nt.system"):
+        _quiet_load(cifar_root)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("payload", ["bytes(n)", "codecs"])
+def test_the_allowed_helpers_only_do_what_cifar_needs(cifar_root, payload):
+    import _codecs
+
+    class Bytes:  # bytes(10**12) would allocate a terabyte
+        def __reduce__(self):
+            return (bytes, (10**12,))
+
+    class Codec:  # any codec other than latin-1 is refused
+        def __reduce__(self):
+            return (_codecs.encode, ("x", "rot13"))
+
+    with open(cifar_root / "cifar-10-batches-py" / "data_batch_3", "wb") as f:
+        pickle.dump({"data": Bytes() if payload == "bytes(n)" else Codec(), "labels": []}, f, protocol=2)
+    with pytest.raises(CIFAR10FormatError, match="refusing to load"):
+        _quiet_load(cifar_root)
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_batches_repickled_by_numpy_2_load(cifar_root, protocol):
+    folder = cifar_root / "cifar-10-batches-py"
+    data = np.arange(3 * 3072, dtype=np.uint8).reshape(3, 3072)
+    with open(folder / "data_batch_1", "wb") as f:
+        pickle.dump({"data": data, "labels": [1, 2, 3], "filenames": [b"a.png", b"", "c.png"]}, f, protocol=protocol)
+    arrays = _quiet_load(cifar_root)
+    assert torch.equal(arrays.train_images[:3].reshape(3, -1), torch.from_numpy(data))
+
+
+def test_a_meta_file_that_is_a_list_is_named(cifar_root):
+    with open(cifar_root / "cifar-10-batches-py" / "batches.meta", "wb") as f:
+        pickle.dump(["airplane"] * 10, f, protocol=2)
+    with pytest.raises(CIFAR10FormatError, match=r"batches.meta.*no list of 10 'label_names'"):
+        _quiet_load(cifar_root)
+
+
+def test_the_real_batches_load_with_the_restricted_unpickler(cifar10_mini):
+    arrays = _quiet_load(cifar10_mini)
+    assert arrays.classes[0] == "airplane" and arrays.train_images.dtype == torch.uint8 and len(arrays.test_labels) > 0
+
+
 def test_batch_with_wrong_shape(cifar_root):
     with open(cifar_root / "cifar-10-batches-py" / "data_batch_5", "wb") as f:
         pickle.dump({"data": np.zeros((4, 100), np.uint8), "labels": [0, 1, 2, 3]}, f)

@@ -8,6 +8,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from neural_echos.collect import (
+    AnalysisError,
     CheckpointError,
     is_depthwise_kernel,
     kernels_from_checkpoint,
@@ -194,3 +195,84 @@ def test_errors(tmp_path):
     torch.save({"epoch": 1, "optimizer_states": []}, tmp_path / "empty.ckpt")
     with pytest.raises(CheckpointError, match="holds no state dict"):
         read_checkpoint(tmp_path / "empty.ckpt")
+
+
+# --------------------------------------------------------------------------------------------
+# bounds, non-finite kernels, honest counts
+
+
+def _sparse_safetensors(path, shape, dtype="F32", item_bytes=4):
+    """A .safetensors file declaring one huge kernel, with no data written (a sparse file)."""
+    import json
+    import math
+    import struct
+
+    n_bytes = math.prod(shape) * item_bytes
+    header = json.dumps({"blocks.0.conv_dw.weight": {"dtype": dtype, "shape": list(shape), "data_offsets": [0, n_bytes]}})
+    header = header.encode() + b" " * (-len(header) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header)
+        f.truncate(8 + len(header) + n_bytes)
+    return path
+
+
+def test_a_file_declaring_huge_kernels_is_refused_before_reading(tmp_path):
+    import resource
+
+    path = _sparse_safetensors(tmp_path / "huge.safetensors", (60_000_000, 1, 3, 3))  # 2.16 GB declared
+    assert os.stat(path).st_blocks * 512 < 1 << 20  # almost nothing on disk
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(CheckpointError, match=r"declare 2,059.9 MiB of data, beyond the 256.0 MiB.*--max-bytes"):
+        kernels_from_checkpoint(path)
+    with pytest.raises(CheckpointError, match=r"--max-file-bytes"):
+        read_checkpoint(path, max_file_bytes=2**30)  # the whole state dict (analyze --model)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024  # KiB: nothing was read
+
+
+def test_the_bounds_are_settable(tmp_path):
+    kernels = {"dw.weight": torch.randn(64, 1, 3, 3)}  # 2,304 bytes
+    torch.save(kernels, tmp_path / "k.pt")
+    with pytest.raises(CheckpointError, match="--max-bytes"):
+        kernels_from_checkpoint(tmp_path / "k.pt", max_bytes=1000)
+    assert len(kernels_from_checkpoint(tmp_path / "k.pt", max_bytes=2304)[0]) == 64
+    with pytest.raises(CheckpointError, match="--max-bytes"):
+        kernels_from_state_dict(kernels, max_bytes=1000)
+    torch.save(kernels, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)  # read whole by torch
+    with pytest.raises(CheckpointError, match=r"legacy torch format, read whole.*--max-file-bytes"):
+        read_checkpoint(tmp_path / "legacy.pt", max_file_bytes=1000)
+
+
+def test_analyze_takes_the_bounds_from_its_flags(tmp_path, capsys):
+    import run
+
+    torch.save({"dw.weight": torch.randn(64, 1, 3, 3)}, tmp_path / "k.pt")
+    with pytest.raises(SystemExit) as exit_info:
+        run.main(["analyze", "--checkpoint", str(tmp_path / "k.pt"), "--out", str(tmp_path / "out"), "--max-bytes", "1000"])
+    assert exit_info.value.code == 2
+    assert "raise the bound with --max-bytes" in capsys.readouterr().err
+
+
+def test_non_finite_kernels_are_reported_by_layer(tmp_path):
+    state_dict = {"a.dw.weight": torch.randn(8, 1, 3, 3), "b.dw.weight": torch.randn(8, 1, 3, 3),
+                  "c.dw.weight": torch.randn(8, 1, 5, 5)}
+    state_dict["a.dw.weight"][2, 0, 1, 1] = float("nan")
+    state_dict["c.dw.weight"][0:3] = float("inf")
+    with pytest.raises(AnalysisError, match=r"2 of the 3 depthwise layers .* NaN or infinite values: a.dw \(1 of 8 kernels\), "
+                                            r"c.dw \(3 of 8 kernels\).*--layers"):
+        kernels_from_state_dict(state_dict)
+    assert [layer.name for layer in kernels_from_state_dict(state_dict, name_filter="^b")] == ["b.dw"]
+    model = nn.Sequential(nn.Conv2d(4, 4, 3, groups=4))
+    with torch.no_grad():
+        model[0].weight[1] = float("nan")
+    with pytest.raises(AnalysisError, match=r"0 \(1 of 4 kernels\)"):
+        kernels_from_module(model)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_no_depthwise_kernel_counts_every_entry(tmp_path, suffix):
+    """A resnet-like state dict (no depthwise conv): the message counts its entries, not zero."""
+    state_dict = {f"layer{i}.conv.weight": torch.randn(4, 4, 3, 3) for i in range(100)}
+    path = tmp_path / f"resnet{suffix}"
+    (save_file if suffix == ".safetensors" else torch.save)(state_dict, str(path))
+    with pytest.raises(CheckpointError, match=r"no depthwise kernel .* among its 100 entries \(first tensors: layer"):
+        kernels_from_checkpoint(path)

@@ -312,3 +312,57 @@ def test_cli_through_run_py(reported, tmp_path):
     assert "wrote" in done.stdout and (tmp_path / "out" / "results.csv").exists()
     bad = subprocess.run([*command, str(tmp_path / "nope")], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+# --------------------------------------------------------------------------------------------
+# damaged logs, through `run.py report` and its output files
+
+
+def _record_spans(data: bytes) -> list[tuple[int, int]]:
+    """(start, length) of the data of each TFRecord in an events file (8-byte length, 4-byte CRC, data, CRC)."""
+    import struct
+
+    spans, pos = [], 0
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack_from("<Q", data, pos)
+        spans.append((pos + 12, length))
+        pos += 12 + length + 4
+    return spans
+
+
+def _report_cli(logs: Path, out: Path) -> None:
+    import run
+
+    run.main(["report", str(logs), "--out", str(out)])
+
+
+def test_one_corrupt_event_record_loses_that_record_only(tmp_path):
+    logs = tmp_path / "logs"
+    run_dir = write_run(logs / "a" / "version_0", CONVNEXT, DOG, 0, [0.5, 0.6, 0.7, 0.65])
+    events = next(run_dir.glob("events.out.tfevents.*"))
+    data = bytearray(events.read_bytes())
+    spans = _record_spans(bytes(data))
+    start, length = spans[len(spans) // 3]  # a record in the first epochs: every later one used to be lost
+    data[start + length // 2] ^= 0xFF
+    events.write_bytes(bytes(data))
+    _report_cli(logs, tmp_path / "out")
+    (row,) = read_csv(tmp_path / "out" / "runs.csv")
+    assert row["status"] == "used" and row["final_acc1"] == "65.0000"
+    assert int(row["epochs"]) >= 3  # at most the epoch of the damaged record is missing
+    assert "corrupt" in (tmp_path / "out" / "results.md").read_text(encoding="utf-8")
+
+
+def test_folders_of_runs_that_failed_at_start_are_left_out(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    logs = tmp_path / "logs"
+    write_run(logs / "a" / "version_0", CONVNEXT, DOG, 0, [0.5, 0.6])
+    # what a fit that failed in setup leaves: an events file with no scalar, an empty hparams.yaml
+    failed = logs / "a" / "version_1"
+    SummaryWriter(log_dir=str(failed)).close()
+    (failed / "hparams.yaml").write_text("{}\n", encoding="utf-8")
+    _report_cli(logs, tmp_path / "out")
+    runs = read_csv(tmp_path / "out" / "runs.csv")
+    assert [Path(row["run"]).name for row in runs] == ["version_0"]
+    md = (tmp_path / "out" / "results.md").read_text(encoding="utf-8")
+    assert "Skipped runs" not in md and "left out 1 folders with no scalar logged" in md

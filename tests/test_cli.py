@@ -1,0 +1,248 @@
+"""cli.py: resumes that cannot surprise and run folders that never mix two runs.
+
+One small run is trained once (module fixture); each test works on its own copy of it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import cli
+import run
+from tests.conftest import write_cifar10_tree
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--model.model_name", "convmixer", "--model.model_kwargs", "{dim: 16, depth: 2, kernel_size: 5, patch_size: 4}",
+        "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false", "--snapshot.every_n_epochs", "0"]
+
+
+def _args(cifar_root: Path, *extra: str, version: str | None = "r") -> list[str]:
+    args = ["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), "--data.root", str(cifar_root), *TINY]
+    if version is not None:
+        args += ["--trainer.logger.init_args.version", version]
+    return [*args, *extra]
+
+
+def _error(capsys, args: list[str]) -> str:
+    """Run ``run.py`` in this process; it must exit with status 2 after one ``error:`` line."""
+    with pytest.raises(SystemExit) as exit_info:
+        run.main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A finished 1-epoch run, seed 3, batch size 8, in logs/quickstart/r."""
+    root = tmp_path_factory.mktemp("trained")
+    cifar_root = write_cifar10_tree(root / "cifar10")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        cli.main(_args(cifar_root, "--trainer.max_epochs", "1", "--seed_everything", "3", "--data.batch_size", "8"))
+    return root, cifar_root
+
+
+@pytest.fixture
+def run_copy(trained, tmp_path, monkeypatch):
+    """The trained run copied into a fresh working directory (the test's current directory)."""
+    root, cifar_root = trained
+    shutil.copytree(root / "logs", tmp_path / "logs")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "logs" / "quickstart" / "r", cifar_root
+
+
+def test_unset_settings_and_the_seed_come_from_the_checkpoint(run_copy):
+    folder, cifar_root = run_copy
+    original = (folder / "config.yaml").read_bytes()
+    # a resume without --seed_everything and without the batch size the run was trained with
+    resumed = cli.main(_args(cifar_root, "--trainer.max_epochs", "2", "--ckpt_path", "last"))
+    assert resumed.trainer.global_step == 4
+    assert resumed.config.fit.seed_everything == 3 and resumed.datamodule.batch_size == 8
+    assert resumed.datamodule.train_dataloader().sampler.seed == 3  # the data order of the run
+    assert (folder / "config.yaml").read_bytes() == original  # provenance kept
+    saved = yaml.safe_load((folder / "config.resume-1.yaml").read_text())
+    assert saved["seed_everything"] == 3 and saved["ckpt_path"].endswith("checkpoints/last.ckpt")
+
+
+def test_conflicting_settings_are_an_error_that_lists_them(run_copy, capsys):
+    folder, cifar_root = run_copy
+    line = _error(capsys, _args(cifar_root, "--trainer.max_epochs", "2", "--ckpt_path", "last", "--model.lr", "1e-5",
+                                "--data.batch_size", "32", "--seed_everything", "5"))
+    assert "model.lr 1e-05 (given) vs 0.002 (checkpoint)" in line
+    assert "data.batch_size 32 (given) vs 8 (checkpoint)" in line and "seed_everything 5 (given) vs 3" in line
+    assert f"--config {folder.resolve() / 'config.yaml'}" in line
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in folder.iterdir() if "resume" not in p.name)
+
+
+def test_the_runs_own_config_resumes_it(run_copy):
+    folder, _ = run_copy
+    resumed = cli.main(["fit", "--config", str(folder / "config.yaml"), "--trainer.max_epochs", "2", "--ckpt_path", "last"])
+    assert resumed.trainer.global_step == 4
+
+
+def test_a_fixed_version_that_holds_a_run_refuses_a_fresh_fit(run_copy, capsys):
+    folder, cifar_root = run_copy
+    before = sorted(p.name for p in folder.iterdir())
+    line = _error(capsys, _args(cifar_root, "--trainer.max_epochs", "1"))
+    assert "already holds a run" in line and "--ckpt_path last" in line
+    assert sorted(p.name for p in folder.iterdir()) == before  # nothing written into it, not even an event file
+
+
+def test_another_runs_checkpoint_cannot_resume_into_a_run_folder(run_copy, capsys):
+    folder, cifar_root = run_copy
+    other = folder.parent / "other"
+    shutil.copytree(folder, other)
+    line = _error(capsys, _args(cifar_root, "--ckpt_path", str(other / "checkpoints" / "last.ckpt"), "--trainer.max_epochs", "2"))
+    assert "is not one of its checkpoints" in line
+
+
+def test_a_second_process_cannot_train_into_a_locked_run_folder(run_copy, capsys):
+    folder, cifar_root = run_copy
+    lock = cli.lock_run_folder(folder)  # as a fit running in another process holds it
+    try:
+        line = _error(capsys, _args(cifar_root, "--ckpt_path", "last", "--trainer.max_epochs", "2"))
+    finally:
+        lock.close()
+    assert "another process is training into" in line
+
+
+def test_ckpt_path_last_with_no_checkpoint_is_an_error(run_copy, capsys):
+    _, cifar_root = run_copy
+    assert "no last checkpoint in" in _error(capsys, _args(cifar_root, "--ckpt_path", "last", version="never"))
+    assert "--trainer.logger.init_args.version is not set" in _error(capsys, _args(cifar_root, "--ckpt_path", "last", version=None))
+    assert not (Path("logs/quickstart/never")).exists()
+
+
+def test_last_if_any_starts_a_run_then_resumes_it(cifar_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = cli.main(_args(cifar_root, "--trainer.max_epochs", "1", "--data.batch_size", "16", "--ckpt_path", "last-if-any",
+                           version="s"))
+    assert first.trainer.global_step == 2 and first.config.fit.ckpt_path is None
+    again = cli.main(_args(cifar_root, "--trainer.max_epochs", "2", "--data.batch_size", "16", "--ckpt_path", "last-if-any",
+                           version="s"))
+    assert again.trainer.global_step == 4
+    assert sorted(p.name for p in (tmp_path / "logs/quickstart/s").glob("config*.yaml")) == ["config.resume-1.yaml", "config.yaml"]
+
+
+def test_validate_in_a_run_folder_writes_its_own_config(run_copy):
+    folder, cifar_root = run_copy
+    args = _args(cifar_root, "--ckpt_path", str(folder / "checkpoints" / "last.ckpt"))
+    args[0] = "validate"
+    original = (folder / "config.yaml").read_bytes()
+    cli.main(args)
+    assert (folder / "config.yaml").read_bytes() == original and (folder / "config.validate-1.yaml").is_file()
+
+
+def test_a_fit_that_fails_at_start_leaves_no_run_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    line = _error(capsys, _args(tmp_path / "nowhere", "--data.download", "false", "--trainer.max_epochs", "1", version=None))
+    assert "CIFAR-10 root" in line
+    assert not (tmp_path / "logs" / "quickstart").exists() or not any((tmp_path / "logs" / "quickstart").iterdir())
+
+
+def test_an_empty_training_set_is_an_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    empty = write_cifar10_tree(tmp_path / "empty", images_per_batch=0)
+    assert "training set" in _error(capsys, _args(empty, "--trainer.max_epochs", "1"))
+    one = write_cifar10_tree(tmp_path / "one", images_per_batch=1)
+    line = _error(capsys, _args(one, "--trainer.max_epochs", "1", "--data.val_split", "0.95", version="v"))
+    assert "is empty after holding out val_split=0.95" in line
+
+
+def _bad_checkpoint(kind: str, folder: Path) -> Path:
+    if kind == "missing":
+        return folder / "missing.ckpt"
+    if kind == "folder":
+        return folder
+    path = folder / f"{kind}.ckpt"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "garbage":
+        path.write_bytes(b"\x80\x02junk" * 99)
+    elif kind == "state-dict":
+        torch.save({"w": torch.zeros(2)}, path)
+    return path
+
+
+def test_any_datamodule_with_an_empty_training_set_is_an_error(cifar_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = _args(cifar_root, "--trainer.max_epochs", "1", "--data", "tests.helpers.empty_train_data.EmptyTrainingSet",
+                 "--data.root", str(cifar_root))
+    assert "the training set is empty (0 batches)" in _error(capsys, args)
+
+
+def test_config_yaml_is_never_overwritten_by_a_process_that_raced_for_it(tmp_path):
+    from types import SimpleNamespace
+
+    from jsonargparse import Namespace
+
+    from neural_echos.errors import ResumeError
+
+    (tmp_path / "config.yaml").write_text("seed_everything: 1\n")
+    parser = SimpleNamespace(dump=lambda config, skip_none: "seed_everything: 2\n")
+    trainer = SimpleNamespace(is_global_zero=True, loggers=[object()], log_dir=str(tmp_path), default_root_dir=str(tmp_path),
+                              strategy=SimpleNamespace(broadcast=lambda value: value))
+    saver = cli.RunConfig(parser, Namespace(ckpt_path=None))
+    with pytest.raises(ResumeError, match="written by another process"):
+        saver.setup(trainer, None, "fit")
+    assert (tmp_path / "config.yaml").read_text() == "seed_everything: 1\n"
+    resumed = cli.RunConfig(parser, Namespace(ckpt_path="x.ckpt"))
+    resumed.setup(trainer, None, "fit")
+    assert (tmp_path / "config.resume-1.yaml").read_text() == "seed_everything: 2\n"
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [("missing", "does not exist"), ("folder", "is a folder; pass a .ckpt file"), ("empty", "is empty (0 bytes)"),
+     ("garbage", "not a zip archive"), ("state-dict", "not a Lightning checkpoint")],
+)
+def test_a_bad_ckpt_path_is_one_error_line(kind, message, tmp_path, cifar_root, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d").mkdir()
+    path = _bad_checkpoint(kind, tmp_path / "d")
+    assert message in _error(capsys, _args(cifar_root, "--ckpt_path", str(path), version=None))
+    assert message in _error(capsys, ["test", *_args(cifar_root, "--ckpt_path", str(path), version=None)[1:]])
+
+
+def test_a_weights_only_checkpoint_cannot_resume_a_fit(run_copy, capsys):
+    folder, cifar_root = run_copy
+    checkpoint = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)
+    for key in ("optimizer_states", "lr_schedulers", "loops", "callbacks"):
+        checkpoint.pop(key, None)
+    torch.save(checkpoint, folder / "weights.ckpt")
+    assert "holds weights only" in _error(capsys, _args(cifar_root, "--ckpt_path", str(folder / "weights.ckpt"), version=None))
+
+
+@pytest.mark.slow
+def test_sweep_resume_continues_a_sweep(tmp_path, cifar_root):
+    """scripts/sweep.sh --resume (--ckpt_path last-if-any): the run of the first sweep continues."""
+    logs = tmp_path / "logs"
+
+    def sweep(max_epochs: int, *options: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["bash", str(REPO / "scripts/sweep.sh"), "configs/experiments/cifar10/convmixer_256_8.yaml", "--inits", "dog",
+             "--seeds", "0", "--tag", "t", "--save-dir", str(logs), *options, "--", "--data.root", str(cifar_root),
+             "--data.download", "false", "--data.batch_size", "16", "--trainer.limit_train_batches", "2",
+             "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
+             "--trainer.enable_model_summary", "false", "--trainer.accelerator", "cpu", "--snapshot.every_n_epochs", "0",
+             "--model.model_kwargs", "{dim: 16, depth: 2, kernel_size: 5, patch_size: 4}",
+             "--trainer.max_epochs", str(max_epochs)],
+            cwd=REPO, capture_output=True, text=True, timeout=600)
+
+    first = sweep(1)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
+    (folder,) = logs.glob("*/seed0-t")
+    again = sweep(2, "--resume")
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    assert torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    assert (folder / "config.resume-1.yaml").is_file()
