@@ -9,6 +9,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
+from tensorboard.plugins.text.summary_v2 import text_pb
 
 from neural_echos.errors import ConfigError
 from neural_echos.init import InitMethod, InitSummary
@@ -57,7 +58,10 @@ class DepthwiseInit(Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.method is None:
-            self._log(trainer, {"init/method": NONE}, None)
+            model_name = pl_module.hparams.get("model_name") if hasattr(pl_module, "hparams") else None
+            text = (f"none: {model_name or type(pl_module).__name__} keeps its own initialisation "
+                    "(no depthwise layer was rewritten)")
+            self._log(trainer, {"init/method": NONE}, text)
             return
         if trainer.ckpt_path is not None:
             rank_zero_info(f"DepthwiseInit: resuming from {trainer.ckpt_path}: the checkpoint's weights are kept")
@@ -76,4 +80,6 @@ class DepthwiseInit(Callback):
         for logger in trainer.loggers:  # loggers write on rank zero only
             logger.log_hyperparams(params)
             if text is not None and isinstance(logger, TensorBoardLogger) and trainer.is_global_zero:
-                logger.experiment.add_text("init/summary", "```\n" + text + "\n```", global_step=0)
+                # SummaryWriter.add_text would name the tag "init/summary/text_summary"
+                summary = text_pb("init/summary", "```\n" + text + "\n```")
+                logger.experiment._get_file_writer().add_summary(summary, global_step=0)

@@ -53,8 +53,10 @@ INK = (20, 20, 20)
 FRAME = 2  # px of class colour around a kernel
 GAP = 3  # px between cells
 MARGIN = 6  # px left and right of the kernels
-CELL = 40  # target px per kernel side; zoom = max(1, CELL // k)
-MIN_WIDTH = 520  # px: room for the legend, and readable on TensorBoard's default image card
+CELL = 36  # target px per kernel side; zoom = max(1, CELL // k)
+# TensorBoard's image cards are about 350 px wide and shrink wider images to fit: pictures are
+# laid out for this width, so that their 12 px text stays readable at the default card size
+WIDTH = 340
 FONT_SIZE = 12
 MAX_KERNELS = 64
 MAX_IMAGES = 24  # more layers than this: one grid per stage
@@ -122,14 +124,14 @@ def kernel_grid(
     kh = max(block.kernels.shape[1] for block in blocks)
     kw = max(block.kernels.shape[2] for block in blocks)
     zoom = max(1, CELL // max(kh, kw))
-    shown = max(len(block.kernels) for block in blocks)
-    ncols = ncols or (int(np.ceil(np.sqrt(shown))) if len(blocks) == 1 else min(shown, 16))
     limit = max(float(np.abs(block.kernels).max()) for block in blocks) if scaling == "layer" else None
-    rows = [
-        _grid_rows(_cells(block, class_names, (kh, kw), zoom, limit, transfer), ncols, block.captions)
-        for block in blocks
-    ]
-    width = max(MIN_WIDTH, *(row.shape[1] + 2 * MARGIN for row in rows))
+    rows = []
+    for block in blocks:
+        cells = _captioned(_cells(block, class_names, (kh, kw), zoom, limit, transfer), block.captions)
+        fits = max(1, (WIDTH - 2 * MARGIN + GAP) // (cells.shape[2] + GAP))  # columns within the card width
+        columns = ncols or (int(np.ceil(np.sqrt(len(cells)))) if len(blocks) == 1 else len(cells))
+        rows.append(_grid_rows(cells, min(columns, fits)))
+    width = max(WIDTH, *(row.shape[1] + 2 * MARGIN for row in rows))
     pieces = []
     for row in rows:
         pieces += [_pad_width(row, width), np.full((2 * GAP, width, 3), BACKGROUND, np.uint8)]
@@ -141,37 +143,49 @@ def kernel_grid(
 def legend_strip(
     class_names: Sequence[str], width: int, limit: float | None = None, transfer: str = "linear"
 ) -> np.ndarray:
-    """The colour scale with its values, and the frame colours with their class names."""
+    """The colour scale with its values, what it means, and the frame colours with their classes."""
     font = _font()
-    bar_width, bar_height, left = min(260, width - 20), 12, 8
-    height = 3 * FONT_SIZE + bar_height + 22
+    line = FONT_SIZE + 4
+    bar_width, bar_height, left = min(200, width - 2 * MARGIN - 20), 10, MARGIN + 4
+    # swatches wrapped over as many lines as the width needs
+    swatch_lines: list[list[str]] = [[]]
+    x = left + _text_width("frames: ", font)
+    for name in class_names:
+        item = 14 + _text_width(name, font) + 10
+        if swatch_lines[-1] and x + item > width - MARGIN:
+            swatch_lines.append([])
+            x = left + _text_width("frames: ", font)
+        swatch_lines[-1].append(name)
+        x += item
+    height = 4 + bar_height + 4 + line + line + line * len(swatch_lines) + 4
     picture = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(picture)
     # colour bar: position u in [-1, 1] shows the colour of displayed value u
     u = np.linspace(-1, 1, bar_width)
     rgb = matplotlib.colormaps[CMAP]((u + 1) / 2, bytes=True)[:, :3]
-    bar = np.repeat(rgb[None], bar_height, axis=0)
-    picture.paste(Image.fromarray(np.ascontiguousarray(bar)), (left, 4))
+    picture.paste(Image.fromarray(np.ascontiguousarray(np.repeat(rgb[None], bar_height, axis=0))), (left, 4))
+    y = 4 + bar_height
     for tick in (-1.0, -0.5, 0.0, 0.5, 1.0):
         x = left + int(round((tick + 1) / 2 * (bar_width - 1)))
-        draw.line([(x, 4 + bar_height), (x, 7 + bar_height)], fill=INK)
-        value = tick * tick if transfer == "signed_sqrt" else abs(tick)  # displayed u -> |weight| share
-        value = np.sign(tick) * value
-        label = f"{value * limit:+.2g}" if limit is not None else f"{value:+.2g}".replace("+0", "0")
-        text_width = draw.textlength(label, font=font)
-        draw.text((min(max(0, x - text_width / 2), width - text_width), 8 + bar_height), label, fill=INK, font=font)
-    scale = "weight" if limit is not None else "weight / kernel's max |w|"
-    draw.text((left + bar_width + 10, 2), f"colour: {scale}", fill=INK, font=font)
-    draw.text((left + bar_width + 10, 2 + FONT_SIZE + 2),
-              "signed sqrt scale" if transfer == "signed_sqrt" else "linear scale", fill=INK, font=font)
-    # frame colours
-    x, y = left, 12 + bar_height + FONT_SIZE + 6
-    draw.text((x, y), "frames:", fill=INK, font=font)
-    x += draw.textlength("frames: ", font=font)
-    for name in class_names:
-        draw.rectangle([x, y + 2, x + 10, y + 12], outline=CLASS_COLOURS[name], width=3)
-        draw.text((x + 14, y), name, fill=INK, font=font)
-        x += 14 + draw.textlength(name, font=font) + 12
+        draw.line([(x, y), (x, y + 3)], fill=INK)
+        value = np.sign(tick) * (tick * tick if transfer == "signed_sqrt" else abs(tick))  # displayed u -> value
+        label = f"{value * limit:+.2g}" if limit is not None else f"{value:+.2g}"
+        label = "0" if value == 0 else label
+        text_width = _text_width(label, font)
+        draw.text((min(max(0, x - text_width / 2), width - text_width), y + 3), label, fill=INK, font=font)
+    y += 4 + line
+    scale = "weight" if limit is not None else "weight / the kernel's max |w|"
+    curve = "signed sqrt" if transfer == "signed_sqrt" else "linear"
+    draw.text((left, y), f"colour: {scale}, {curve}", fill=INK, font=font)
+    y += line
+    for names in swatch_lines:
+        draw.text((left, y), "frames:", fill=INK, font=font)
+        x = left + _text_width("frames: ", font)
+        for name in names:
+            draw.rectangle([x, y + 2, x + 10, y + 12], outline=CLASS_COLOURS[name], width=3)
+            draw.text((x + 14, y), name, fill=INK, font=font)
+            x += 14 + _text_width(name, font) + 10
+        y += line
     return np.asarray(picture)
 
 
@@ -245,30 +259,36 @@ def centroid_image(report: KernelReport, scaling: str = "kernel", transfer: str 
 
 
 def layer_shares_image(report: KernelReport) -> np.ndarray:
-    """Layers (rows, network order) x classes (columns): each share, and its chance share."""
+    """Layers (rows, network order) x classes (columns): each share, and the chance share of on
+    and off; a cell's colour runs from white (0) to its class colour (1)."""
     font = _font()
-    name_width = min(360, max(120, *(int(_text_width(layer.name, font)) + 12 for layer in report.layers)))
-    cell, row_height = 86, FONT_SIZE + 8
-    columns = [(name, False) for name in CLASSES] + [(name, True) for name in CLASSES[:2]]
-    width = max(MIN_WIDTH, name_width + cell * len(columns) + 8)
-    height = (len(report.layers) + 2) * row_height + 8
-    picture = Image.new("RGB", (width, height), BACKGROUND)
+    cell, row_height = 42, FONT_SIZE + 6
+    names = [layer.name for layer in report.layers]
+    suffix = _common_suffix(names) if len(names) > 1 else ""
+    columns = [("on_center", False, "on"), ("off_center", False, "off"), ("other", False, "other"),
+               ("on_center", True, "ch. on"), ("off_center", True, "ch. off")]
+    name_width = max(80, WIDTH - 2 * MARGIN - cell * len(columns))
+    width = MARGIN + name_width + cell * len(columns) + MARGIN
+    header = 3 * row_height
+    picture = Image.new("RGB", (width, header + len(report.layers) * row_height + 6), BACKGROUND)
     draw = ImageDraw.Draw(picture)
-    draw.text((4, 2), f"class shares per layer ({report.classifier}); chance = null kernels", fill=INK, font=font)
-    for c, (name, is_chance) in enumerate(columns):
-        label = f"chance {name.replace('_center', '')}" if is_chance else name
-        draw.text((name_width + c * cell + 4, 2 + row_height), label, fill=INK, font=font)
+    title = f"class shares per layer ({report.classifier})" + (f", layers *{suffix}" if suffix else "")
+    draw.text((MARGIN, 2), _shorten(title, width - 2 * MARGIN, font), fill=INK, font=font)
+    draw.text((MARGIN, 2 + row_height), "ch. = chance: the same classifier on null kernels", fill=INK, font=font)
+    for c, (_, _, label) in enumerate(columns):
+        draw.text((MARGIN + name_width + c * cell + 3, 2 + 2 * row_height), label, fill=INK, font=font)
     for r, layer in enumerate(report.layers):
-        y = (r + 2) * row_height
-        draw.text((4, y + 3), _shorten(layer.name, name_width - 8, font), fill=INK, font=font)
+        y = header + r * row_height
+        name = layer.name[: len(layer.name) - len(suffix)] if suffix else layer.name
+        draw.text((MARGIN, y + 2), _shorten(name, name_width - 6, font), fill=INK, font=font)
         observed, chance = report.proportions([layer]), report.chance([layer])
-        for c, (name, is_chance) in enumerate(columns):
+        for c, (name, is_chance, _) in enumerate(columns):
             share = chance[name] if is_chance else observed[name]
             colour = np.array(CLASS_COLOURS[name], dtype=np.float64)
             fill = tuple(int(v) for v in 255 - share * (255 - colour))  # white (0) to the class colour (1)
-            x = name_width + c * cell
+            x = MARGIN + name_width + c * cell
             draw.rectangle([x, y, x + cell - 3, y + row_height - 3], fill=fill)
-            draw.text((x + 6, y + 3), f"{share:.0%}", fill=INK, font=font)
+            draw.text((x + 4, y + 2), f"{share:.0%}", fill=INK, font=font)
     return np.asarray(picture)
 
 
@@ -312,10 +332,28 @@ def _shorten(text: str, width: float, font) -> str:
 
 
 def _text_strip(text: str, width: int) -> np.ndarray:
-    picture = Image.new("RGB", (width, FONT_SIZE + 10), BACKGROUND)
+    """``text`` in as many lines as ``width`` needs (broken at spaces)."""
+    font, lines = _font(), [""]
+    for word in text.split(" "):
+        candidate = f"{lines[-1]} {word}".strip()
+        if lines[-1] and _text_width(candidate, font) > width - 2 * MARGIN:
+            lines.append(word)
+        else:
+            lines[-1] = candidate
+    picture = Image.new("RGB", (width, len(lines) * (FONT_SIZE + 4) + 6), BACKGROUND)
     draw = ImageDraw.Draw(picture)
-    draw.text((6, 4), _shorten(text, width - 12, _font()), fill=INK, font=_font())
+    for i, text_line in enumerate(lines):
+        draw.text((MARGIN, 3 + i * (FONT_SIZE + 4)), _shorten(text_line, width - 2 * MARGIN, font), fill=INK, font=font)
     return np.asarray(picture)
+
+
+def _common_suffix(names: Sequence[str]) -> str:
+    """The ``.``-separated tail every name shares (e.g. ``.conv_dw``), never a whole name."""
+    parts = [name.split(".") for name in names]
+    tail: list[str] = []
+    while all(len(p) > len(tail) + 1 for p in parts) and len({p[-1 - len(tail)] for p in parts}) == 1:
+        tail.insert(0, parts[0][-1 - len(tail)])
+    return "." + ".".join(tail) if tail else ""
 
 
 def _thresholds(report: KernelReport) -> str:
@@ -360,20 +398,25 @@ def _cells(
     return cells
 
 
-def _grid_rows(cells: np.ndarray, ncols: int, captions: Sequence[str] | None) -> np.ndarray:
-    """Tile ``[n, ch, cw, 3]`` cells into rows of ``ncols``, a caption under each cell if given."""
+def _captioned(cells: np.ndarray, captions: Sequence[str] | None) -> np.ndarray:
+    """Cells widened to fit a caption each, written under them (unchanged without captions)."""
+    if captions is None:
+        return cells
     n, ch, cw, _ = cells.shape
     font = _font()
-    if captions is not None:  # widen cells to fit their captions
-        cw_captioned = max(cw, *(int(_text_width(c, font)) + 6 for c in captions))
-        captioned = np.full((n, ch + FONT_SIZE + 6, cw_captioned, 3), BACKGROUND, np.uint8)
-        captioned[:, :ch, (cw_captioned - cw) // 2 : (cw_captioned - cw) // 2 + cw] = cells
-        for i, caption in enumerate(captions):
-            strip = Image.fromarray(captioned[i])
-            ImageDraw.Draw(strip).text((3, ch + 2), caption, fill=INK, font=font)
-            captioned[i] = np.asarray(strip)
-        cells = captioned
-        n, ch, cw, _ = cells.shape
+    width = max(cw, *(int(_text_width(c, font)) + 6 for c in captions))
+    out = np.full((n, ch + FONT_SIZE + 6, width, 3), BACKGROUND, np.uint8)
+    out[:, :ch, (width - cw) // 2 : (width - cw) // 2 + cw] = cells
+    for i, caption in enumerate(captions):
+        cell = Image.fromarray(out[i])
+        ImageDraw.Draw(cell).text((3, ch + 2), caption, fill=INK, font=font)
+        out[i] = np.asarray(cell)
+    return out
+
+
+def _grid_rows(cells: np.ndarray, ncols: int) -> np.ndarray:
+    """Tile ``[n, ch, cw, 3]`` cells into rows of ``ncols`` with GAP px between them."""
+    n, ch, cw, _ = cells.shape
     nrows = int(np.ceil(n / ncols))
     padded = np.full((nrows * ncols, ch + GAP, cw + GAP, 3), BACKGROUND, np.uint8)
     padded[:n, :ch, :cw] = cells

@@ -18,7 +18,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 import run
 from callbacks.hparams_session import METRICS
 from cli import name_run_by_init
-from neural_echos.grids import CLASS_COLOURS, MIN_WIDTH
+from neural_echos.grids import CLASS_COLOURS, WIDTH
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,6 +73,8 @@ def test_runs_are_named_by_init_and_their_hparams_sessions_tell_them_apart(two_r
         assert params["snapshot/classifier"] == "kmeans" and params["model/lr"] == 2e-3
     assert sorted(dog)[:3] == ["data", "data/batch_size", "init"]  # TensorBoard shows the first five
     assert metrics == list(METRICS)
+    for version in ("dog", "none"):  # the init's text, under the tag README names
+        assert "init/summary" in events(two_runs / version / "version_0").Tags()["tensors"]
 
 
 @pytest.mark.slow
@@ -97,8 +99,8 @@ def test_kernel_pictures_carry_their_legend(two_runs):
     assert {"kernels/layers", "kernels/centroids"} <= set(images)
     encoded = accumulator.Images("kernels/grid/stages.0.blocks.0.conv_dw")[0]
     picture = np.asarray(Image.open(io.BytesIO(encoded.encoded_image_string)).convert("RGB"))
-    assert picture.shape[1] >= MIN_WIDTH
-    legend = picture[-60:]  # the legend strip: colour bar and frame swatches
+    assert picture.shape[1] >= WIDTH
+    legend = picture[-40:]  # the legend strip ends with the frame swatches
     for name in ("on_center", "off_center", "other"):
         assert ((legend.reshape(-1, 3) == CLASS_COLOURS[name]).all(axis=1)).sum() >= 5, name
 

@@ -9,7 +9,8 @@ from neural_echos.collect import LayerKernels
 from neural_echos.dog import dog_kernels
 from neural_echos.grids import (
     CLASS_COLOURS,
-    MIN_WIDTH,
+    FONT_SIZE,
+    WIDTH,
     Block,
     centroid_image,
     grouped_grid_images,
@@ -49,7 +50,7 @@ def test_grid_has_title_legend_and_documented_width(report_and_layers):
     pictures = grouped_grid_images(layers, report, max_kernels=64)
     assert [group for group, _, _ in pictures] == ["stages.0.dw", "stages.1.dw"]
     image = pictures[0][2]
-    assert image.dtype == np.uint8 and image.shape[2] == 3 and image.shape[1] >= MIN_WIDTH
+    assert image.dtype == np.uint8 and image.shape[2] == 3 and image.shape[1] == WIDTH  # TensorBoard's card
     legend = legend_strip(CLASSES, image.shape[1])
     assert np.array_equal(image[-legend.shape[0]:], legend)  # the legend strip closes the picture
     for name in ("on_center", "off_center", "other"):  # frames in the grid and swatches in the legend
@@ -77,9 +78,10 @@ def test_scaling_and_transfer_change_the_colours():
 def test_centroids_are_captioned_and_layers_image_has_a_row_per_layer(report_and_layers):
     report, _ = report_and_layers
     centroids = centroid_image(report)
-    assert centroids.shape[1] >= MIN_WIDTH
+    assert centroids.shape[1] >= WIDTH
     layers = layer_shares_image(report).astype(int)
-    assert layers.shape[0] == (len(report.layers) + 2) * 20 + 8  # title, header, one row per layer
+    row = FONT_SIZE + 6
+    assert layers.shape == (3 * row + len(report.layers) * row + 6, WIDTH, 3)  # title, key, header, a row each
     assert report.proportions([report.layers[0]])["on_center"] > 0.2
     assert report.proportions([report.layers[1]])["on_center"] == 0
 
@@ -87,4 +89,5 @@ def test_centroids_are_captioned_and_layers_image_has_a_row_per_layer(report_and
         r, g, b = band[..., 0], band[..., 1], band[..., 2]
         return int(((g > r + 20) & (g > b + 20)).sum())
 
-    assert greenish(layers[40:60]) > 100 and greenish(layers[60:80]) == 0
+    first, second = layers[3 * row : 4 * row], layers[4 * row : 5 * row]
+    assert greenish(first) > 100 and greenish(second) == 0
