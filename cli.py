@@ -195,7 +195,7 @@ class NeuralEchosCLI(LightningCLI):
         except BaseException:
             # only a folder this process created and holds the lock of (so no other run shares it)
             if created and lock is not None and trainer.global_step == 0:
-                remove_failed_run_folder(folder, lock)
+                remove_failed_run_folder(folder, lock, Path(trainer.loggers[0].save_dir))
             raise
         if trainer.num_training_batches == 0 and trainer.limit_train_batches != 0:
             raise ConfigError(
@@ -420,13 +420,21 @@ def lock_run_folder(folder: Path):
     return lock
 
 
-def remove_failed_run_folder(folder: Path | None, lock) -> None:
-    """Remove the folder a fit created when it failed before training a step and wrote no checkpoint."""
+def remove_failed_run_folder(folder: Path | None, lock, save_dir: Path | None = None) -> None:
+    """Remove the folder a fit created when it failed before training a step and wrote no checkpoint,
+    and the folders above it up to ``save_dir`` that this leaves empty (``<name>/<init method>``)."""
     if folder is None or not folder.is_dir() or any((folder / "checkpoints").glob("*.ckpt")):
         return
     if lock is not None:
         lock.close()
     shutil.rmtree(folder, ignore_errors=True)
+    for parent in folder.parents:
+        if save_dir is None or parent == save_dir or save_dir not in parent.parents:
+            break
+        try:
+            parent.rmdir()  # only when empty
+        except OSError:
+            break
     print(f"removed {str(folder)!r}: the run failed before its first training step", file=sys.stderr)
 
 

@@ -153,7 +153,7 @@ def lightning_fit(cfg, device, precision: str, compile_: bool, strategy: str = "
             times = []
             for _ in range(3):
                 start = time.perf_counter()
-                snap.snapshot(trainer, module)
+                snap.snapshot(trainer, module, step=trainer.global_step)
                 times.append(time.perf_counter() - start)
             seconds = statistics.median(times)
             trainer.logger.experiment.close()  # before the folder goes

@@ -40,7 +40,7 @@ Outputs of ``analyze`` in ``--out`` (default ``analysis_out``):
   with ``--include-regular``), ``source`` and ``files``.
 - ``layers/NNN_<layer>.csv`` (and ``regular/NNN_<layer>.csv``): one row per kernel:
   ``index,class,score,antagonism,null_class`` and the classifier's own columns (k-means:
-  ``cluster``; templates: ``category,correlation,template``).
+  ``cluster``; templates: ``detailed_class,correlation,template``).
 - ``grids/NNN_<layer or stage>.png``: kernel grids framed by class.
 - ``proportions.png`` (observed and chance shares, every group, size and layer) and
   ``centroids.png``.

@@ -58,6 +58,7 @@ import math
 import torch
 from torch import Tensor
 
+from neural_echos.dog import kernel_pair
 from neural_echos.errors import ConfigError
 
 _Size = int | tuple[int, int]
@@ -77,7 +78,7 @@ def gaussian_covariance(
     ``v_p = exp(-|p - c|^2 / (4 tau^2))`` (``v = 1`` when ``tau`` is None); see the module
     docstring. The diagonal is ``v_p^2 + eps``: 1 + eps at the centre.
     """
-    kh, kw = _pair(size)
+    kh, kw = kernel_pair(size)
     _check_positive("sigma", sigma)
     if tau is not None:
         _check_positive("tau", tau)
@@ -135,13 +136,6 @@ def _check_positive(name: str, value: float) -> None:
         raise ConfigError(
             f"covariance hyperparameter {name} must be a positive number of pixels; got {value!r}"
         )
-
-
-def _pair(size: _Size) -> tuple[int, int]:
-    kh, kw = (size, size) if isinstance(size, int) else tuple(size)
-    if not all(isinstance(s, int) and s >= 1 for s in (kh, kw)):
-        raise ConfigError(f"kernel size must be positive integers; got {size!r}")
-    return int(kh), int(kw)
 
 
 __all__ = [

@@ -71,14 +71,14 @@ def default_radius(gamma: Tensor, size: _Size) -> Tensor:
 
     For a non-square kernel the larger side is used.
     """
-    k = max(_pair(size))
+    k = max(kernel_pair(size))
     return gamma * (k + 1) / 2
 
 
 def dog_fits(size: _Size) -> bool:
     """True when a ``size`` window has pixels at two or more distances from its centre, so a DoG
     (a centre and a surround) fits: every size but 1x1, 2x2, 1x2 and 2x1."""
-    return len(_ring_distances(*_pair(size))) >= 2
+    return len(_ring_distances(*kernel_pair(size))) >= 2
 
 
 def effective_radius(radius: Tensor, size: _Size) -> Tensor:
@@ -93,7 +93,7 @@ def effective_radius(radius: Tensor, size: _Size) -> Tensor:
     Raises:
         ConfigError: the window has a single ring (2x2), so no radius fits.
     """
-    kh, kw = _pair(size)
+    kh, kw = kernel_pair(size)
     ring_d = _two_ring_distances(kh, kw)
     r = torch.as_tensor(radius, dtype=torch.float64)
     r = torch.where(r <= ring_d[0], (ring_d[0] + ring_d[1]) / 2, r)
@@ -128,7 +128,7 @@ def dog_kernels(
         ConfigError (a ValueError): for gamma outside (0, 1) or not finite, a non-positive
             radius, a kernel too small to have a centre and a surround, or mismatched lengths.
     """
-    kh, kw = _pair(size)
+    kh, kw = kernel_pair(size)
     gamma = torch.as_tensor(gamma, dtype=torch.float64).reshape(-1).cpu()
     n = gamma.numel()
     if n == 0:
@@ -240,7 +240,8 @@ def _two_ring_distances(kh: int, kw: int) -> tuple[float, ...]:
     return ring_d
 
 
-def _pair(size: _Size) -> tuple[int, int]:
+def kernel_pair(size: _Size) -> tuple[int, int]:
+    """``k`` or ``(kh, kw)`` -> ``(kh, kw)``; ConfigError for anything but positive integers."""
     kh, kw = (size, size) if isinstance(size, int) else tuple(size)
     if not all(isinstance(s, int) and s >= 1 for s in (kh, kw)):
         raise ConfigError(f"kernel size must be positive integers; got {size!r}")
@@ -267,4 +268,4 @@ def _polarity(on_center: Tensor | bool, n: int, dtype: torch.dtype) -> Tensor:
     return on_center.bool().to(dtype) * 2 - 1
 
 
-__all__ = ["GAMMA_EPS", "default_radius", "dog_fits", "dog_kernels", "effective_radius"]
+__all__ = ["GAMMA_EPS", "default_radius", "dog_fits", "dog_kernels", "effective_radius", "kernel_pair"]

@@ -43,7 +43,7 @@ def _error(capsys, args: list[str]) -> str:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A finished 1-epoch run, seed 3, batch size 8, in logs/quickstart/r."""
+    """A finished 1-epoch run, seed 3, batch size 8, in logs/quickstart/none/r."""
     root = tmp_path_factory.mktemp("trained")
     cifar_root = write_cifar10_tree(root / "cifar10")
     with pytest.MonkeyPatch.context() as mp:
@@ -58,7 +58,7 @@ def run_copy(trained, tmp_path, monkeypatch):
     root, cifar_root = trained
     shutil.copytree(root / "logs", tmp_path / "logs")
     monkeypatch.chdir(tmp_path)
-    return tmp_path / "logs" / "quickstart" / "r", cifar_root
+    return tmp_path / "logs" / "quickstart" / "none" / "r", cifar_root
 
 
 def test_unset_settings_and_the_seed_come_from_the_checkpoint(run_copy):
@@ -120,7 +120,7 @@ def test_ckpt_path_last_with_no_checkpoint_is_an_error(run_copy, capsys):
     _, cifar_root = run_copy
     assert "no last checkpoint in" in _error(capsys, _args(cifar_root, "--ckpt_path", "last", version="never"))
     assert "--trainer.logger.init_args.version is not set" in _error(capsys, _args(cifar_root, "--ckpt_path", "last", version=None))
-    assert not (Path("logs/quickstart/never")).exists()
+    assert not (Path("logs/quickstart/none/never")).exists()
 
 
 def test_last_if_any_starts_a_run_then_resumes_it(cifar_root, tmp_path, monkeypatch):
@@ -131,7 +131,7 @@ def test_last_if_any_starts_a_run_then_resumes_it(cifar_root, tmp_path, monkeypa
     again = cli.main(_args(cifar_root, "--trainer.max_epochs", "2", "--data.batch_size", "16", "--ckpt_path", "last-if-any",
                            version="s"))
     assert again.trainer.global_step == 4
-    assert sorted(p.name for p in (tmp_path / "logs/quickstart/s").glob("config*.yaml")) == ["config.resume-1.yaml", "config.yaml"]
+    assert sorted(p.name for p in (tmp_path / "logs/quickstart/none/s").glob("config*.yaml")) == ["config.resume-1.yaml", "config.yaml"]
 
 
 def test_validate_in_a_run_folder_writes_its_own_config(run_copy):
@@ -241,7 +241,7 @@ def test_sweep_resume_continues_a_sweep(tmp_path, cifar_root):
 
     first = sweep(1)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
-    (folder,) = logs.glob("*/seed0-t")
+    (folder,) = logs.glob("*/*/seed0-t")  # <experiment>/<init method>/<version>
     again = sweep(2, "--resume")
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
     assert torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4

@@ -20,7 +20,7 @@ def test_train_a_few_steps_on_real_cifar10_then_validate(cifar10_mini, tmp_path,
     run.main(["fit", *common, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "8",
               "--trainer.limit_val_batches", "3", "--trainer.log_every_n_steps", "2"])
 
-    version = tmp_path / "logs" / "quickstart" / "version_0"
+    version = tmp_path / "logs" / "quickstart" / "none" / "version_0"  # <recipe>/<init method>/<version>
     assert (version / "checkpoints" / "last.ckpt").exists()
     assert len(list((version / "checkpoints").glob("best-epoch000-acc*.ckpt"))) == 1
     events = EventAccumulator(str(version))

@@ -45,6 +45,6 @@ def test_torchrun_two_nodes_one_process_each(cifar_root, tmp_path):
     assert rank0.keys() == rank1.keys()
     for key in rank0:
         torch.testing.assert_close(rank0[key], rank1[key], rtol=0, atol=0, msg=key)
-    versions = list((tmp_path / "logs" / "quickstart").iterdir())
+    versions = list((tmp_path / "logs" / "quickstart" / "dog").iterdir())  # <recipe>/<init method>/<version>
     assert len(versions) == 1 and (versions[0] / "checkpoints" / "last.ckpt").exists()
     assert len(list(versions[0].glob("events.out.tfevents.*"))) == 1  # one writer: rank zero

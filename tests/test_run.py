@@ -126,7 +126,7 @@ def test_two_process_cpu_ddp_preset_runs(cifar_root, tmp_path):
                        "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
                        "--trainer.enable_progress_bar", "false"], tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    versions = list((tmp_path / "logs" / "quickstart").iterdir())
+    versions = list((tmp_path / "logs" / "quickstart" / "dog").iterdir())  # <recipe>/<init method>/<version>
     assert len(versions) == 1 and (versions[0] / "checkpoints" / "last.ckpt").exists()
 
 

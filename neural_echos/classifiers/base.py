@@ -496,12 +496,12 @@ def labels_from_polarity(polarity: Tensor) -> np.ndarray:
 
 
 def class_means(
-    unit: Tensor, category: np.ndarray, size: tuple[int, int], names: Sequence[str]
+    unit: Tensor, classes: np.ndarray, size: tuple[int, int], names: Sequence[str]
 ) -> list[Centroid]:
-    """Mean normalised kernel of every non-empty class, as centroids for display."""
-    category_t = torch.from_numpy(np.asarray(category)).long()
-    counts = torch.bincount(category_t, minlength=len(names))
-    sums = torch.zeros(len(names), unit.shape[1]).index_add_(0, category_t, unit)
+    """Mean normalised kernel of every non-empty class (``classes``: index into ``names``), for display."""
+    index = torch.from_numpy(np.asarray(classes)).long()
+    counts = torch.bincount(index, minlength=len(names))
+    sums = torch.zeros(len(names), unit.shape[1]).index_add_(0, index, unit)
     present = torch.nonzero(counts).squeeze(1)
     means = sums[present] / counts[present, None]
     scores = center_surround(means.reshape(-1, *size)).score

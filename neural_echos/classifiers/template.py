@@ -102,7 +102,7 @@ class TemplateClassifier(KernelClassifier):
         detail[strong & is_dog & (r < 0)] = _OFF
         detail = detail.numpy()
         columns = {
-            "category": np.array(DETAILED_CLASSES)[detail],
+            "detailed_class": np.array(DETAILED_CLASSES)[detail],
             "correlation": np.round(r.numpy().astype(np.float64), 4),
             "template": names,
         }

@@ -32,8 +32,8 @@ def _fit(kill_at, cwd, cifar_root, *extra):
 
 
 def _final(cwd):
-    checkpoint = torch.load(cwd / "logs/quickstart/version_0/checkpoints/last.ckpt", weights_only=False, map_location="cpu")
-    events = EventAccumulator(str(cwd / "logs/quickstart/version_0"))
+    checkpoint = torch.load(cwd / "logs/quickstart/none/version_0/checkpoints/last.ckpt", weights_only=False, map_location="cpu")
+    events = EventAccumulator(str(cwd / "logs/quickstart/none/version_0"))
     events.Reload()
     return checkpoint, events
 

@@ -73,7 +73,7 @@ def _fit_cli(tmp_path: Path, cifar_root: Path, *extra: str) -> Path:
               "--trainer.limit_val_batches", "1", "--trainer.num_sanity_val_steps", "0",
               "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.version", "0",
               "--model.compile", "true", *extra])
-    return tmp_path / "logs" / "quickstart" / "version_0"
+    return tmp_path / "logs" / "quickstart" / "dog" / "version_0"  # <recipe>/<init method>/<version>
 
 
 def test_fit_with_compile_dog_init_snapshot_checkpoint_and_analyze(cifar_root, tmp_path, monkeypatch):

@@ -105,7 +105,7 @@ def test_kills_and_a_full_disk_during_the_rewrite_of_last_ckpt_never_lose_it(tmp
     tmpdir = Path(os.environ.get("NEURAL_ECHOS_SHM", shm)) / f"neural-echos-test-{os.getpid()}"
     tmpdir.mkdir()
     try:
-        last = tmp_path / "logs/quickstart/version_0/checkpoints/last.ckpt"
+        last = tmp_path / "logs/quickstart/none/version_0/checkpoints/last.ckpt"
 
         full = _fit("full-disk", tmp_path, cifar_root, tmpdir)
         assert full.returncode == 2, full.stderr[-3000:]

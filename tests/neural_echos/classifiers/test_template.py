@@ -44,7 +44,7 @@ def test_recovers_a_synthetic_mixture_five_ways():
     assert report.detailed_classes == DETAILED_CLASSES
     assert_shares(report.detailed_proportions(), detailed_shares(MIXTURE), 0.02)
     assert_shares(report.proportions(), three_way(MIXTURE), 0.02)
-    found = report.layers[0].columns["category"]
+    found = report.layers[0].columns["detailed_class"]
     expected = np.array([{"noise": "other"}.get(kind, kind) for kind in kinds])
     assert (found == expected).mean() > 0.97
     assert report.layers[0].columns["template"][0].startswith(("dog", "d1", "d2", "dxy"))
