@@ -297,7 +297,8 @@ class HorNetStage(nn.Module):
                 raise ValueError(f"a stage without downsampling keeps its width ({in_dim} != {dim})")
             self.downsample = nn.Identity()
         self.blocks = nn.Sequential(
-            *(HorNetBlock(dim, order, drop_path=drop_path_rates[j], **block_kwargs, **dd) for j in range(depth))
+            *(HorNetBlock(dim, order, drop_path=drop_path_rates[j], **block_kwargs, **dd)
+              for j in range(depth))
         )
         self.grad_checkpointing = False
 
@@ -448,11 +449,15 @@ class HorNet(nn.Module):
     def get_classifier(self) -> nn.Module:
         return self.head.fc
 
-    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None, reset_other: bool = False) -> None:
-        """New classifier (``num_classes=0``: none), optionally new pooling; ``reset_other`` drops the head norm."""
+    def reset_classifier(
+        self, num_classes: int, global_pool: Optional[str] = None, reset_other: bool = False
+    ) -> None:
+        """New classifier (``num_classes=0``: none), optionally new pooling; ``reset_other``: no head norm."""
         dd = get_device_dtype(self)
         self.num_classes = num_classes
-        self.head.reset(num_classes, global_pool, reset_other=reset_other, in_features=self.num_features, **dd)
+        self.head.reset(
+            num_classes, global_pool, reset_other=reset_other, in_features=self.num_features, **dd
+        )
         self.head_hidden_size = self.head.num_features
         if isinstance(self.head.fc, (nn.Linear, nn.Conv2d)):
             self._init_weights(self.head.fc)
@@ -535,7 +540,8 @@ class HorNet(nn.Module):
         otherwise.
         """
         cfg = dict(getattr(self, "pretrained_cfg", None) or {}, state_dict=read_checkpoint(checkpoint_path))
-        cfg.update(custom_load=False, num_classes=cfg.get("num_classes", 1000), classifier=cfg.get("classifier", "head.fc"))
+        cfg.update(custom_load=False, num_classes=cfg.get("num_classes", 1000))
+        cfg.setdefault("classifier", "head.fc")
         timm_load_pretrained(
             self, pretrained_cfg=cfg, num_classes=self.num_classes, in_chans=self.in_chans,
             filter_fn=checkpoint_filter_fn,

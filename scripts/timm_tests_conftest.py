@@ -20,14 +20,16 @@ import models as _our_models  # noqa: E402,F401  (registers our models with timm
 import timm as _timm  # noqa: E402
 
 OUR_MODELS = sorted(
-    name for name in _timm.list_models() if _timm.models.model_entrypoint(name).__module__.startswith("models.")
+    name for name in _timm.list_models()
+    if _timm.models.model_entrypoint(name).__module__.startswith("models.")
 )
 
 
 def _seed_official_layout_cache() -> None:
     import torch
 
-    spec = _importlib_util.spec_from_file_location("official_hornet", _REPO / "tests/models/official_hornet.py")
+    path = _REPO / "tests" / "models" / "official_hornet.py"
+    spec = _importlib_util.spec_from_file_location("official_hornet", path)
     official = _importlib_util.module_from_spec(spec)
     spec.loader.exec_module(official)
     cache = _Path(torch.hub.get_dir()) / "checkpoints"
@@ -43,7 +45,8 @@ def _seed_official_layout_cache() -> None:
 
 
 def pytest_configure(config):
-    print(f"[neural-echos] timm {_timm.__version__} from {_Path(_timm.__file__).parent}; our models: {OUR_MODELS}")
+    where = _Path(_timm.__file__).parent
+    print(f"[neural-echos] timm {_timm.__version__} from {where}; our models: {OUR_MODELS}")
     if _os.environ.get("NEURAL_ECHOS_ONLINE") != "1":
         _seed_official_layout_cache()
 

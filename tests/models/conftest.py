@@ -10,7 +10,8 @@ import models  # noqa: F401  (registers our models with timm)
 
 
 def _load_official():
-    spec = importlib.util.spec_from_file_location("official_hornet", Path(__file__).with_name("official_hornet.py"))
+    path = Path(__file__).with_name("official_hornet.py")
+    spec = importlib.util.spec_from_file_location("official_hornet", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -80,7 +80,8 @@ def official_shapes(
                     p + "gnconv.dwconv.dw.weight": (gate // 2, 1, 3, 3),
                     p + "gnconv.dwconv.complex_weight": (gate // 2, h, w, 2),
                     p + "gnconv.dwconv.pre_norm.weight": (gate,), p + "gnconv.dwconv.pre_norm.bias": (gate,),
-                    p + "gnconv.dwconv.post_norm.weight": (gate,), p + "gnconv.dwconv.post_norm.bias": (gate,),
+                    p + "gnconv.dwconv.post_norm.weight": (gate,),
+                    p + "gnconv.dwconv.post_norm.bias": (gate,),
                 })
             else:
                 shapes[p + "gnconv.dwconv.weight"] = (gate, 1, 7, 7)
@@ -92,7 +93,9 @@ def official_shapes(
     return shapes
 
 
-def random_official_state_dict(variant: str, seed: int = 0, device: str = "cpu", **kwargs) -> dict[str, Tensor]:
+def random_official_state_dict(
+    variant: str, seed: int = 0, device: str = "cpu", **kwargs
+) -> dict[str, Tensor]:
     """An official-layout state dict of random values (all distinct: a misplaced tensor shows).
 
     Norm weights and layer scales are drawn around 1 and 0.5 so that every branch contributes
@@ -147,7 +150,8 @@ def _global_local_filter(sd: dict[str, Tensor], p: str, x: Tensor) -> Tensor:
     if tuple(weight.shape[1:3]) != tuple(spec.shape[2:4]):
         weight = F.interpolate(weight.permute(3, 0, 1, 2), size=spec.shape[2:4], mode="bilinear",
                                align_corners=True).permute(1, 2, 3, 0)
-    x2 = torch.fft.irfft2(spec * torch.view_as_complex(weight.contiguous()), s=(a, w_), dim=(2, 3), norm="ortho")
+    spec = spec * torch.view_as_complex(weight.contiguous())
+    x2 = torch.fft.irfft2(spec, s=(a, w_), dim=(2, 3), norm="ortho")
     # channel order local_0, global_0, local_1, global_1, ...
     x = torch.cat([x1.unsqueeze(2), x2.unsqueeze(2)], dim=2).reshape(b, 2 * c, a, w_)
     return _ln_channels_first(x, sd[p + "post_norm.weight"], sd[p + "post_norm.bias"])

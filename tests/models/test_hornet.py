@@ -41,7 +41,7 @@ def test_registered_with_timm():
         cfg = timm.models.get_pretrained_cfg(name)
         assert cfg.input_size == (3, 224, 224)
         assert cfg.first_conv == "stem.0" and cfg.classifier == "head.fc"
-        assert cfg.tag == "in1k" and cfg.has_weights  # the official ImageNet-1k weights (test_hornet_pretrained)
+        assert cfg.tag == "in1k" and cfg.has_weights  # official ImageNet-1k weights: test_hornet_pretrained
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -203,7 +203,8 @@ def test_global_filter_sizes_match_224_feature_maps(tiny_models):
     assert torch.fft.rfft2(torch.zeros(14, 14)).shape == (14, 8)
     weight = filters[2].complex_weight.detach()
     x = torch.randn(1, weight.shape[0], 14, 14)
-    expected = torch.fft.irfft2(torch.fft.rfft2(x, norm="ortho") * torch.view_as_complex(weight), s=(14, 14), norm="ortho")
+    spectrum = torch.fft.rfft2(x, norm="ortho") * torch.view_as_complex(weight)
+    expected = torch.fft.irfft2(spectrum, s=(14, 14), norm="ortho")
     torch.testing.assert_close(global_filter(x, weight), expected)  # the filter as stored, not resized
 
 
