@@ -4,8 +4,8 @@
 ``timm.create_model`` / ``timm.list_models`` like timm's built-in models:
 
 * :mod:`models.hornet`: HorNet (``hornet_tiny_7x7``, ``hornet_small_7x7``, ``hornet_tiny_gf``,
-  ``hornet_small_gf``), not part of timm.
-* :mod:`models.convmixer`: ``convmixer`` with any dim/depth/kernel/patch, and ``convmixer_256_8``.
+  ``hornet_small_gf``), not part of timm; ``pretrained=True`` loads the official ImageNet-1k weights.
+* :mod:`models.convmixer`: ``convmixer`` with any dim/depth/kernel/patch (timm's ``ConvMixer``).
 """
 
 from models import convmixer, hornet

@@ -3,7 +3,15 @@
 timm registers ConvMixer only at three ImageNet sizes with dim/depth/kernel/patch baked
 into each entry point, so ``model_kwargs`` cannot change them. ``convmixer`` here takes
 them as arguments (defaults: the CIFAR-10 ConvMixer-256/8 with kernel 5 and patch 2 of
-Trockman & Kolter, "Patches Are All You Need?") and builds timm's own ``ConvMixer`` class.
+Trockman & Kolter, "Patches Are All You Need?") and builds timm's own ``ConvMixer`` class,
+so everything of timm's model interface (``device``/``dtype``, ``forward_intermediates``,
+``features_only``, TorchScript, FX) is timm's.
+
+Two things depend on the size and are set per model: the pretrained config's ``pool_size``
+(the feature map of the config's 224x224 input, ``224 // patch_size``), and the default
+``features_only`` outputs: four blocks evenly spaced over the depth, ending at the last one
+(blocks 1, 3, 5, 7 of 8; all blocks when there are fewer than four), so the features cover the
+whole network. Pass ``out_indices`` for others (ints index blocks).
 """
 
 from __future__ import annotations
@@ -14,12 +22,14 @@ from timm.models._registry import generate_default_cfgs
 from timm.models.convmixer import ConvMixer
 from torch import nn
 
+_INPUT_SIZE = (3, 224, 224)
+
 
 def _cfg(**kwargs) -> dict:
     return {
         "num_classes": 1000,
-        "input_size": (3, 224, 224),
-        "pool_size": None,
+        "input_size": _INPUT_SIZE,
+        "pool_size": (112, 112),  # patch 2, the default; set per model in _create
         "crop_pct": 0.96,
         "interpolation": "bicubic",
         "mean": IMAGENET_DEFAULT_MEAN,
@@ -30,18 +40,31 @@ def _cfg(**kwargs) -> dict:
     }
 
 
-default_cfgs = generate_default_cfgs(
-    {
-        "convmixer.untrained": _cfg(),
-        "convmixer_256_8.untrained": _cfg(num_classes=10, input_size=(3, 32, 32), crop_pct=1.0),
-    }
-)
+default_cfgs = generate_default_cfgs({"convmixer.untrained": _cfg()})
+
+
+def feature_blocks(depth: int, count: int = 4) -> tuple[int, ...]:
+    """``count`` block indices evenly spaced over ``depth`` blocks, the last block last."""
+    if depth <= count:
+        return tuple(range(depth))
+    return tuple((k + 1) * depth // count - 1 for k in range(count))
 
 
 def _create(variant: str, pretrained: bool, **kwargs) -> ConvMixer:
     if pretrained:
         raise ValueError(f"{variant} has no pretrained weights in this project; use pretrained=False")
-    return build_model_with_cfg(ConvMixer, variant, pretrained=False, feature_cfg=dict(feature_cls="getter"), **kwargs)
+    # pool_size of this model's own patch size (the registered cfg cannot know it)
+    stride = kwargs["patch_size"]
+    overlay = dict(pool_size=(_INPUT_SIZE[1] // stride, _INPUT_SIZE[2] // stride))
+    overlay.update(kwargs.pop("pretrained_cfg_overlay", None) or {})
+    return build_model_with_cfg(
+        ConvMixer,
+        variant,
+        pretrained=False,
+        pretrained_cfg_overlay=overlay,
+        feature_cfg=dict(feature_cls="getter", out_indices=feature_blocks(kwargs["depth"])),
+        **kwargs,
+    )
 
 
 @register_model
@@ -59,10 +82,3 @@ def convmixer(
         "convmixer", pretrained, dim=dim, depth=depth, kernel_size=kernel_size, patch_size=patch_size,
         act_layer=act_layer, **kwargs,
     )
-
-
-@register_model
-def convmixer_256_8(pretrained: bool = False, **kwargs) -> ConvMixer:
-    """ConvMixer-256/8, kernel 5, patch 2: the CIFAR-10 recipe."""
-    args = dict(dim=256, depth=8, kernel_size=5, patch_size=2, act_layer=nn.GELU)
-    return _create("convmixer_256_8", pretrained, **{**args, **kwargs})
