@@ -1,129 +1,109 @@
-"""Compare training runs: best/final val top-1 per (model, init) over seeds, curves, kernel clusters.
+"""Compare training runs: val top-1 per (model, init) over seeds, curves, kernel classes beside chance.
 
-    python run.py report logs/ [more LOGDIRs...] [--out report_out] [--baseline kaiming_normal]
+    python run.py report LOGDIR [LOGDIR...] [--out report_out] [--baseline kaiming_normal]
 
-Each run is a Lightning ``TensorBoardLogger`` version directory (``logs/<name>/<version>/``)
-holding ``events.out.tfevents.*``, ``hparams.yaml`` and ``config.yaml``; a LOGDIR may be such a
-directory or any folder above it (searched recursively). :func:`report` writes to ``out``:
+A run is a folder of TensorBoard event files, as ``run.py fit`` writes it
+(``logs/<recipe>/<init method>/<version>/``); a LOGDIR is such a folder or any folder above it
+(searched recursively, ``checkpoints/`` not entered). :func:`read_runs` reads them into pandas
+DataFrames, one row per run and the curves in long form; :func:`report` groups the runs by
+(model, init) and writes to ``out``:
 
-- ``results.csv``: one row per (model, init) group: n, seeds, mean and sample std (n - 1) of the
-  best and of the final ``val/acc1`` over seeds (in %), and the difference of the means ("delta",
-  in percentage points) against the baseline init of the same model (``kaiming_normal`` unless
-  ``--baseline`` says otherwise; "n/a" when the model has no such group); the mean final kernel
-  cluster proportions when the runs logged them.
-- ``runs.csv``: one row per run found, used or skipped (with the reason).
-- ``results.md``: the table, the plots, notes (differing settings, unfinished or superseded
+- ``results.csv``: one row per (model, init) group: n, seeds, mean and sample std (n - 1) over
+  seeds of the best and of the final ``val/acc1`` (in %), the difference of the means ("delta",
+  percentage points) against the baseline init of the same model (``kaiming_normal`` unless
+  ``--baseline`` says otherwise; "n/a" when the model has no such group), and the mean final
+  kernel class shares, each with its chance share and the excess over chance.
+- ``runs.csv``: one row per run found, used or skipped (with the reason), with its own numbers.
+- ``results.md``: the tables, the plots, notes (differing settings, unfinished or superseded
   runs) and the skipped runs.
 - ``val_acc1_<model>.png``: val top-1 against epochs trained, one line per init (mean over
-  seeds) with a min-max band; ``kernel_clusters_<model>.png``: the on-center / off-center /
-  other proportions of the depthwise kernels in the same way (only when logged).
+  seeds, band min-max); ``kernel_clusters_<model>.png``: the on-center / off-center / other
+  shares of the depthwise kernels the same way, each with its chance share as a dashed line.
 
-What is read, and from where (exact keys):
+What is read (a run's logged hyper-parameters, never a display string):
 
-- model: ``model_name`` and ``model_kwargs`` in ``hparams.yaml`` (the LightningModule's
-  hyper-parameters); a group is one ``(model_name, model_kwargs)`` and one init label.
-- init: the ``init/*`` keys the DepthwiseInit callback logs to ``hparams.yaml``
-  (``init/method``, ``init/gamma_low``, ``init/gamma_high``, ``init/on_center_prob``,
-  ``init/dog_share``, ``init/scale``, ``init/radius``, ``init/name_filter``, gaussian_covariance's
-  ``init/sigma``, ``init/tau``, ``init/eps``); when absent (a fit resumed from a checkpoint logs
-  none), the ``init:`` section of ``config.yaml`` (``method: {class_path, init_args}``). The label
-  is the method, plus whatever differs from the method's defaults: "dog", "dog γ∈(0,0.5)", "dog
-  on-only", "dog share=0.5", ...
-- seed: ``seed_everything`` in ``config.yaml`` (the run's seed; LightningCLI writes it there),
-  else ``init/seed``. config.yaml comes first because ``init.seed`` may be pinned while the run
-  seed varies, and then ``init/seed`` would make distinct runs look like one seed.
-- scalars: ``val/acc1`` (a fraction; reported in %), ``epoch`` (Lightning's companion scalar, to
-  map steps to epochs), ``kernels/proportion/on_center``, ``kernels/proportion/off_center``,
-  ``kernels/proportion/other`` (optional).
+- the HParams session in the event files (TensorBoard's hparams plugin data, written by
+  ``callbacks/hparams_session.py``): ``init`` (the init method's registry name, ``none`` for the
+  model's own init) and ``init/<setting>``, ``model``, ``model/kwargs``, ``model/kernel_sizes``,
+  ``data``, ``seed``;
+- ``hparams.yaml``: the same for runs logged before the HParams session (``init/method``, the
+  method's ``init/<setting>`` keys, the module's ``model_name`` and ``model_kwargs``), and always
+  ``init/name_filter`` (a DepthwiseInit option the session lacks) and the other hyper-parameters
+  (only to note runs that differ in more than the init);
+- ``config.yaml``: ``seed_everything`` when the session has no seed; ``trainer.max_epochs``;
+- scalars: ``val/acc1`` (a fraction; reported in %), ``epoch`` (Lightning's companion scalar,
+  mapping steps to epochs), ``kernels/proportion/<class>`` and ``kernels/chance/<class>`` for
+  the classes ``on_center``, ``off_center``, ``other`` (optional).
+
+The init label is the method's registry name plus every logged setting that differs from the
+method's defaults, the defaults taken from the method's class in :mod:`neural_echos.init` (its
+``settings()`` when every option has a default, else its constructor's defaults; an option
+without a default, such as covariance_transfer's ``checkpoint``, is always shown):
+``dog``, ``dog gamma∈(0,0.5), on_center_prob=1``, ``covariance_transfer checkpoint=a.ckpt``.
+Runs whose labels differ are never grouped together.
 
 Runs of the same group and seed: the newest (latest event) is used and the others are listed as
-superseded. Runs without ``val/acc1`` or without ``model_name`` are skipped with the reason.
+superseded. Runs without ``val/acc1``, a model or an init are skipped with the reason; folders
+with no scalar and no model logged (fits that failed at their start) are left out with a note.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import ast
+import difflib
+import functools
+import inspect
 import json
 import math
+import numbers
 import os
 import re
-import statistics
 import struct
 import sys
-from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import yaml
 
 from neural_echos.errors import NeuralEchosError
 
 ACC_TAG = "val/acc1"
 EPOCH_TAG = "epoch"
-PROPORTION_TAGS = {
-    "on-center": "kernels/proportion/on_center",
-    "off-center": "kernels/proportion/off_center",
-    "other": "kernels/proportion/other",
-}
+CLASSES = ("on_center", "off_center", "other")  # the kernel classes, as the scalar tags name them
+SHARE_TAG = "kernels/proportion/{}"
+CHANCE_TAG = "kernels/chance/{}"
+EXCESS_CLASSES = CLASSES[:2]  # "other" is what is left: its excess over chance says nothing new
 BASELINE = "kaiming_normal"
 EVENT_PREFIX = "events.out.tfevents."
-DOG_DEFAULTS = {
-    "gamma_low": 0.0, "gamma_high": 1.0, "on_center_prob": 0.5, "dog_share": 1.0, "scale": "unit",
-    "radius": "gamma*(k+1)/2",
-}
 # hparams that may differ between runs of one comparison without making it unfair
 IGNORED_HPARAMS = {"root", "num_workers", "download", "_instantiator", "_class_path", "pin_memory", "persistent_workers"}
-METHOD_ORDER = {"kaiming_normal": 0, "dog": 1}
-CSV_FIELDS = [
-    "model", "init", "init_method", "model_name", "model_kwargs", "n", "seeds",
-    "best_acc1_mean", "best_acc1_std", "final_acc1_mean", "final_acc1_std",
-    "delta_best", "delta_final", "baseline", "epochs",
-    "final_on_center", "final_off_center", "final_other",
+
+SHARE_COLUMNS = [f"final_{c}" for c in CLASSES]
+CHANCE_COLUMNS = [f"chance_{c}" for c in CLASSES]
+EXCESS_COLUMNS = [f"excess_{c}" for c in EXCESS_CLASSES]
+KERNEL_COLUMNS = SHARE_COLUMNS + CHANCE_COLUMNS + EXCESS_COLUMNS
+RUN_COLUMNS = [
+    "run", "status", "reason", "model", "init", "seed", "best_acc1", "best_epoch", "final_acc1", "epochs",
+    *KERNEL_COLUMNS, "init_method", "init_settings", "model_name", "model_kwargs", "kernel_sizes", "data",
 ]
-RUN_FIELDS = ["run", "status", "reason", "model", "init", "seed", "best_acc1", "best_epoch", "final_acc1", "epochs"]
+GROUP_COLUMNS = [
+    "model", "init", "init_method", "init_settings", "model_name", "model_kwargs", "n", "seeds",
+    "best_acc1_mean", "best_acc1_std", "final_acc1_mean", "final_acc1_std",
+    "delta_best", "delta_final", "baseline", "epochs", *KERNEL_COLUMNS,
+]
+REQUIRED = object()  # stands for the default of a method option that has none
 
 
 class ReportError(NeuralEchosError):
-    """The log directories hold nothing to report (missing path, no runs, no usable run)."""
+    """The log directories hold nothing to report (missing path, no runs, no usable run), or the
+    baseline names no init of the runs."""
 
 
 # --------------------------------------------------------------------------------------------
-# runs
-
-
-@dataclass
-class Run:
-    path: Path
-    model_name: str = ""
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    init: dict[str, Any] = field(default_factory=dict)
-    seed: int | None = None
-    hparams: dict[str, Any] = field(default_factory=dict)
-    max_epochs: Any = None
-    acc: list[tuple[int, float]] = field(default_factory=list)  # (epoch index, val/acc1) per epoch
-    final: float = math.nan
-    best: float = math.nan
-    best_epoch: int | None = None
-    steps_per_epoch: float | None = None
-    proportions: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # name -> (step, value)
-    last_wall_time: float = 0.0
-    skip_reason: str | None = None
-    corrupt_records: int = 0  # event records that failed their checksum, skipped
-    empty: bool = False  # no scalar logged at all: a run that failed at its start
-
-    @property
-    def model_label(self) -> str:
-        return model_label(self.model_name, self.model_kwargs)
-
-    @property
-    def init_label(self) -> str:
-        return init_label(self.init)
-
-    @property
-    def group(self) -> tuple[str, str]:
-        return (self.model_label, self.init_label)
+# labels
 
 
 def model_label(model_name: str, model_kwargs: dict[str, Any] | None) -> str:
@@ -134,79 +114,130 @@ def model_label(model_name: str, model_kwargs: dict[str, Any] | None) -> str:
     return f"{model_name}({', '.join(f'{key}={_fmt_value(kwargs[key])}' for key in sorted(kwargs))})"
 
 
-def init_label(init: dict[str, Any]) -> str:
-    """The method, plus the settings that differ from its defaults (``dog γ∈(0,0.5), on-only``)."""
-    method = str(init.get("method", "unknown"))
-    parts: list[str] = []
-    if method == "dog":
-        low = _float(init.get("gamma_low"), DOG_DEFAULTS["gamma_low"])
-        high = _float(init.get("gamma_high"), DOG_DEFAULTS["gamma_high"])
-        if (low, high) != (DOG_DEFAULTS["gamma_low"], DOG_DEFAULTS["gamma_high"]):
-            parts.append(f"γ∈({low:g},{high:g})")
-        on = _float(init.get("on_center_prob"), DOG_DEFAULTS["on_center_prob"])
-        if on == 1.0:
-            parts.append("on-only")
-        elif on == 0.0:
-            parts.append("off-only")
-        elif on != DOG_DEFAULTS["on_center_prob"]:
-            parts.append(f"on={on:g}")
-        share = _float(init.get("dog_share"), DOG_DEFAULTS["dog_share"])
-        if share != DOG_DEFAULTS["dog_share"]:
-            parts.append(f"share={share:g}")
-        scale = _str(init.get("scale")) or DOG_DEFAULTS["scale"]
-        if scale != DOG_DEFAULTS["scale"]:
-            parts.append(f"scale={scale}")
-        radius = _str(init.get("radius")) or DOG_DEFAULTS["radius"]
-        if radius != DOG_DEFAULTS["radius"]:
-            parts.append(f"radius={radius}")
-    elif method in ("gaussian_covariance", "covariance"):  # (logged as "covariance" before its rename)
-        scale = _str(init.get("scale")) or "kaiming"
-        if scale != "kaiming":
-            parts.append(f"scale={scale}")
-        defaults = _covariance_defaults()
-        for key in ("sigma", "tau", "eps"):
-            value = _str(init.get(key))
-            if value is not None and value != defaults.get(key):
-                parts.append(f"{key}={value}")
-    name_filter = _str(init.get("name_filter"))
-    if name_filter:
-        parts.append(f"filter={name_filter}")
-    return method + (" " + ", ".join(parts) if parts else "")
-
-
-def _covariance_defaults() -> dict[str, str]:
-    try:
-        from neural_echos import covariance
-    except Exception:  # noqa: BLE001  (labels then show every covariance option)
-        return {}
-    values = {"sigma": getattr(covariance, "DEFAULT_SIGMA", None), "tau": getattr(covariance, "DEFAULT_TAU", None),
-              "eps": getattr(covariance, "DEFAULT_EPS", None)}
-    return {key: _str(list(value) if isinstance(value, tuple) else value) for key, value in values.items() if value is not None}
-
-
-def _float(value: Any, default: float) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def _str(value: Any) -> str | None:
-    """Settings as logged: None and the strings "None"/"null"/"" all mean unset."""
-    if value is None:
-        return None
-    if isinstance(value, float):
-        return f"{value:g}"
-    text = str(value)
-    return None if text in ("None", "null", "") else text
-
-
 def _fmt_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(_fmt_value(v) for v in value) + "]"
     return str(value)
+
+
+@functools.cache
+def method_defaults(method: str) -> dict[str, Any] | None:
+    """The settings of the registered init ``method`` at their defaults, as the method logs them
+    (its ``settings()`` of an instance built with no option), or None for no registered method.
+
+    A method with an option that has no default (covariance_transfer's checkpoint) cannot be
+    built so: its constructor's defaults stand in, the option without one as :data:`REQUIRED`.
+    """
+    from neural_echos.init import init_methods
+
+    cls = init_methods().get(method)
+    if cls is None:
+        return None
+    parameters = {name: p for name, p in inspect.signature(cls).parameters.items()
+                  if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    if any(p.default is p.empty for p in parameters.values()):
+        return {name: REQUIRED if p.default is p.empty else p.default for name, p in parameters.items()}
+    return dict(cls().settings())
+
+
+def _canon(value: Any) -> Any:
+    """A logged value in one comparable form, however it was logged: the HParams session writes
+    numbers as floats and lists as JSON, hparams.yaml writes None and tuples with ``str()``."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text in ("", "None", "null"):
+            return None
+        try:
+            value = json.loads(text)
+        except ValueError:
+            try:
+                value = ast.literal_eval(text)  # "(0.0, 0.5)", "True"
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                return text
+        if isinstance(value, str):
+            return value
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return tuple(_canon(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _canon(v)) for k, v in value.items()))
+    return str(value)
+
+
+def _same(a: Any, b: Any) -> bool:
+    a, b = _canon(a), _canon(b)
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _fmt_setting(value: Any) -> str:
+    value = _canon(value)
+    if isinstance(value, float):
+        return f"{value:.12g}"  # 12 digits: settings that differ get labels that differ
+    if isinstance(value, tuple):
+        return "(" + ",".join(_fmt_setting(v) for v in value) + ")"
+    return str(value)
+
+
+def init_label(method: str, settings: dict[str, Any]) -> str:
+    """The method and every setting that differs from its defaults (:func:`method_defaults`).
+
+    Settings in the method's own order, then the others (e.g. ``name_filter``) by name; a pair
+    ``<x>_low``/``<x>_high`` reads as ``<x>∈(low,high)``: ``dog gamma∈(0,0.5), on_center_prob=1``.
+    """
+    defaults = method_defaults(method) or {}
+    order = {key: index for index, key in enumerate(defaults)}
+    keys = sorted(settings, key=lambda key: (order.get(key, len(order)), key))
+    differing = {key for key in keys if key not in defaults or defaults[key] is REQUIRED
+                 or not _same(settings[key], defaults[key])}
+    parts, done = [], set()
+    for key in keys:
+        if key in done:
+            continue
+        stem = key[: -len("_low")] if key.endswith("_low") else None
+        if stem and f"{stem}_high" in settings:
+            high = f"{stem}_high"
+            done.add(high)
+            if differing & {key, high}:
+                parts.append(f"{stem}∈({_fmt_setting(settings[key])},{_fmt_setting(settings[high])})")
+        elif key in differing and not (key.endswith("_high") and f"{key[:-5]}_low" in settings):
+            parts.append(f"{key}={_fmt_setting(settings[key])}")
+    return method + (" " + ", ".join(parts) if parts else "")
+
+
+def init_from_hparams(session: dict[str, Any], hparams: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """(method, settings) of a run from its HParams session, else from hparams.yaml's ``init/*``.
+
+    hparams.yaml holds the init summary's totals (``init/n_kernels``, ``init/gamma_mean``, ...)
+    beside the settings: only the keys the method's defaults name are settings there. The
+    ``name_filter`` option of the DepthwiseInit callback comes from hparams.yaml in either case
+    (the session does not log it). (None, {}) when neither logged an init.
+    """
+    if session.get("init") is not None:
+        method = str(session["init"])
+        settings = {key[len("init/"):]: value for key, value in session.items() if key.startswith("init/")}
+    elif hparams.get("init/method") is not None:
+        method = str(hparams["init/method"])
+        names = method_defaults(method) or {}
+        settings = {key: hparams[f"init/{key}"] for key in names if f"init/{key}" in hparams}
+    else:
+        return None, {}
+    name_filter = _canon(hparams.get("init/name_filter"))
+    if name_filter is not None:
+        settings["name_filter"] = name_filter
+    return method, settings
+
+
+# --------------------------------------------------------------------------------------------
+# reading runs
 
 
 class _LenientLoader(yaml.SafeLoader):
@@ -264,128 +295,21 @@ def find_run_dirs(logdirs: list[str | os.PathLike]) -> list[Path]:
     return sorted(found)
 
 
-def _init_from_config(section: Any) -> dict[str, Any]:
-    """The ``init:`` section of config.yaml in the ``init/*`` form the callback logs."""
-    if not isinstance(section, dict) or "method" not in section:
-        return {}
-    method = section["method"]
-    if isinstance(method, dict):  # {class_path, init_args}: the method's options are its init_args
-        from neural_echos.init import method_name
+def _read_events(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any], int]:
+    """The scalars of every events file in ``run_dir`` (name order, i.e. creation order) as a
+    DataFrame ``[wall_time, tag, step, value]`` in the order written, the first HParams session's
+    hyper-parameters, and the number of corrupt records skipped.
 
-        section = {**section, **(method.get("init_args") or {})}
-        method = method_name(str(method.get("class_path"))) or str(method.get("class_path"))
-    out: dict[str, Any] = {"method": method or "none"}
-    if method == "dog":
-        low, high = (section.get("gamma_range") or [DOG_DEFAULTS["gamma_low"], DOG_DEFAULTS["gamma_high"]])[:2]
-        out.update(gamma_low=low, gamma_high=high)
-    for key in ("on_center_prob", "dog_share", "scale", "radius", "name_filter", "sigma", "tau", "eps", "seed"):
-        if key in section:
-            out[key] = section[key]
-    return out
-
-
-def read_run(run_dir: Path) -> Run:
-    """Everything the report needs from one run directory (``skip_reason`` set when unusable)."""
-    run = Run(path=run_dir)
-    try:
-        scalars, run.corrupt_records = _read_scalars(run_dir)
-    except OSError as err:
-        run.skip_reason = f"cannot read the event files: {type(err).__name__}: {err}"
-        return run
-    try:
-        hparams = _load_yaml(_find_beside(run_dir, "hparams.yaml"))
-        config = _load_yaml(_find_beside(run_dir, "config.yaml")) or {}
-    except (OSError, yaml.YAMLError) as err:
-        run.skip_reason = f"unreadable hparams.yaml/config.yaml: {err}"
-        return run
-    if not scalars and not (hparams or {}).get("model_name"):
-        # nothing logged, not even the model: a run that failed at its start
-        run.empty, run.skip_reason = True, "no scalar and no model logged (a run that failed at its start)"
-        return run
-    if hparams is None:
-        run.skip_reason = "no hparams.yaml (not a Lightning TensorBoardLogger run?)"
-        return run
-    if not hparams.get("model_name"):
-        run.skip_reason = "hparams.yaml has no model_name (not an ImageClassifier run)"
-        return run
-    run.model_name = str(hparams["model_name"])
-    run.model_kwargs = dict(hparams.get("model_kwargs") or {})
-    run.hparams = {k: v for k, v in hparams.items() if not str(k).startswith("init/")}
-    run.init = {str(k)[len("init/"):]: v for k, v in hparams.items() if str(k).startswith("init/")}
-    if not run.init.get("method"):
-        run.init = _init_from_config(config.get("init"))
-    if not run.init.get("method"):
-        run.init = {"method": "unknown"}
-    if str(run.init["method"]).startswith("none"):  # logged as "none (model default)"
-        run.init["method"] = "none"
-    seed = config.get("seed_everything")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        seed = run.init.get("seed")
-    try:
-        run.seed = None if seed is None or isinstance(seed, bool) else int(seed)
-    except (TypeError, ValueError):
-        run.seed = None
-    trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
-    run.max_epochs = trainer.get("max_epochs")
-
-    run.last_wall_time = max((wall for events in scalars.values() for wall, _, _ in events), default=0.0)
-    if not scalars.get(ACC_TAG):
-        run.skip_reason = f"no {ACC_TAG} scalar (crashed or stopped before the first validation?)"
-        return run
-
-    step_to_epoch: dict[int, int] = {}
-    last_step_of_epoch: dict[int, int] = {}
-    for _, step, value in scalars.get(EPOCH_TAG, []):
-        epoch = int(round(value))
-        step_to_epoch[step] = max(epoch, step_to_epoch.get(step, epoch))
-        last_step_of_epoch[epoch] = max(step, last_step_of_epoch.get(epoch, step))
-    per_epoch: dict[int, float] = {}
-    acc_events = sorted(scalars[ACC_TAG], key=lambda event: event[1])
-    for index, (_, step, value) in enumerate(acc_events):
-        epoch = step_to_epoch.get(step, index if not step_to_epoch else _epoch_before(step, last_step_of_epoch))
-        per_epoch[epoch] = value  # several validations in one epoch: the last one
-    run.acc = sorted(per_epoch.items())
-    run.final = acc_events[-1][2]
-    run.best_epoch, run.best = max(run.acc, key=lambda item: (item[1], -item[0]))
-    run.steps_per_epoch = _steps_per_epoch(last_step_of_epoch)
-    for name, tag in PROPORTION_TAGS.items():
-        if scalars.get(tag):
-            run.proportions[name] = sorted(((step, value) for _, step, value in scalars[tag]))
-    return run
-
-
-def _epoch_before(step: int, last_step_of_epoch: dict[int, int]) -> int:
-    """The epoch of a step Lightning logged no ``epoch`` for: the first whose end is not before it."""
-    for epoch in sorted(last_step_of_epoch):
-        if last_step_of_epoch[epoch] >= step:
-            return epoch
-    return max(last_step_of_epoch) + 1
-
-
-def _steps_per_epoch(last_step_of_epoch: dict[int, int]) -> float | None:
-    """Optimizer steps per epoch from where Lightning logged each epoch's end (step = steps - 1)."""
-    epochs = sorted(last_step_of_epoch)
-    complete = epochs[:-1] if len(epochs) > 2 else epochs  # the last epoch may be cut short
-    diffs = [last_step_of_epoch[b] - last_step_of_epoch[a] for a, b in zip(complete, complete[1:]) if b == a + 1]
-    if diffs:
-        return float(statistics.median(diffs))
-    if epochs and epochs[0] == 0 and last_step_of_epoch[0] >= 0:
-        return float(last_step_of_epoch[0] + 1)
-    return None
-
-
-def _read_scalars(run_dir: Path) -> tuple[dict[str, list[tuple[float, int, float]]], int]:
-    """``tag -> [(wall_time, step, value)]`` of every events file in ``run_dir`` (in name order,
-    i.e. creation order), and the number of corrupt records skipped.
-
-    Written here rather than with TensorBoard's EventAccumulator because that one stops reading
-    a file at its first corrupt record, so one flipped byte dropped the rest of a run. It reads
-    the same scalars (``simple_value``, as Lightning's TensorBoardLogger writes them) in the
-    same order; TFRecord framing: length (8 bytes), its masked CRC-32C, data, the data's CRC.
+    Read here rather than with tbparse or TensorBoard's EventAccumulator (which tbparse uses)
+    because that one stops reading a file at its first corrupt record, so one flipped byte
+    dropped the rest of a run. The events themselves are decoded by TensorBoard's protobufs and
+    its hparams plugin (``metadata.parse_session_start_info_plugin_data``).
     """
     from tensorboard.compat.proto import event_pb2
+    from tensorboard.plugins.hparams import metadata as hparams_metadata
 
-    scalars: dict[str, list[tuple[float, int, float]]] = defaultdict(list)
+    rows: list[tuple[float, str, int, float]] = []
+    session: dict[str, Any] | None = None
     corrupt = 0
     for path in sorted(p for p in run_dir.iterdir() if p.name.startswith(EVENT_PREFIX) and p.is_file()):
         records, bad = _tfrecords(path.read_bytes())
@@ -398,14 +322,34 @@ def _read_scalars(run_dir: Path) -> tuple[dict[str, list[tuple[float, int, float
                 continue
             for value in event.summary.value:
                 if value.HasField("simple_value"):
-                    scalars[value.tag].append((event.wall_time, int(event.step), float(value.simple_value)))
-    return dict(scalars), corrupt
+                    rows.append((event.wall_time, value.tag, int(event.step), float(value.simple_value)))
+                elif (session is None and value.tag == hparams_metadata.SESSION_START_INFO_TAG
+                      and value.metadata.plugin_data.plugin_name == hparams_metadata.PLUGIN_NAME):
+                    try:
+                        info = hparams_metadata.parse_session_start_info_plugin_data(value.metadata.plugin_data.content)
+                    except Exception:  # noqa: BLE001  (undecodable plugin data: as if absent)
+                        corrupt += 1
+                        continue
+                    session = {name: _struct_value(v) for name, v in info.hparams.items()}
+    scalars = pd.DataFrame(rows, columns=["wall_time", "tag", "step", "value"])
+    return scalars, session or {}, corrupt
+
+
+def _struct_value(value: Any) -> Any:
+    """A ``google.protobuf.Value`` of the HParams session as a Python value."""
+    kind = value.WhichOneof("kind")
+    if kind == "list_value":
+        return [_struct_value(v) for v in value.list_value.values]
+    if kind in (None, "null_value"):
+        return None
+    return getattr(value, kind)
 
 
 def _tfrecords(data: bytes) -> tuple[list[bytes], int]:
     """The records of a TFRecord file whose checksums hold, and how many were corrupt.
 
-    A record whose data fails its CRC is skipped; a length that fails its CRC is searched past,
+    TFRecord framing: length (8 bytes), its masked CRC-32C, data, the data's masked CRC-32C. A
+    record whose data fails its CRC is skipped; a length that fails its CRC is searched past,
     byte by byte, to the next valid header. A truncated last record (a killed writer) ends the
     file without counting as corrupt.
     """
@@ -434,186 +378,321 @@ def _tfrecords(data: bytes) -> tuple[list[bytes], int]:
     return records, corrupt
 
 
+def _seed(session: dict[str, Any], config: dict[str, Any], hparams: dict[str, Any]) -> int | None:
+    """The run's seed: the session's (-1 when the fit set none), else config.yaml's
+    ``seed_everything``, else the init's ``init/seed``."""
+    for value in (session.get("seed"), config.get("seed_everything"), hparams.get("init/seed")):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            continue
+        if value >= 0 and float(value).is_integer():
+            return int(value)
+    return None
+
+
+def _epochs(scalars: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """(step -> epoch, epoch -> its last step) from Lightning's ``epoch`` scalar."""
+    marks = scalars[scalars.tag == EPOCH_TAG]
+    epoch = marks.value.round().astype(int)
+    return epoch.groupby(marks.step).max(), marks.step.groupby(epoch).max().sort_index()
+
+
+def _steps_per_epoch(last_step: pd.Series) -> float | None:
+    """Optimizer steps per epoch from the steps at which Lightning logged each epoch's end."""
+    complete = last_step.iloc[:-1] if len(last_step) > 2 else last_step  # the last may be cut short
+    consecutive = complete.index.to_series().diff() == 1
+    diffs = complete.diff()[consecutive.to_numpy()]
+    if len(diffs):
+        return float(diffs.median())
+    if len(last_step) and last_step.index[0] == 0 and last_step.iloc[0] >= 0:
+        return float(last_step.iloc[0] + 1)
+    return None
+
+
+def _epoch_of_steps(steps: pd.Series, step_epoch: pd.Series, last_step: pd.Series) -> pd.Series:
+    """The epoch of each step: Lightning's ``epoch`` at that step, else the first epoch whose
+    end is not before it (one past the last epoch for a step after every end)."""
+    epoch = steps.map(step_epoch)
+    missing = epoch.isna()
+    if missing.any():
+        index = np.searchsorted(last_step.to_numpy(), steps[missing].to_numpy(), side="left")
+        ends = last_step.index.to_numpy()
+        epoch[missing] = np.where(index < len(ends), ends[np.minimum(index, len(ends) - 1)], ends[-1] + 1)
+    return epoch.astype(int)
+
+
+def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
+    """One run: its row of the run table (``reason`` set when unusable) and its curves, a
+    DataFrame ``[tag, step, x, value]``: val/acc1 per epoch, the kernel shares and chance shares
+    per snapshot, ``x`` in epochs trained (the global step when the steps per epoch are unknown,
+    ``steps_per_epoch`` then empty)."""
+    row: dict[str, Any] = {"run": str(run_dir), "reason": None, "corrupt_records": 0, "failed_at_start": False}
+    curves = pd.DataFrame(columns=["tag", "step", "x", "value"])
+    try:
+        scalars, session, row["corrupt_records"] = _read_events(run_dir)
+    except OSError as err:
+        row["reason"] = f"cannot read the event files: {type(err).__name__}: {err}"
+        return row, curves
+    try:
+        hparams = _load_yaml(_find_beside(run_dir, "hparams.yaml"))
+        config = _load_yaml(_find_beside(run_dir, "config.yaml")) or {}
+    except (OSError, yaml.YAMLError) as err:
+        row["reason"] = f"unreadable hparams.yaml/config.yaml: {err}"
+        return row, curves
+    hparams = hparams or {}
+    model_name = session.get("model") or hparams.get("model_name")
+    if scalars.empty and not model_name:
+        # nothing logged, not even the model: a run that failed at its start
+        row.update(failed_at_start=True, reason="no scalar and no model logged (a run that failed at its start)")
+        return row, curves
+    if not model_name:
+        row["reason"] = ("no model logged (no HParams session, no model_name in hparams.yaml): "
+                         "not a `run.py fit` run?")
+        return row, curves
+    kwargs = hparams.get("model_kwargs") or {}
+    if "model" in session and isinstance(session.get("model/kwargs"), str):
+        try:
+            kwargs = json.loads(session["model/kwargs"])
+        except ValueError:
+            pass  # written by another version: hparams.yaml's stands
+    kwargs = kwargs if isinstance(kwargs, dict) else {}
+    method, settings = init_from_hparams(session, hparams)
+    trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
+    row.update(
+        model=model_label(str(model_name), kwargs), model_name=str(model_name),
+        model_kwargs=json.dumps(kwargs, sort_keys=True, default=str),
+        kernel_sizes=session.get("model/kernel_sizes"), data=session.get("data"),
+        init_method=method, init_settings=json.dumps(settings, sort_keys=True, default=str),
+        init=None if method is None else init_label(method, settings),
+        init_registered=method is None or method == "none" or method_defaults(method) is not None,
+        init_from="session" if "init" in session else "hparams.yaml",
+        seed=_seed(session, config, hparams),
+        hparams={**{k: v for k, v in hparams.items() if not str(k).startswith("init/")},
+                 "trainer.max_epochs": trainer.get("max_epochs")},
+        last_wall_time=float(scalars.wall_time.max()) if len(scalars) else 0.0,
+    )
+    if method is None:
+        row["reason"] = "no init logged (no HParams session, no init/method in hparams.yaml)"
+        return row, curves
+    acc = scalars[scalars.tag == ACC_TAG].sort_values("step", kind="stable")
+    if acc.empty:
+        row["reason"] = f"no {ACC_TAG} scalar (crashed or stopped before the first validation?)"
+        return row, curves
+
+    step_epoch, last_step = _epochs(scalars)
+    if len(last_step):
+        acc = acc.assign(epoch=_epoch_of_steps(acc.step, step_epoch, last_step))
+    else:
+        acc = acc.assign(epoch=np.arange(len(acc)))
+    per_epoch = acc.drop_duplicates("epoch", keep="last").set_index("epoch").value.sort_index()
+    spe = _steps_per_epoch(last_step)
+    row.update(
+        best_acc1=100 * per_epoch.max(), best_epoch=int(per_epoch.idxmax()),  # idxmax: the earliest best
+        final_acc1=100 * acc.value.iloc[-1], epochs=len(per_epoch), steps_per_epoch=spe,
+    )
+    ends = acc.drop_duplicates("epoch", keep="last").set_index("epoch").step.sort_index()
+    parts = [pd.DataFrame({"tag": ACC_TAG, "step": ends.to_numpy(), "x": per_epoch.index + 1.0,
+                           "value": per_epoch.to_numpy()})]
+
+    kernel_tags = [tag.format(c) for tag in (SHARE_TAG, CHANCE_TAG) for c in CLASSES]
+    kernels = scalars[scalars.tag.isin(kernel_tags)].sort_values("step", kind="stable")
+    kernels = kernels.drop_duplicates(["tag", "step"], keep="last")
+    if len(kernels):
+        # a snapshot at an epoch's last step is that epoch's (epochs trained = epoch + 1), others
+        # are placed by steps per epoch (step 0: the initialised kernels)
+        end_of_epoch = pd.Series(last_step.index + 1.0, index=last_step.to_numpy())
+        end_of_epoch = end_of_epoch[~end_of_epoch.index.duplicated(keep="last")]
+        x = kernels.step.map(end_of_epoch).fillna(kernels.step / spe) if spe else kernels.step.astype(float)
+        parts.append(pd.DataFrame({"tag": kernels.tag, "step": kernels.step, "x": x, "value": kernels.value}))
+        final = kernels.groupby("tag").value.last()
+        for c in CLASSES:
+            row[f"final_{c}"] = final.get(SHARE_TAG.format(c), np.nan)
+            row[f"chance_{c}"] = final.get(CHANCE_TAG.format(c), np.nan)
+        for c in EXCESS_CLASSES:
+            row[f"excess_{c}"] = row[f"final_{c}"] - row[f"chance_{c}"]
+    return row, pd.concat(parts, ignore_index=True)
+
+
+def read_runs(logdirs: list[str | os.PathLike]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every run below ``logdirs``: the run table (one row per run folder, ``reason`` set for
+    the unusable ones) and the curves (``[run, tag, step, x, value]``, see :func:`read_run`)."""
+    rows, curves = [], []
+    for path in find_run_dirs(list(logdirs)):
+        row, run_curves = read_run(path)
+        rows.append(row)
+        if len(run_curves):
+            curves.append(run_curves.assign(run=row["run"]))
+    runs = pd.DataFrame(rows)
+    for column in RUN_COLUMNS + ["steps_per_epoch", "last_wall_time", "hparams", "init_registered", "init_from"]:
+        if column not in runs:
+            runs[column] = None if column in ("hparams", "init_registered", "init_from") else np.nan
+    for column in ("seed", "best_epoch", "epochs"):
+        runs[column] = runs[column].astype("Int64")
+    columns = ["run", "tag", "step", "x", "value"]
+    return runs, pd.concat(curves, ignore_index=True)[columns] if curves else pd.DataFrame(columns=columns)
+
+
 # --------------------------------------------------------------------------------------------
 # the report
 
 
-def report(logdirs: list[str | os.PathLike], out: str | os.PathLike, baseline: str = BASELINE) -> dict[str, Any]:
+def _drop_superseded(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mark all but the newest run of each (model, init, seed) as skipped."""
+    keys = ["model", "init", "seed"]
+    known = runs[runs.reason.isna() & runs.seed.notna()].sort_values("last_wall_time", kind="stable")
+    newest = known.groupby(keys).run.last()
+    for index in known.index[known.duplicated(keys, keep="last")]:
+        model, init, seed = runs.loc[index, keys]
+        runs.loc[index, "reason"] = (f"superseded by the newer run {_rel(newest[(model, init, seed)])} "
+                                     f"(same model, init and seed {seed})")
+    return runs
+
+
+def _order(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Per model: the baseline first, then by method, each method's default settings first."""
+    key = pd.DataFrame({"model": table.model, "not_base": table.init != baseline, "method": table.init_method,
+                        "variant": table.init != table.init_method, "init": table.init})
+    return table.loc[key.sort_values(list(key.columns), kind="stable").index]
+
+
+def summarise(used: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """One row per (model, init) of the used runs: n, seeds, mean/std of best and final val/acc1
+    (%), deltas against ``baseline`` of the same model, mean final kernel shares with chance and
+    excess (blank unless every run of the group logged them)."""
+    used = used.sort_values(["seed", "run"], na_position="last", kind="stable")
+    groups = used.groupby(["model", "init"], sort=False)
+    table = groups.agg(
+        init_method=("init_method", "first"), init_settings=("init_settings", "first"),
+        model_name=("model_name", "first"), model_kwargs=("model_kwargs", "first"), n=("run", "size"),
+        seeds=("seed", lambda s: " ".join("?" if pd.isna(v) else str(v) for v in s)),
+        best_acc1_mean=("best_acc1", "mean"), best_acc1_std=("best_acc1", "std"),
+        final_acc1_mean=("final_acc1", "mean"), final_acc1_std=("final_acc1", "std"),
+        epochs=("epochs", lambda s: str(s.min()) if s.min() == s.max() else f"{s.min()}-{s.max()}"),
+    )
+    kernel = groups[KERNEL_COLUMNS]
+    table[KERNEL_COLUMNS] = kernel.mean().where(kernel.count().eq(groups.size(), axis=0))  # no partial means
+    table = table.reset_index()
+    base = table[table.init == baseline].set_index("model")
+    for kind in ("best", "final"):
+        table[f"delta_{kind}"] = table[f"{kind}_acc1_mean"] - table.model.map(base[f"{kind}_acc1_mean"])
+    table["baseline"] = np.where(table.model.isin(base.index), baseline, "n/a")
+    return _order(table, baseline)[GROUP_COLUMNS].reset_index(drop=True)
+
+
+def _notes(used: pd.DataFrame, groups: pd.DataFrame) -> list[str]:
+    notes = []
+    settings = pd.DataFrame(
+        [{k: json.dumps(v, sort_keys=True, default=str) for k, v in h.items() if k not in IGNORED_HPARAMS}
+         for h in used.hparams], index=used.index,
+    )
+    for model, part in settings.groupby(used.model, sort=True):
+        part = part.fillna("null")
+        differing = [f"{key} ({', '.join(sorted(set(part[key])))})"
+                     for key in sorted(part.columns[part.nunique() > 1], key=str)]
+        if differing:
+            notes.append(f"{model}: the runs differ in more than the init, so the deltas mix effects: {'; '.join(differing)}")
+    for (model, init), part in used.groupby(["model", "init"], sort=True):
+        short = part[part.epochs < part.epochs.max()]
+        if len(short):
+            listed = ", ".join(f"{_rel(r.run)} ({r.epochs})" for r in short.itertuples())
+            notes.append(f"{model} / {init}: runs with fewer validated epochs than the others (unfinished?): {listed}")
+        unknown = part[part.seed.isna()]
+        if len(unknown):
+            notes.append(f"{model} / {init}: seed unknown (no HParams session seed, no config.yaml "
+                         f"seed_everything, no init/seed) for {', '.join(_rel(r) for r in unknown.run)}")
+    for method, part in used[~used.init_registered.astype(bool)].groupby("init_method"):
+        how = ("its label lists every logged setting" if (part.init_from == "session").all()
+               else "runs without an HParams session get its name alone")
+        notes.append(f"init method {method!r} is not in neural_echos.init's registry, so its defaults are "
+                     f"unknown: {how}")
+    with_shares = used[used[SHARE_COLUMNS].notna().any(axis=1)]
+    no_chance = with_shares[with_shares[CHANCE_COLUMNS].isna().any(axis=1)]
+    if len(no_chance):
+        notes.append("runs that logged kernel shares without their chance shares (kernels/chance/*, "
+                     "logged by the KernelSnapshot callback since the calibration), so their shares cannot "
+                     f"be read against chance: {', '.join(_rel(r) for r in no_chance.run)}")
+    return notes
+
+
+def report(
+    logdirs: list[str | os.PathLike] | str | os.PathLike, out: str | os.PathLike, baseline: str | None = None
+) -> dict[str, Any]:
     """Read every run below ``logdirs``, write results.csv/.md, runs.csv and PNG plots to ``out``.
 
-    Returns ``{"groups": [...], "runs": [...], "skipped": [...], "notes": [...], "files": [...]}``:
-    groups as the rows of results.csv (unrounded floats, in %), runs as runs.csv.
-    Raises :class:`ReportError` for a missing path, no runs, or no usable run.
+    ``baseline``: the init label the deltas are taken against (default ``kaiming_normal``; one
+    given explicitly must be the label of some group). Returns ``{"groups": DataFrame (the rows
+    of results.csv, unrounded, in %), "runs": DataFrame (runs.csv), "curves": DataFrame,
+    "skipped": [{"run", "reason"}], "notes": [...], "files": [...]}``.
+    Raises :class:`ReportError` for a missing path, no runs, no usable run, an unknown baseline.
     """
     if isinstance(logdirs, (str, os.PathLike)):
         logdirs = [logdirs]
     if not logdirs:
         raise ReportError("no log directory given")
-    runs = [read_run(path) for path in find_run_dirs(list(logdirs))]
+    runs, curves = read_runs(list(logdirs))
     # folders of runs that failed at their start hold no scalar: they are not runs to list
-    empty = [run for run in runs if run.empty]
-    runs = [run for run in runs if not run.empty]
-    used = [run for run in runs if run.skip_reason is None]
-    if not used:
-        reasons = "; ".join(f"{_rel(run.path)}: {run.skip_reason}" for run in runs)
-        left_out = f"; {len(empty)} folders with no scalar logged left out" if empty else ""
+    empty = runs[runs["failed_at_start"].astype(bool)]
+    runs = runs[~runs["failed_at_start"].astype(bool)].reset_index(drop=True)
+    if runs.reason.notna().all():
+        reasons = "; ".join(f"{_rel(r.run)}: {r.reason}" for r in runs.itertuples())
+        left_out = f"; {len(empty)} folders with no scalar logged left out" if len(empty) else ""
         raise ReportError(f"no usable run among {len(runs)} found ({reasons}{left_out})")
-    used = _drop_superseded(used)
-    used = [run for run in used if run.skip_reason is None]
-    skipped = [run for run in runs if run.skip_reason is not None]
+    runs = _drop_superseded(runs)
+    used = runs[runs.reason.isna()]
+    explicit = baseline is not None
+    baseline = BASELINE if baseline is None else baseline
+    labels = sorted(set(used.init))
+    if explicit and baseline not in labels:
+        close = difflib.get_close_matches(baseline, labels, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ReportError(f"--baseline {baseline!r} is no init of these runs{hint}; choose one of "
+                          f"{', '.join(repr(label) for label in labels)}")
+    groups = summarise(used, baseline)
 
-    by_group: dict[tuple[str, str], list[Run]] = defaultdict(list)
-    for run in used:
-        by_group[run.group].append(run)
-    groups = [_summarise(runs_) for runs_ in by_group.values()]
-    _add_deltas(groups, baseline)
-    groups.sort(key=lambda g: (g["model"], METHOD_ORDER.get(g["init_method"], 2), g["init"] != g["init_method"], g["init"]))
-    notes = _notes(used, by_group)
-    for run in runs:
-        if run.corrupt_records:
-            notes.append(f"{_rel(run.path)}: {run.corrupt_records} corrupt event records skipped (failed their checksum)")
-    if empty:
+    notes = _notes(used, groups)
+    if baseline not in labels:
+        notes.append(f"no run has the baseline init {baseline!r}, so every delta is n/a "
+                     f"(--baseline picks another: {', '.join(repr(label) for label in labels)})")
+    for r in runs[runs.corrupt_records > 0].itertuples():
+        notes.append(f"{_rel(r.run)}: {r.corrupt_records} corrupt event records skipped (failed their checksum)")
+    if len(empty):
         notes.append(f"left out {len(empty)} folders with no scalar logged (runs that failed at their start): "
-                     + ", ".join(_rel(run.path) for run in empty))
+                     + ", ".join(_rel(run) for run in empty.run))
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = [out / "results.csv", out / "runs.csv", out / "results.md"]
-    _write_csv(files[0], CSV_FIELDS, [_csv_row(g) for g in groups])
-    run_rows = [_run_row(run) for run in sorted(runs, key=lambda r: (r.skip_reason is not None, str(r.path)))]
-    _write_csv(files[1], RUN_FIELDS, run_rows)
-    plots, plot_notes = _plot(used, out)
+    _csv(groups, n_a=["delta_best", "delta_final"]).to_csv(files[0], index=False)
+    listed = runs.assign(status=np.where(runs.reason.isna(), "used", "skipped"))
+    listed = listed.sort_values(["status", "run"], ascending=[False, True], kind="stable")[RUN_COLUMNS]
+    _csv(listed).to_csv(files[1], index=False)
+    plots, plot_notes = _plot(used, curves, groups, out)
     notes += plot_notes
     files += [path for path, _ in plots]
-    (out / "results.md").write_text(_markdown(groups, skipped, notes, plots, logdirs, baseline, len(used)), encoding="utf-8")
+    skipped = runs[runs.reason.notna()]
+    (out / "results.md").write_text(_markdown(groups, skipped, notes, plots, logdirs, baseline, len(used)),
+                                    encoding="utf-8")
     return {
         "groups": groups,
-        "runs": run_rows,
-        "skipped": [{"run": str(run.path), "reason": run.skip_reason} for run in skipped],
+        "runs": listed.reset_index(drop=True),
+        "curves": curves[curves.run.isin(used.run)].reset_index(drop=True),
+        "skipped": [{"run": r.run, "reason": r.reason} for r in skipped.itertuples()],
         "notes": notes,
         "files": [str(path) for path in files],
     }
 
 
-def _drop_superseded(runs: list[Run]) -> list[Run]:
-    """Keep the newest run of each (group, seed); mark the older ones skipped."""
-    newest: dict[tuple, Run] = {}
-    for run in runs:
-        if run.seed is None:
-            continue
-        key = (run.group, run.seed)
-        if key not in newest or run.last_wall_time > newest[key].last_wall_time:
-            newest[key] = run
-    for run in runs:
-        if run.seed is not None and newest[(run.group, run.seed)] is not run:
-            run.skip_reason = f"superseded by the newer run {_rel(newest[(run.group, run.seed)].path)} (same model, init and seed {run.seed})"
-    return runs
+def _csv(table: pd.DataFrame, n_a: list[str] = ()) -> pd.DataFrame:
+    """Floats with 4 decimals (no "-0.0000"), blank where missing; ``n_a`` columns say "n/a"."""
+    table = table.copy()
+    for column in table.columns:
+        if pd.api.types.is_float_dtype(table[column]):
+            rounded = table[column].round(4) + 0.0
+            blank = "n/a" if column in n_a else ""
+            table[column] = rounded.map(lambda v, blank=blank: blank if pd.isna(v) else f"{v:.4f}")
+    return table
 
 
-def _mean_std(values: list[float]) -> tuple[float, float | None]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
-
-
-def _summarise(runs: list[Run]) -> dict[str, Any]:
-    runs = sorted(runs, key=lambda r: (r.seed is None, r.seed if r.seed is not None else 0, str(r.path)))
-    first = runs[0]
-    best_mean, best_std = _mean_std([100 * r.best for r in runs])
-    final_mean, final_std = _mean_std([100 * r.final for r in runs])
-    epochs = sorted({len(r.acc) for r in runs})
-    group: dict[str, Any] = {
-        "model": first.model_label,
-        "init": first.init_label,
-        "init_method": str(first.init.get("method")),
-        "model_name": first.model_name,
-        "model_kwargs": json.dumps(first.model_kwargs, sort_keys=True),
-        "n": len(runs),
-        "seeds": " ".join("?" if r.seed is None else str(r.seed) for r in runs),
-        "best_acc1_mean": best_mean,
-        "best_acc1_std": best_std,
-        "final_acc1_mean": final_mean,
-        "final_acc1_std": final_std,
-        "epochs": str(epochs[0]) if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]}",
-        "runs": [str(r.path) for r in runs],
-    }
-    for name in PROPORTION_TAGS:
-        values = [r.proportions[name][-1][1] for r in runs if r.proportions.get(name)]
-        key = "final_" + name.replace("-", "_")
-        group[key] = statistics.fmean(values) if len(values) == len(runs) else None
-    return group
-
-
-def _add_deltas(groups: list[dict[str, Any]], baseline: str) -> None:
-    bases = {g["model"]: g for g in groups if g["init"] == baseline}
-    for group in groups:
-        base = bases.get(group["model"])
-        group["baseline"] = baseline if base is not None else "n/a"
-        for kind in ("best", "final"):
-            group[f"delta_{kind}"] = group[f"{kind}_acc1_mean"] - base[f"{kind}_acc1_mean"] if base is not None else None
-
-
-def _notes(runs: list[Run], by_group: dict[tuple[str, str], list[Run]]) -> list[str]:
-    notes = []
-    by_model: dict[str, list[Run]] = defaultdict(list)
-    for run in runs:
-        by_model[run.model_label].append(run)
-    for model, model_runs in sorted(by_model.items()):
-        settings = [{**{k: v for k, v in r.hparams.items() if k not in IGNORED_HPARAMS}, "trainer.max_epochs": r.max_epochs} for r in model_runs]
-        keys = sorted({key for s in settings for key in s}, key=str)
-        differing = []
-        for key in keys:
-            values = {json.dumps(s.get(key), sort_keys=True, default=str) for s in settings}
-            if len(values) > 1:
-                differing.append(f"{key} ({', '.join(sorted(values))})")
-        if differing:
-            notes.append(f"{model}: the runs differ in more than the init, so the deltas mix effects: {'; '.join(differing)}")
-    for (model, init), group_runs in sorted(by_group.items()):
-        lengths = {len(r.acc) for r in group_runs}
-        if len(lengths) > 1:
-            short = [f"{_rel(r.path)} ({len(r.acc)})" for r in group_runs if len(r.acc) < max(lengths)]
-            notes.append(f"{model} / {init}: runs with fewer validated epochs than the others (unfinished?): {', '.join(short)}")
-        unknown = [_rel(r.path) for r in group_runs if r.seed is None]
-        if unknown:
-            notes.append(f"{model} / {init}: seed unknown (no config.yaml seed_everything, no init/seed) for {', '.join(unknown)}")
-    return notes
-
-
-def _round(value: float | None, digits: int = 4) -> str:
-    return "" if value is None else f"{round(value, digits) + 0.0:.{digits}f}"  # + 0.0: no "-0.0000"
-
-
-def _csv_row(group: dict[str, Any]) -> dict[str, Any]:
-    row = {key: group.get(key, "") for key in CSV_FIELDS}
-    for key in ("best_acc1_mean", "best_acc1_std", "final_acc1_mean", "final_acc1_std", "final_on_center", "final_off_center", "final_other"):
-        row[key] = _round(group.get(key))
-    for key in ("delta_best", "delta_final"):
-        row[key] = "n/a" if group[key] is None else _round(group[key])
-    return row
-
-
-def _run_row(run: Run) -> dict[str, Any]:
-    ok = run.skip_reason is None
-    return {
-        "run": str(run.path),
-        "status": "used" if ok else "skipped",
-        "reason": run.skip_reason or "",
-        "model": run.model_label if run.model_name else "",
-        "init": run.init_label if run.init else "",
-        "seed": "" if run.seed is None else run.seed,
-        "best_acc1": _round(100 * run.best) if run.acc else "",
-        "best_epoch": "" if run.best_epoch is None else run.best_epoch,
-        "final_acc1": _round(100 * run.final) if run.acc else "",
-        "epochs": len(run.acc) if run.acc else "",
-    }
-
-
-def _write_csv(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _rel(path: Path) -> str:
+def _rel(path: str | Path) -> str:
     try:
         return os.path.relpath(path)
     except ValueError:
@@ -628,43 +707,43 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
 
 
-def _band(series: list[list[tuple[float, float]]]) -> tuple[list[float], list[float], list[float], list[float]]:
-    """Mean, min and max over runs at every x any run has (runs missing an x are left out there)."""
-    values: dict[float, list[float]] = defaultdict(list)
-    for points in series:
-        for x, y in points:
-            values[round(x, 6)].append(y)
-    xs = sorted(values)
-    return xs, [statistics.fmean(values[x]) for x in xs], [min(values[x]) for x in xs], [max(values[x]) for x in xs]
+def _band(curves: pd.DataFrame, tag: str) -> pd.DataFrame:
+    """Mean, min and max over runs at each x any run has (``curves`` of one init)."""
+    part = curves[curves.tag == tag]
+    return part.groupby(part.x.round(6)).value.agg(["mean", "min", "max", "count"])
 
 
-def _plot(runs: list[Run], out: Path) -> tuple[list[tuple[Path, str]], list[str]]:
+def _plot(
+    used: pd.DataFrame, curves: pd.DataFrame, groups: pd.DataFrame, out: Path
+) -> tuple[list[tuple[Path, str]], list[str]]:
+    """val_acc1_<model>.png and kernel_clusters_<model>.png per model (inits in the table's order)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
     plots: list[tuple[Path, str]] = []
     notes: list[str] = []
-    by_model: dict[str, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
-    for run in runs:
-        by_model[run.model_label][run.init_label].append(run)
+    curves = curves.merge(used[["run", "model", "init", "steps_per_epoch"]], on="run")
     used_slugs: set[str] = set()
-    for model in sorted(by_model):
-        inits = by_model[model]
-        order = sorted(inits, key=lambda label: (METHOD_ORDER.get(inits[label][0].init.get("method"), 2), label))
+    for model, model_groups in groups.groupby("model", sort=True):
+        order = list(model_groups.init)  # the table's order
+        n_runs = dict(zip(model_groups.init, model_groups.n))
         slug = _slug(model)
         while slug in used_slugs:
             slug += "_"
         used_slugs.add(slug)
+        model_curves = curves[curves.model == model]
 
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for label in order:
-            xs, mean, low, high = _band([[(epoch + 1, 100 * acc) for epoch, acc in r.acc] for r in inits[label]])
-            (line,) = ax.plot(xs, mean, marker="o" if len(xs) < 30 else None, ms=3, label=f"{label} (n={len(inits[label])})")
-            if len(inits[label]) > 1:
-                ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+            band = _band(model_curves[model_curves.init == label], ACC_TAG) * [100, 100, 100, 1]
+            marker = "o" if len(band) < 30 else None
+            (line,) = ax.plot(band.index, band["mean"], marker=marker, ms=3, label=f"{label} (n={n_runs[label]})")
+            if n_runs[label] > 1:
+                ax.fill_between(band.index, band["min"], band["max"], color=line.get_color(), alpha=0.2, linewidth=0)
         ax.set(xlabel="epochs trained", ylabel="val top-1 (%)", title=f"{model}\nmean over seeds, band: min-max")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
@@ -675,43 +754,52 @@ def _plot(runs: list[Run], out: Path) -> tuple[list[tuple[Path, str]], list[str]
         plt.close(fig)
         plots.append((path, f"{model}: val top-1 per epoch"))
 
-        model_runs = [r for label in order for r in inits[label]]
-        with_props = [r for r in model_runs if r.proportions]
-        if not with_props:
-            notes.append(
-                f"{model}: no kernel cluster proportions logged ({', '.join(PROPORTION_TAGS.values())}); "
-                "cluster plot skipped"
-            )
+        model_runs = used[used.model == model]
+        share_tags = [SHARE_TAG.format(c) for c in CLASSES]
+        with_shares = set(model_curves.run[model_curves.tag.isin(share_tags)])
+        if not with_shares:
+            notes.append(f"{model}: no kernel class shares logged ({', '.join(share_tags)}); kernel class plot skipped")
             continue
-        by_epoch = all(r.steps_per_epoch for r in with_props)
-        fig, axes = plt.subplots(1, len(PROPORTION_TAGS), figsize=(13, 4), sharey=True)
-        for ax, name in zip(axes, PROPORTION_TAGS):
+        by_epoch = model_runs[model_runs.run.isin(with_shares)].steps_per_epoch.notna().all()
+        if not by_epoch:  # some runs' steps per epoch are unknown: every run by global step
+            model_curves = model_curves.assign(x=model_curves.x.where(model_curves.tag == ACC_TAG, model_curves.step))
+        fig, axes = plt.subplots(1, len(CLASSES), figsize=(13, 4.2), sharey=True)
+        any_chance = False
+        for ax, name in zip(axes, CLASSES):
             for index, label in enumerate(order):
-                series = [
-                    [(step / r.steps_per_epoch if by_epoch else step, value) for step, value in r.proportions.get(name, [])]
-                    for r in inits[label] if r.proportions.get(name)
-                ]
-                if not series:
-                    continue
-                xs, mean, low, high = _band(series)
+                part = model_curves[model_curves.init == label]
                 color = f"C{index % 10}"
-                ax.plot(xs, mean, color=color, marker="o" if len(xs) < 30 else None, ms=3, label=f"{label} (n={len(series)})")
-                if len(series) > 1:
-                    ax.fill_between(xs, low, high, color=color, alpha=0.2, linewidth=0)
-            ax.set(title=name, xlabel="epochs trained (global step / steps per epoch)" if by_epoch else "global step")
+                observed = _band(part, SHARE_TAG.format(name))
+                if observed.empty:
+                    continue
+                marker = "o" if len(observed) < 30 else None
+                n = part.run[part.tag == SHARE_TAG.format(name)].nunique()
+                ax.plot(observed.index, observed["mean"], color=color, marker=marker, ms=3, label=f"{label} (n={n})")
+                if n > 1:
+                    ax.fill_between(observed.index, observed["min"], observed["max"], color=color, alpha=0.2, linewidth=0)
+                chance = _band(part, CHANCE_TAG.format(name))
+                if len(chance):
+                    any_chance = True
+                    ax.plot(chance.index, chance["mean"], color=color, linestyle="--", linewidth=1.2, alpha=0.9)
+            ax.set(title=name.replace("_", "-"),
+                   xlabel="epochs trained (0: the initialised kernels)" if by_epoch else "global step")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
         axes[0].set_ylabel("share of depthwise kernels")
-        axes[0].legend(fontsize=8)
-        fig.suptitle(f"{model}: kernel clusters, mean over seeds, band: min-max")
+        handles, _ = axes[0].get_legend_handles_labels()
+        if any_chance:
+            handles.append(Line2D([], [], color="0.3", linestyle="--", label="dashed: chance share (same colour)"))
+        axes[0].legend(handles=handles, fontsize=8)
+        fig.suptitle(f"{model}\nkernel classes (solid, mean over seeds, band min-max) "
+                     "and their chance shares (dashed)")
         fig.tight_layout()
         path = out / f"kernel_clusters_{slug}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
-        plots.append((path, f"{model}: kernel cluster proportions"))
-        missing = [_rel(r.path) for r in model_runs if not r.proportions]
-        if missing:
-            notes.append(f"{model}: runs without cluster proportions, left out of that plot: {', '.join(missing)}")
+        plots.append((path, f"{model}: kernel class shares and their chance shares"))
+        missing = model_runs.run[~model_runs.run.isin(with_shares)]
+        if len(missing):
+            notes.append(f"{model}: runs without kernel class shares, left out of that plot: {', '.join(_rel(r) for r in missing)}")
     return plots, notes
 
 
@@ -719,23 +807,37 @@ def _plot(runs: list[Run], out: Path) -> tuple[list[tuple[Path, str]], list[str]
 # markdown and CLI
 
 
-def _pm(mean: float, std: float | None) -> str:
-    return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
+def _pm(mean: float, std: float) -> str:
+    return f"{mean:.2f}" if pd.isna(std) else f"{mean:.2f} ± {std:.2f}"
 
 
-def _delta(group: dict[str, Any], kind: str, baseline: str) -> str:
-    if group[f"delta_{kind}"] is None:
+def _delta(group: Any, kind: str, baseline: str) -> str:
+    value = group[f"delta_{kind}"]
+    if pd.isna(value):
         return "n/a"
     if group["init"] == baseline:
         return "(baseline)"
-    return f"{group[f'delta_{kind}']:+.2f}"
+    return f"{value:+.2f}"
 
 
-def _md_cell(text: Any) -> str:
-    return str(text).replace("|", "\\|")
+def _md_table(table: pd.DataFrame, right: tuple[str, ...] = ()) -> list[str]:
+    """A DataFrame of display strings as Markdown rows (DataFrame.to_markdown would need the
+    tabulate package for these few lines)."""
+    cells = table.astype(str).map(lambda text: text.replace("|", "\\|"))
+    lines = ["| " + " | ".join(table.columns) + " |",
+             "|" + "|".join("---:" if column in right else "---" for column in table.columns) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in cells.itertuples(index=False)]
 
 
 def _markdown(groups, skipped, notes, plots, logdirs, baseline, n_used) -> str:
+    accuracy = pd.DataFrame({
+        "model": groups.model, "init": groups.init, "n": groups.n, "seeds": groups.seeds,
+        "best": [_pm(m, s) for m, s in zip(groups.best_acc1_mean, groups.best_acc1_std)],
+        "Δ best": [_delta(g, "best", baseline) for _, g in groups.iterrows()],
+        "final": [_pm(m, s) for m, s in zip(groups.final_acc1_mean, groups.final_acc1_std)],
+        "Δ final": [_delta(g, "final", baseline) for _, g in groups.iterrows()],
+        "epochs": groups.epochs,
+    })
     lines = [
         "# Neural Echos: results",
         "",
@@ -744,47 +846,46 @@ def _markdown(groups, skipped, notes, plots, logdirs, baseline, n_used) -> str:
         f"validation. Δ = difference of means against `{baseline}` init of the same model, "
         "in percentage points.",
         "",
-        "| model | init | n | seeds | best | Δ best | final | Δ final | epochs |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|",
+        *_md_table(accuracy, right=("n", "best", "Δ best", "final", "Δ final", "epochs")),
     ]
-    for g in groups:
-        lines.append(
-            f"| {_md_cell(g['model'])} | {_md_cell(g['init'])} | {g['n']} | {g['seeds']} | "
-            f"{_pm(g['best_acc1_mean'], g['best_acc1_std'])} | {_delta(g, 'best', baseline)} | "
-            f"{_pm(g['final_acc1_mean'], g['final_acc1_std'])} | {_delta(g, 'final', baseline)} | {g['epochs']} |"
-        )
-    with_props = [g for g in groups if g.get("final_on_center") is not None]
-    if with_props:
-        lines += ["", "Final kernel clusters (share of depthwise kernels, mean over seeds):", "",
-                  "| model | init | on-center | off-center | other |", "|---|---|---:|---:|---:|"]
-        for g in with_props:
-            lines.append(
-                f"| {_md_cell(g['model'])} | {_md_cell(g['init'])} | {g['final_on_center']:.3f} | "
-                f"{g['final_off_center']:.3f} | {g['final_other']:.3f} |"
-            )
+    kernels = groups[groups[SHARE_COLUMNS].notna().all(axis=1)]
+    if len(kernels):
+        fmt = lambda values: ["" if pd.isna(v) else f"{v:.3f}" for v in values]  # noqa: E731
+        table = pd.DataFrame({"model": kernels.model, "init": kernels.init})
+        for c in CLASSES:
+            name = c.replace("_", "-")
+            table[name] = fmt(kernels[f"final_{c}"])
+            table[f"{name} chance"] = fmt(kernels[f"chance_{c}"])
+            if c in EXCESS_CLASSES:
+                table[f"{name} excess"] = [f"{v:+.3f}" if pd.notna(v) else "" for v in kernels[f"excess_{c}"]]
+        lines += ["", "Final kernel classes (share of depthwise kernels, mean over seeds), each beside its "
+                  "chance share (what the same classifier gives the kernels' pixel-permuted nulls) and the "
+                  "excess over chance; a share means something only where it stands above its chance:", "",
+                  *_md_table(table, right=tuple(table.columns[2:]))]
     if plots:
         lines += ["", "## Plots", ""]
         for path, title in plots:
             lines += [f"![{title}]({path.name})", ""]
     if notes:
-        lines += ["", "## Notes", ""] + [f"- {_md_cell(note)}" for note in notes]
-    if skipped:
-        lines += ["", "## Skipped runs", "", "| run | reason |", "|---|---|"]
-        lines += [f"| `{_rel(run.path)}` | {_md_cell(run.skip_reason)} |" for run in skipped]
+        lines += ["", "## Notes", ""] + [f"- {note.replace('|', chr(92) + '|')}" for note in notes]
+    if len(skipped):
+        table = pd.DataFrame({"run": [f"`{_rel(r)}`" for r in skipped.run], "reason": list(skipped.reason)})
+        lines += ["", "## Skipped runs", "", *_md_table(table)]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
         prog="run.py report",
-        description="Tabulate and plot val top-1 (best/final, mean ± std over seeds, delta vs Kaiming) "
-        "and kernel cluster proportions per (model, init) from TensorBoard logs.",
+        description="Tabulate and plot val top-1 (best/final, mean ± std over seeds, delta vs a baseline "
+        "init) and the kernel class shares beside their chance shares, per (model, init), from TensorBoard logs.",
     )
     parser.add_argument("logdirs", nargs="+", metavar="LOGDIR", help="run directories or folders above them (e.g. logs/)")
     parser.add_argument("--out", default="report_out", help="output folder (default: report_out)")
     parser.add_argument(
-        "--baseline", default=BASELINE,
-        help=f"init label the deltas are taken against (default: {BASELINE}; e.g. 'none' for the model's own init)",
+        "--baseline", default=None,
+        help=f"init label the deltas are taken against (default: {BASELINE}; e.g. 'none' for the model's own init, "
+        "or a label with settings such as 'dog gamma∈(0,0.5)')",
     )
     args = parser.parse_args(argv)
     try:
@@ -792,13 +893,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    model_width = max(len(g["model"]) for g in result["groups"])
-    init_width = max(len(g["init"]) for g in result["groups"])
-    for g in result["groups"]:
+    groups, baseline = result["groups"], args.baseline or BASELINE
+    model_width, init_width = groups.model.str.len().max(), groups.init.str.len().max()
+    for _, g in groups.iterrows():
         print(
             f"{g['model']:<{model_width}}  {g['init']:<{init_width}}  n={g['n']}  "
-            f"best {_pm(g['best_acc1_mean'], g['best_acc1_std']):>14} Δ {_delta(g, 'best', args.baseline).strip('()'):<8}  "
-            f"final {_pm(g['final_acc1_mean'], g['final_acc1_std']):>14} Δ {_delta(g, 'final', args.baseline).strip('()')}"
+            f"best {_pm(g['best_acc1_mean'], g['best_acc1_std']):>14} Δ {_delta(g, 'best', baseline).strip('()'):<8}  "
+            f"final {_pm(g['final_acc1_mean'], g['final_acc1_std']):>14} Δ {_delta(g, 'final', baseline).strip('()')}"
         )
     if result["skipped"]:
         print(f"{len(result['skipped'])} run(s) skipped: see {Path(args.out) / 'results.md'}")
