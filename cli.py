@@ -651,8 +651,8 @@ def main(args: list[str] | None = None) -> NeuralEchosCLI:
         seed_everything_default=SEED_DEFAULT,
         parser_class=NeuralEchosParser,
         save_config_callback=RunConfig,
-        parser_kwargs={"prog": "run.py", "description": "neural-echos: train and evaluate (LightningCLI). Two more subcommands: "
-                                      "`run.py analyze --help` (kernels of a checkpoint) and `run.py report --help` "
+        parser_kwargs={"prog": "run.py", "description": "neural-echos: train and evaluate (LightningCLI). Three more subcommands: "
+                                      "`run.py analyze --help` (kernels of a checkpoint), `run.py survey --help` (several) and `run.py report --help` "
                                       "(compare runs)."},
         args=args,  # None: read sys.argv
     )

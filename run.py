@@ -10,8 +10,8 @@
 
 fit/validate/test/predict are LightningCLI subcommands; ``analyze`` inspects the depthwise
 kernels of a checkpoint or a timm model and ``survey`` compares several
-(``neural_echos.analyze``); ``report`` tabulates
-and plots the TensorBoard logs of several runs (``neural_echos.report``).
+(``tools.analyze``); ``report`` tabulates
+and plots the TensorBoard logs of several runs (``tools.report``).
 
 Every subcommand reports bad input the same way: one line ``error: ...`` saying what to do, and
 exit status 2 (``neural_echos.errors``); ``NEURAL_ECHOS_TRACEBACK=1`` shows the traceback instead.
@@ -25,7 +25,7 @@ import sys
 from neural_echos.errors import NeuralEchosError, report_and_exit
 
 TRAINING = ("fit", "validate", "test", "predict")
-SUBCOMMANDS = (*TRAINING, "analyze", "report")
+SUBCOMMANDS = (*TRAINING, "analyze", "survey", "report")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,17 +33,17 @@ def main(argv: list[str] | None = None) -> None:
     try:
         _check_subcommand(args)
         if args[0] == "analyze":
-            from neural_echos.analyze import main as analyze_main
+            from tools.analyze import main as analyze_main
 
             analyze_main(args[1:])
             return
         if args[0] == "survey":
-            from neural_echos.analyze import survey_main
+            from tools.analyze import survey_main
 
             survey_main(args[1:])
             return
         if args[0] == "report":
-            from neural_echos.report import main as report_main
+            from tools.report import main as report_main
 
             report_main(args[1:])
             return

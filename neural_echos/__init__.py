@@ -7,9 +7,12 @@
 - :mod:`neural_echos.threads`: small CPU work on one thread.
 - :mod:`neural_echos.collect`: depthwise kernels from a module or a checkpoint file.
 - :mod:`neural_echos.classifiers`: on-center / off-center / other by k-means or templates
-  (:mod:`neural_echos.templates`), each share with its chance share; pictures in
-  :mod:`neural_echos.plots`; the ``analyze`` and ``survey`` commands in
-  :mod:`neural_echos.analyze`; run comparisons in :mod:`neural_echos.report`.
+  (:mod:`neural_echos.templates`), each share with its chance share.
+- :mod:`neural_echos.grids`: kernel pictures with their legend; :mod:`neural_echos.plots`:
+  figures of class shares.
+
+The command-line applications built on this (``analyze``, ``survey``, ``report``) are in the
+top-level ``tools`` package; nothing here imports them.
 """
 
 from neural_echos.classifiers import KernelClassifier, KernelReport, get_classifier

@@ -45,3 +45,14 @@ def cifar10_mini() -> Path:
     if not (CIFAR10_MINI / "cifar-10-batches-py" / "batches.meta").exists():
         pytest.skip(f"real CIFAR-10 subset not found at {CIFAR10_MINI} (../shared absent); set NEURAL_ECHOS_CIFAR10_MINI")
     return CIFAR10_MINI
+
+
+@pytest.fixture(scope="module")
+def atto():
+    """A seeded fresh timm convnext_atto (1,840 depthwise 7x7 kernels in 12 layers)."""
+    import timm
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return timm.create_model("convnext_atto", pretrained=False)

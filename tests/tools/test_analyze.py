@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from neural_echos.analyze import AnalysisError, Subject, analyze, main, survey, survey_main
+from tools.analyze import AnalysisError, Subject, analyze, main, survey, survey_main
 from neural_echos.classifiers import get_classifier
 from neural_echos.grids import image_groups
 from neural_echos.dog import dog_kernels
@@ -370,3 +370,11 @@ def test_survey_errors(tmp_path, capsys):
         with pytest.raises(SystemExit):
             survey_main([*argv, "--out", str(tmp_path)])
         assert message in capsys.readouterr().err
+
+
+def test_run_py_dispatches_survey(capsys):
+    import run
+
+    with pytest.raises(SystemExit) as exit_info:
+        run.main(["survey", "--help"])
+    assert exit_info.value.code == 0 and "--pretrained" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""Tests of ``neural_echos.report`` on synthetic TensorBoard runs with known accuracy curves."""
+"""Tests of ``tools.report`` on synthetic TensorBoard runs with known accuracy curves."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from neural_echos.report import REQUIRED, ReportError, init_label, main, method_defaults, model_label, report
+from tools.report import REQUIRED, ReportError, init_label, main, method_defaults, model_label, report
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS_PER_EPOCH = 10
@@ -513,10 +513,10 @@ def test_shares_without_their_chance_are_noted(tmp_path):
 
 @pytest.mark.slow
 def test_cli_through_run_py(reported, tmp_path):
-    """``python run.py report`` once the lead wires it; until then ``python -m neural_echos.report``."""
+    """``python run.py report`` once the lead wires it; until then ``python -m tools.report``."""
     logs, _, _ = reported
     run_py = (REPO / "run.py").read_text(encoding="utf-8")
-    command = [sys.executable, "run.py", "report"] if '"report"' in run_py else [sys.executable, "-m", "neural_echos.report"]
+    command = [sys.executable, "run.py", "report"] if '"report"' in run_py else [sys.executable, "-m", "tools.report"]
     done = subprocess.run([*command, str(logs), "--out", str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "wrote" in done.stdout and (tmp_path / "out" / "results.csv").exists()
