@@ -9,6 +9,8 @@ would hold it, and downloading is made to fail so a test cannot reach the networ
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import timm
 import timm.models._hub as timm_hub
@@ -194,3 +196,21 @@ def test_wrong_variant_checkpoint_fails_loudly(official, tmp_path):
     _, path = _checkpoint(official, tmp_path, "hornet_small_7x7")
     with pytest.raises(RuntimeError, match="size mismatch"):
         _from_file("hornet_tiny_7x7", path)
+
+
+@pytest.mark.slow
+def test_analyze_reads_the_paper_s_hornet_kernels_from_an_official_file(official, tmp_path, capsys):
+    """`run.py analyze --model hornet_tiny_7x7 --weights FILE` (what `--pretrained` downloads):
+    the official file's depthwise kernels arrive in the analysis, layer by layer."""
+    from neural_echos.dog import dog_kernels
+    from tools.analyze import main
+
+    state = official.random_official_state_dict("hornet_tiny_7x7")
+    state["stages.0.0.gnconv.dwconv.weight"] = dog_kernels(torch.full((96,), 0.4), 7)[:, None]
+    official.write_official_checkpoint(tmp_path / "hornet_tiny_7x7.pth", state)
+    argv = ["--model", "hornet_tiny_7x7", "--weights", str(tmp_path / "hornet_tiny_7x7.pth"), "--out", str(tmp_path / "o")]
+    assert main(argv) == 0
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    first, second = summary["layers"][:2]
+    assert first["name"] == "stages.0.blocks.0.gnconv.dwconv" and first["proportions"]["on_center"] == 1.0
+    assert second["proportions"]["other"] > 0.9  # the file's random kernels
