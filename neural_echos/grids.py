@@ -253,8 +253,7 @@ def centroid_image(report: KernelReport, scaling: str = "kernel", transfer: str 
               [f"{c.label.replace('_center', '')} {c.score:+.2f} n={c.count}" for c in cs])
         for cs in by_size.values()
     ]
-    what = "k-means centroids" if report.classifier == "kmeans" else "class means"
-    title = f"{what} per kernel size: class, score (threshold {_thresholds(report)}), kernels"
+    title = f"{report.centroid_name} per kernel size: class, score (threshold {_thresholds(report)}), kernels"
     return kernel_grid(blocks, names, title, scaling, transfer, ncols=max(len(cs) for cs in by_size.values()))
 
 

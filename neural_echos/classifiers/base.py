@@ -204,6 +204,7 @@ class KernelReport:
         centroids: centroids or class means, per size.
         detailed_classes: the classifier's finer classes (templates), else ``None``.
         group: which convolutions: ``"depthwise"`` or ``"regular"``.
+        centroid_name: what ``centroids`` are (``"k-means centroids"``, ``"class means"``).
     """
 
     classifier: str
@@ -213,6 +214,7 @@ class KernelReport:
     centroids: list[Centroid]
     detailed_classes: tuple[str, ...] | None = None
     group: str = "depthwise"
+    centroid_name: str = "class means"
 
     @property
     def n_kernels(self) -> int:
@@ -351,6 +353,7 @@ class KernelClassifier(ABC):
 
     name: ClassVar[str]
     detailed_classes: ClassVar[tuple[str, ...] | None] = None
+    centroid_name: ClassVar[str] = "class means"  # what the report's centroids are, for pictures
 
     def __init__(
         self,
@@ -460,6 +463,7 @@ class KernelClassifier(ABC):
             centroids=centroids,
             detailed_classes=self.detailed_classes,
             group=group,
+            centroid_name=self.centroid_name,
         )
 
     def classify_kernels(self, kernels: Tensor) -> KernelReport:

@@ -60,6 +60,7 @@ class KMeansClassifier(KernelClassifier):
     """
 
     name = "kmeans"
+    centroid_name = "k-means centroids"
 
     def __init__(
         self,
