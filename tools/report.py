@@ -290,7 +290,7 @@ def find_run_dirs(logdirs: list[str | os.PathLike]) -> list[Path]:
         where = ", ".join(repr(str(p)) for p in logdirs)
         raise ReportError(
             f"no TensorBoard runs under {where}: expected version directories such as "
-            f"logs/<name>/version_0/ holding {EVENT_PREFIX}* files (train with `python run.py fit ...` first)"
+            f"logs/<recipe>/<init method>/version_0/ holding {EVENT_PREFIX}* files (train with `python run.py fit ...` first)"
         )
     return sorted(found)
 
