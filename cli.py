@@ -6,7 +6,8 @@ Runs and resumes (README "Reliability" lists what is guaranteed and the tests th
 - A run folder (``<save_dir>/<name>/<version>/`` of the TensorBoard or CSV logger) that already
   holds anything is never trained into by a fresh ``fit``: a fixed ``--trainer.logger.init_args.version``
   that holds a run refuses to start unless ``--ckpt_path`` is one of that run's checkpoints (or
-  SLURM requeues it from Lightning's ``hpc_ckpt_N.ckpt``). A lock file (``.lock``) refuses a second
+  SLURM requeues it from Lightning's ``hpc_ckpt_N.ckpt``, kept in the run folder: under SLURM that
+  folder is the trainer's ``default_root_dir``). A lock file (``.lock``) refuses a second
   process writing to the same folder at the same time.
 - ``config.yaml`` of a run is written once, by the process that started it; a resume writes
   ``config.resume-N.yaml`` and validate/test/predict in that folder ``config.<subcommand>-N.yaml``.
@@ -173,6 +174,8 @@ class NeuralEchosCLI(LightningCLI):
         if config.get("enable_model_summary") is not False:
             defaults.append(RichModelSummary(max_depth=2))
         config["plugins"] = with_atomic_checkpoints(config.get("plugins"), config.get("accelerator"))
+        if config.get("default_root_dir") is None:  # under SLURM: where Lightning's hpc_ckpt_N.ckpt go
+            config["default_root_dir"] = slurm_root_dir(self.config.get(str(self.subcommand), self.config))
         sections = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
         return self._instantiate_trainer(config, sections + defaults)
 
@@ -360,6 +363,23 @@ def hpc_resume_path(trainer: Trainer) -> Path | None:
     candidates = list(Path(str(trainer.default_root_dir)).glob("hpc_ckpt_*.ckpt"))
     numbered = [(int(p.stem.rsplit("_", 1)[1]), p) for p in candidates if p.stem.rsplit("_", 1)[1].isdigit()]
     return max(numbered)[1] if numbered else None
+
+
+def slurm_root_dir(config: Namespace) -> str | None:
+    """Under SLURM, the run folder of a fixed logger version, as the trainer's ``default_root_dir``.
+
+    Lightning saves ``hpc_ckpt_N.ckpt`` there on SIGUSR1, and a fit started under SLURM resumes
+    from the newest one there. By default it is the working directory, the submit directory every
+    job from it shares, so a new job, another run, would resume from an earlier run's checkpoint.
+    In the run folder it belongs to its run (a requeued job keeps its id, hence
+    scripts/slurm.sbatch's version). None (Lightning's default) outside SLURM or without a fixed version.
+    """
+    if not SLURMEnvironment.detect() or (config.get("trainer") or Namespace()).get("logger") is False:
+        return None
+    try:
+        return str(folder_from_config(config))
+    except ConfigError:
+        return None
 
 
 def check_run_folder(folder: Path, ckpt_path: str | None, trainer: Trainer) -> None:

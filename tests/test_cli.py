@@ -246,3 +246,21 @@ def test_sweep_resume_continues_a_sweep(tmp_path, cifar_root):
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
     assert torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
     assert (folder / "config.resume-1.yaml").is_file()
+
+
+def test_under_slurm_the_hpc_checkpoint_lives_in_the_run_folder(trained, tmp_path, monkeypatch):
+    """Lightning saves hpc_ckpt_N.ckpt into, and a SLURM job resumes from, default_root_dir: the run
+    folder, not the submit directory, where an earlier job's checkpoint would be resumed by a new run."""
+    root, cifar_root = trained
+    monkeypatch.chdir(tmp_path)
+    stale = next((root / "logs").rglob("last.ckpt"))
+    shutil.copy(stale, tmp_path / "hpc_ckpt_1.ckpt")  # left in the submit directory by another job
+    job = {"SLURM_JOB_ID": "5123", "SLURM_JOB_NAME": "ne", "SLURM_NNODES": "1", "SLURM_NODELIST": "127.0.0.1",
+           "SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0",
+           "SLURM_NODEID": "0"}
+    for key, value in job.items():
+        monkeypatch.setenv(key, value)
+    fit = cli.main(_args(cifar_root, "--trainer.max_epochs", "1", "--seed_everything", "3", "--data.batch_size", "8",
+                         version="slurm-5123"))
+    assert fit.trainer.ckpt_path is None and fit.trainer.global_step == 2  # a new run, not the stale checkpoint's
+    assert Path(fit.trainer.default_root_dir).resolve() == tmp_path / "logs" / "quickstart" / "none" / "slurm-5123"
