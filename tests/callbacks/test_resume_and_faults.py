@@ -56,10 +56,11 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path, cifar_root
     val_a = [(e.step, e.value) for e in events_a.Scalars("val/acc1")]
     val_b = [(e.step, e.value) for e in events_b.Scalars("val/acc1")]
     assert val_a == sorted(set(val_b))  # same metrics; the resumed run logged each epoch once more at most
-    # the kernel snapshots continue where they stopped: step 0 and each epoch end, same values
+    # the kernel snapshots continue where they stopped: step 0 and each epoch end (at the step of
+    # that epoch's validation metrics), same values
     snaps_a = [(e.step, e.value) for e in events_a.Scalars("kernels/proportion/other")]
     snaps_b = [(e.step, e.value) for e in events_b.Scalars("kernels/proportion/other")]
-    assert [step for step, _ in snaps_a] == [0, 12, 24, 36]
+    assert [step for step, _ in snaps_a] == [0, 11, 23, 35] == [0, *(step for step, _ in val_a)]
     assert sorted(set(snaps_b)) == snaps_a
 
 
