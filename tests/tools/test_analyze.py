@@ -270,7 +270,22 @@ def test_pretrained_weights_from_a_local_file(atto, tmp_path, capsys):
 
 
 def test_pretrained_offline_says_to_pass_a_file(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    """What timm raises offline (huggingface_hub's LocalEntryNotFoundError, or urllib's URLError
+    for plain URLs), simulated so the test never waits on the network."""
+    import urllib.error
+
+    import timm.models._hub as timm_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def offline_hub(*args, **kwargs):
+        raise LocalEntryNotFoundError("Cannot find the requested files in the disk cache and outgoing traffic "
+                                      "has been disabled")
+
+    def offline_url(url, *args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(timm_hub, "hf_hub_download", offline_hub)
+    monkeypatch.setattr(timm_hub, "download_url_to_file", offline_url)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     err = run_main_error(capsys, ["--model", "convnext_atto", "--pretrained", "--out", str(tmp_path / "o")])
