@@ -134,7 +134,7 @@ def kernel_grid(
     width = max(WIDTH, *(row.shape[1] + 2 * MARGIN for row in rows))
     pieces = []
     for row in rows:
-        pieces += [_pad_width(row, width), np.full((2 * GAP, width, 3), BACKGROUND, np.uint8)]
+        pieces += [_pad_width(row, width), _blank((2 * GAP, width, 3))]
     body = np.concatenate(pieces[:-1])
     legend = legend_strip(class_names, width, limit, transfer)
     return np.ascontiguousarray(np.concatenate([_text_strip(title, width), body, legend]))
@@ -144,6 +144,11 @@ def legend_strip(
     class_names: Sequence[str], width: int, limit: float | None = None, transfer: str = "linear"
 ) -> np.ndarray:
     """The colour scale with its values, what it means, and the frame colours with their classes."""
+    return _legend_strip(tuple(class_names), width, limit, transfer)
+
+
+@functools.lru_cache(maxsize=64)  # the same legend closes every picture of a snapshot: draw it once
+def _legend_strip(class_names: tuple[str, ...], width: int, limit: float | None, transfer: str) -> np.ndarray:
     font = _font()
     line = FONT_SIZE + 4
     bar_width, bar_height, left = min(200, width - 2 * MARGIN - 20), 10, MARGIN + 4
@@ -186,7 +191,9 @@ def legend_strip(
             draw.text((x + 14, y), name, fill=INK, font=font)
             x += 14 + _text_width(name, font) + 10
         y += line
-    return np.asarray(picture)
+    legend = np.asarray(picture)
+    legend.flags.writeable = False  # cached: shared by every caller
+    return legend
 
 
 def image_groups(names: list[str], max_images: int = MAX_IMAGES) -> list[tuple[str, list[int]]]:
@@ -303,6 +310,11 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
 # drawing
 
 
+def _blank(shape: tuple[int, ...]) -> np.ndarray:
+    """A white uint8 image of ``shape`` (BACKGROUND is white: one memset, not a broadcast fill)."""
+    return np.full(shape, 255, np.uint8)
+
+
 def _check_choices(scaling: str, transfer: str) -> None:
     if scaling not in SCALINGS:
         raise ValueError(f"scaling must be one of {SCALINGS}; got {scaling!r}")
@@ -318,6 +330,7 @@ def _font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
+@functools.lru_cache(maxsize=4096)
 def _text_width(text: str, font) -> float:
     return ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(text, font=font)
 
@@ -404,7 +417,7 @@ def _captioned(cells: np.ndarray, captions: Sequence[str] | None) -> np.ndarray:
     n, ch, cw, _ = cells.shape
     font = _font()
     width = max(cw, *(int(_text_width(c, font)) + 6 for c in captions))
-    out = np.full((n, ch + FONT_SIZE + 6, width, 3), BACKGROUND, np.uint8)
+    out = _blank((n, ch + FONT_SIZE + 6, width, 3))
     out[:, :ch, (width - cw) // 2 : (width - cw) // 2 + cw] = cells
     for i, caption in enumerate(captions):
         cell = Image.fromarray(out[i])
@@ -417,7 +430,7 @@ def _grid_rows(cells: np.ndarray, ncols: int) -> np.ndarray:
     """Tile ``[n, ch, cw, 3]`` cells into rows of ``ncols`` with GAP px between them."""
     n, ch, cw, _ = cells.shape
     nrows = int(np.ceil(n / ncols))
-    padded = np.full((nrows * ncols, ch + GAP, cw + GAP, 3), BACKGROUND, np.uint8)
+    padded = _blank((nrows * ncols, ch + GAP, cw + GAP, 3))
     padded[:n, :ch, :cw] = cells
     grid = padded.reshape(nrows, ncols, ch + GAP, cw + GAP, 3).transpose(0, 2, 1, 3, 4)
     return grid.reshape(nrows * (ch + GAP), ncols * (cw + GAP), 3)[:-GAP, :-GAP]
@@ -425,7 +438,7 @@ def _grid_rows(cells: np.ndarray, ncols: int) -> np.ndarray:
 
 def _pad_width(image: np.ndarray, width: int) -> np.ndarray:
     """``image`` on a ``width``-wide background, MARGIN px from the left."""
-    out = np.full((image.shape[0], width, 3), BACKGROUND, np.uint8)
+    out = _blank((image.shape[0], width, 3))
     out[:, MARGIN : MARGIN + image.shape[1]] = image
     return out
 
