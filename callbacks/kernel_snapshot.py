@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import time
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from jsonargparse import lazy_instance
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
+from PIL import Image
+from tensorboard.compat.proto.summary_pb2 import Summary
 
 from neural_echos import grids
 from neural_echos.classifiers import CLASSES, KernelClassifier, KMeansClassifier
@@ -17,6 +21,15 @@ from neural_echos.errors import ConfigError
 from neural_echos.grids import SAMPLINGS, SCALINGS, TRANSFERS
 
 TAG = "kernels"
+
+
+def image_summary(tag: str, image: np.ndarray) -> Summary:
+    """An ``[H, W, 3]`` uint8 picture as TensorBoard's image summary (PNG, fast compression)."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
+    height, width = image.shape[:2]
+    picture = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=buffer.getvalue())
+    return Summary(value=[Summary.Value(tag=tag, image=picture)])
 
 
 class KernelSnapshot(Callback):
@@ -136,9 +149,12 @@ class KernelSnapshot(Callback):
                 images[f"{TAG}/layers"] = grids.layer_shares_image(report)
                 if report.centroids:
                     images[f"{TAG}/centroids"] = grids.centroid_image(report, self.scaling, self.transfer)
+            summaries = [image_summary(tag, image) for tag, image in images.items()]
             for writer in writers:
-                for tag, image in images.items():
-                    writer.add_image(tag, image, step, dataformats="HWC")
+                for summary in summaries:
+                    # SummaryWriter.add_image re-scales through float32 and compresses at level 6:
+                    # 13 ms an image here, most of a snapshot; the same PNG summary, made once
+                    writer._get_file_writer().add_summary(summary, step)
                 if self.histograms:
                     for layer in layers:
                         writer.add_histogram(f"{TAG}/weights/{layer.name}", layer.kernels, step)
