@@ -20,9 +20,10 @@ import torch
 from _common import machine, median
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, RichProgressBar
+from lightning.pytorch.callbacks import Callback, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from callbacks import LearningRateLogger
 from cli import PROGRESS_REFRESH_STEPS
 from datamodules.batch_transforms import normalize, random_crop_flip
 from datamodules.cifar10 import CIFAR10_MEAN, CIFAR10_STD, CIFAR10DataModule, InMemoryImages
@@ -60,7 +61,7 @@ def lightning_run(args, images, labels, logdir) -> float:
     trainer = pl.Trainer(
         accelerator="cpu", max_epochs=1, limit_train_batches=args.warmup + args.steps, limit_val_batches=0,
         num_sanity_val_steps=0, logger=TensorBoardLogger(logdir, name="bench"), log_every_n_steps=10,
-        callbacks=[clock, LearningRateMonitor("step"), RichProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS)], enable_checkpointing=False,
+        callbacks=[clock, LearningRateLogger(), RichProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS)], enable_checkpointing=False,
         enable_model_summary=False,
     )
     trainer.fit(module, datamodule=SyntheticCIFAR(images, labels, args.batch_size))
