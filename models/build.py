@@ -10,6 +10,7 @@ import difflib
 from typing import Any
 
 import timm
+import torch
 from torch import nn
 
 import models  # noqa: F401  (registers HorNet and ConvMixer with timm)
@@ -38,18 +39,60 @@ def build_timm_model(
             f"unknown timm model {model_name!r}.{hint} List names with "
             "`python -c \"import timm, models; print(timm.list_models('convnext*'))\"`."
         )
-    if image_size is not None and "img_size" not in kwargs:
-        # Models with position embeddings or global filters need the input size; most CNNs
-        # take no img_size argument, and timm offers no way to ask first, so try and fall back.
-        try:
-            return timm.create_model(model_name, pretrained=False, num_classes=num_classes, in_chans=in_chans, img_size=image_size, **kwargs)
-        except TypeError as err:
-            if "img_size" not in str(err):
-                raise _bad_kwargs(model_name, kwargs, err) from err
+    model = _create(model_name, num_classes, in_chans, image_size, kwargs)
+    if image_size is not None:
+        _check_forward(model, model_name, kwargs, in_chans, image_size)
+    return model
+
+
+# What a model's constructor or forward raises for settings that do not fit together, e.g.
+# ConvNeXt's kernel_sizes=4 (an even kernel breaks the residual's shape), 0, -1 or a list of the
+# wrong length. timm does not validate model_kwargs, so we turn these into one ConfigError.
+_BUILD_ERRORS = (RuntimeError, ValueError, IndexError, AssertionError, ZeroDivisionError)
+
+
+def _create(model_name: str, num_classes: int, in_chans: int, image_size: int | None, kwargs: dict) -> nn.Module:
     try:
+        if image_size is not None and "img_size" not in kwargs:
+            # Models with position embeddings or global filters need the input size; most CNNs
+            # take no img_size argument, and timm offers no way to ask first, so try and fall back.
+            try:
+                return timm.create_model(
+                    model_name, pretrained=False, num_classes=num_classes, in_chans=in_chans, img_size=image_size, **kwargs
+                )
+            except TypeError as err:
+                if "img_size" not in str(err):
+                    raise _bad_kwargs(model_name, kwargs, err) from err
         return timm.create_model(model_name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
     except TypeError as err:
         raise _bad_kwargs(model_name, kwargs, err) from err
+    except _BUILD_ERRORS as err:
+        raise ConfigError(
+            f"timm cannot build model {model_name!r} with model_kwargs {kwargs}: {_one_line(err)}. "
+            "Check the values in model_kwargs (e.g. kernel sizes: odd, positive, one per stage)."
+        ) from err
+
+
+def _check_forward(model: nn.Module, model_name: str, kwargs: dict, in_chans: int, image_size: int) -> None:
+    """One forward pass of a zero image in eval mode, so that settings that only fail at run time
+    (an even kernel size) fail here with what to fix, not deep inside Lightning's first step.
+    Uses no random numbers and leaves the model's mode and buffers as they were."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, in_chans, image_size, image_size))
+    except _BUILD_ERRORS as err:
+        raise ConfigError(
+            f"timm model {model_name!r} with model_kwargs {kwargs} fails on a {in_chans}x{image_size}x{image_size} "
+            f"input: {_one_line(err)}. Check model_kwargs (e.g. kernel sizes must be odd) and data.image_size."
+        ) from err
+    finally:
+        model.train(was_training)
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())[:300] or type(err).__name__
 
 
 def _bad_kwargs(model_name: str, kwargs: dict, err: TypeError) -> ConfigError:

@@ -84,6 +84,16 @@ def test_unknown_model_name_is_one_error_line(cifar_root, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_kernel_size_that_breaks_the_model_is_one_error_line(cifar_root, tmp_path):
+    result = _run_cli(["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"),
+                       "--data.init_args.root", str(cifar_root), "--model.model_kwargs.kernel_sizes", "4",
+                       "--trainer.fast_dev_run", "true"], tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "error: timm model 'convnext_atto' with model_kwargs {'drop_path_rate': 0.1, 'kernel_sizes': 4} fails" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "logs").exists()
+
+
+@pytest.mark.slow
 def test_out_of_range_parameter_is_one_error_line(cifar_root, tmp_path):
     result = _run_cli(["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"),
                        "--data.init_args.root", str(cifar_root), "--model.lr", "-1", "--trainer.fast_dev_run", "true"], tmp_path)

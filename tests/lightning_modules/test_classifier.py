@@ -1,6 +1,7 @@
 from types import SimpleNamespace
 
 import pytest
+import timm
 import torch
 
 from lightning_modules import ImageClassifier, build_timm_model
@@ -31,6 +32,33 @@ def test_unknown_model_name_suggests_close_names():
 def test_unknown_model_kwarg_names_the_model():
     with pytest.raises(ConfigError, match=r"'convnext_atto' does not accept model_kwargs \['kernel_size_typo'\]"):
         build_timm_model("convnext_atto", num_classes=10, image_size=32, model_kwargs={"kernel_size_typo": 3})
+
+
+@pytest.mark.parametrize(
+    ("kernel_sizes", "fails_at"),
+    [(4, "fails on a 3x32x32 input"), (2, "fails on a 3x32x32 input"), (0, "fails on a 3x32x32 input"),
+     (-1, "cannot build model"), ([7, 7, 7], "cannot build model")],
+)
+def test_model_kwargs_that_break_the_model_are_a_config_error(kernel_sizes, fails_at):
+    """timm accepts these kernel sizes and the model breaks later (at construction or in the first
+    forward); the error names the model, the kwargs and what to check."""
+    with pytest.raises(ConfigError) as info:
+        build_timm_model("convnext_atto", num_classes=10, image_size=32, model_kwargs={"kernel_sizes": kernel_sizes})
+    message = str(info.value)
+    assert fails_at in message and "'convnext_atto'" in message and f"'kernel_sizes': {kernel_sizes}" in message
+    assert "kernel sizes" in message and "\n" not in message
+
+
+def test_the_forward_check_leaves_the_model_and_the_rng_as_they_were():
+    torch.manual_seed(0)
+    model = build_timm_model("convnext_atto", num_classes=10, image_size=32, model_kwargs={"kernel_sizes": 5})
+    after_ours = torch.get_rng_state()
+    torch.manual_seed(0)
+    reference = timm.create_model("convnext_atto", num_classes=10, kernel_sizes=5)
+    assert torch.equal(after_ours, torch.get_rng_state())  # the check draws no random numbers
+    assert model.training
+    for (name, ours), (_, theirs) in zip(model.state_dict().items(), reference.state_dict().items()):
+        assert torch.equal(ours, theirs), name  # same init; no buffer changed by the forward pass
 
 
 @pytest.mark.parametrize("key", ["num_classes", "pretrained", "in_chans"])
