@@ -11,6 +11,9 @@ Runs and resumes (README "Reliability" lists what is guaranteed and the tests th
   process writing to the same folder at the same time.
 - ``config.yaml`` of a run is written once, by the process that started it; a resume writes
   ``config.resume-N.yaml`` and validate/test/predict in that folder ``config.<subcommand>-N.yaml``.
+- With no fixed logger version, a ``--ckpt_path`` file inside one of the logger's run folders
+  fixes the version to that folder (a resume continues its run there; validate/test/predict log
+  beside it).
 - ``--ckpt_path last`` is the newest ``last*.ckpt`` of the run folder the logger settings name (a
   fixed version); none there is an error. ``--ckpt_path last-if-any`` resumes from it when it
   exists and starts the run otherwise (``scripts/sweep.sh --resume``).
@@ -153,6 +156,7 @@ class NeuralEchosCLI(LightningCLI):
                 "(e.g. logs/<name>/<version>/checkpoints/last.ckpt or best-*.ckpt), or 'last' with the run's "
                 "--trainer.logger.init_args.version"
             )
+        adopt_run_folder_of(config, ckpt_path)
         checkpoint = load_checkpoint_for(subcommand, ckpt_path, weights_only=config.get("weights_only") is not False)
         notes = reconcile_with_checkpoint(self, subcommand, config, checkpoint, ckpt_path)
         if notes and rank_zero_only.rank == 0:
@@ -330,6 +334,29 @@ def folder_from_config(config: Namespace) -> Path | None:
     name = init_args.get("name", "lightning_logs")
     version = version if isinstance(version, str) else f"version_{version}"
     return Path(save_dir) / str(name or "") / version
+
+
+def adopt_run_folder_of(config: Namespace, ckpt_path: str) -> None:
+    """With no fixed logger version, a checkpoint in one of this logger's run folders
+    (``<save_dir>/<name>/<version>/checkpoints/FILE.ckpt``) fixes the version to that folder, so a
+    resume continues its run (``config.resume-N.yaml``, the same TensorBoard run) and a
+    validate/test/predict of it logs beside it, instead of starting a new ``version_N``.
+    A checkpoint anywhere else leaves the settings as they are."""
+    trainer = config.get("trainer") or Namespace()
+    logger = trainer.get("logger")
+    if isinstance(logger, list) and logger:
+        logger = logger[0]
+    if not (isinstance(logger, Namespace) and str(logger.get("class_path", "")).endswith(("TensorBoardLogger", "CSVLogger"))):
+        return
+    init_args = logger.get("init_args") or Namespace()
+    if init_args.get("version") is not None:
+        return
+    ckpt = Path(ckpt_path).resolve()
+    run = ckpt.parent.parent
+    save_dir = init_args.get("save_dir") or trainer.get("default_root_dir") or "."
+    name = init_args.get("name", "lightning_logs")
+    if ckpt.parent.name == "checkpoints" and run.parent == (Path(save_dir) / str(name or "")).resolve():
+        logger.init_args.version = run.name
 
 
 def find_last_checkpoint(config: Namespace, required: bool) -> str | None:

@@ -90,6 +90,31 @@ def test_the_runs_own_config_resumes_it(run_copy):
     assert resumed.trainer.global_step == 4
 
 
+def test_a_runs_checkpoint_resumes_into_its_folder_when_no_version_is_given(run_copy):
+    """A run started without a fixed version (the quickstart) resumed by its checkpoint file:
+    the same folder and TensorBoard run, not a new version_N."""
+    folder, cifar_root = run_copy
+    ckpt = folder / "checkpoints" / "last.ckpt"
+    resumed = cli.main(_args(cifar_root, "--trainer.max_epochs", "2", "--ckpt_path", str(ckpt), version=None))
+    assert resumed.trainer.global_step == 4 and Path(resumed.trainer.log_dir).resolve() == folder.resolve()
+    assert (folder / "config.resume-1.yaml").is_file()
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["r"]  # no version_0 beside it
+    tested = cli.main(["test", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), "--data.root", str(cifar_root),
+                       *TINY, "--ckpt_path", str(ckpt)])
+    assert Path(tested.trainer.log_dir).resolve() == folder.resolve() and (folder / "config.test-1.yaml").is_file()
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["r"]
+
+
+def test_a_checkpoint_outside_the_loggers_folders_starts_a_new_version(run_copy, tmp_path):
+    folder, cifar_root = run_copy
+    elsewhere = tmp_path / "copied" / "last.ckpt"
+    elsewhere.parent.mkdir()
+    shutil.copy(folder / "checkpoints" / "last.ckpt", elsewhere)
+    resumed = cli.main(_args(cifar_root, "--trainer.max_epochs", "2", "--ckpt_path", str(elsewhere), version=None))
+    assert resumed.trainer.global_step == 4 and Path(resumed.trainer.log_dir).name == "version_0"
+    assert not (folder / "config.resume-1.yaml").exists()
+
+
 def test_a_fixed_version_that_holds_a_run_refuses_a_fresh_fit(run_copy, capsys):
     folder, cifar_root = run_copy
     before = sorted(p.name for p in folder.iterdir())
