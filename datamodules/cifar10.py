@@ -305,6 +305,11 @@ class CIFAR10DataModule(pl.LightningDataModule):
             raise ConfigError(f"val_split is a fraction of the training set in [0, 1), got {val_split}")
         if padding < 0 or num_workers < 0:
             raise ConfigError(f"padding and num_workers must be >= 0, got {padding} and {num_workers}")
+        if Path(root).expanduser().exists() and not Path(root).expanduser().is_dir():
+            raise ConfigError(
+                f"data.root {str(root)!r} is a file, not a folder: point --data.root at the folder that holds "
+                f"{BATCHES_DIR}/ (or at that folder itself)"
+            )
         self.save_hyperparameters()
         self.root = root
         self.download = download

@@ -121,7 +121,7 @@ def scan_classes(root: str | os.PathLike, classes: Sequence[str] | str | None = 
     root = Path(root).expanduser()
     if not root.is_dir():
         raise ImageNetFormatError(
-            f"ImageNet root {str(root)!r} does not exist. Point --data.root at the folder holding "
+            f"ImageNet root {str(root)!r} {'is a file, not a folder' if root.exists() else 'does not exist'}. Point --data.root at the folder holding "
             f"train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (see {DOCS} for the layout)."
         )
     found: dict[str, list[str]] = {}

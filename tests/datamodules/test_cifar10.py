@@ -49,6 +49,15 @@ def test_missing_root_says_where_to_point(tmp_path):
         load_cifar10(tmp_path / "nowhere")
 
 
+@pytest.mark.parametrize("download", [True, False])
+def test_a_file_as_root_is_a_config_error(tmp_path, download):
+    """Not "could not download ... copy the files into '<a file>'"."""
+    a_file = tmp_path / "cifar.tar.gz"
+    a_file.write_bytes(b"not a folder")
+    with pytest.raises(ConfigError, match=r"data.root .*cifar.tar.gz' is a file, not a folder"):
+        CIFAR10DataModule(root=str(a_file), download=download)
+
+
 def test_wrong_layout_lists_missing_files(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CIFAR10FormatError, match=r"missing.*data_batch_1.*test_batch.*batches.meta"):

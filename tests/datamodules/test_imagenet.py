@@ -201,6 +201,12 @@ def test_missing_root(tmp_path):
         _ = make(tmp_path / "nowhere").num_classes
 
 
+def test_a_file_as_root(tmp_path):
+    (tmp_path / "imagenet.tar").write_bytes(b"an archive, not the folder")
+    with pytest.raises(ImageNetFormatError, match=r"is a file, not a folder.*--data.root.*train/<wnid>"):
+        _ = make(tmp_path / "imagenet.tar").num_classes
+
+
 def test_missing_split(tree):
     (tree / "val").rename(tree / "validation")
     with pytest.raises(ImageNetFormatError, match=r"no val/ folder.*validation"):
