@@ -30,10 +30,12 @@ Runs and resumes (README "Reliability" lists what is guaranteed and the tests th
 from __future__ import annotations
 
 import argparse
+import difflib
 import fcntl
 import importlib
 import inspect
 import os
+import re
 import shutil
 import sys
 import zipfile
@@ -99,7 +101,58 @@ class NeuralEchosParser(LightningArgumentParser):
             raise ex
         parser = getattr(ex, "subcommand_parser", None) or self
         prog = parser.prog.replace(" [options]", "")
-        raise ConfigParseError(f"{one_line(message)} (run `python {prog} --help` for the options)") from ex
+        message, hint = tidy_parse_message(one_line(message, limit=10_000))
+        hint = hint or f"run `python {prog} --help` for the options"
+        raise ConfigParseError(f"{one_line(message)} ({hint})") from ex
+
+
+# The option keys whose value is one of our registered classes: registry name -> class name.
+def _registered_classes(key: str) -> dict[str, str]:
+    if key == "init.method":
+        from neural_echos.init import init_methods
+
+        return {name: cls.__name__ for name, cls in init_methods().items()}
+    if key == "snapshot.classifier":
+        from neural_echos.classifiers import CLASSIFIERS
+
+        return {name: cls.__name__ for name, cls in sorted(CLASSIFIERS.items())}
+    return {}
+
+
+_INNER_HINT = re.compile(r" \(run `python [^`]*` for the options\)")
+_UNION = re.compile(
+    r'Parser key "(?P<key>[^"]+)": Does not validate against any of the Union subtypes .*?'
+    r"Errors: - Problem with given class_path '(?P<cls>[^']+)': (?P<inner>.*?)(?: - Expected a <class 'NoneType'>.*)?$"
+)
+_OPTION = re.compile(r'Parser key "(?P<option>[^"]+)": (?P<rest>.*)$')
+_UNKNOWN_CLASS = re.compile(r'Parser key "(?P<key>[^"]+)":.* Expected a dot import path string: (?P<name>\S+)')
+
+
+def tidy_parse_message(message: str) -> tuple[str, str | None]:
+    """jsonargparse's message for a class-valued option (``init.method``, ``snapshot.classifier``)
+    lists every Union member it tried and nests another parser's hint; keep what the user got wrong.
+
+    Returns the message and a hint (None: the generic ``--help`` one)."""
+    union = _UNION.match(message)
+    if union:
+        key, cls = union["key"], union["cls"].rsplit(".", 1)[-1]
+        inner = _INNER_HINT.sub("", union["inner"]).strip()
+        option = _OPTION.match(inner)
+        where = f"--{key}.{option['option']}" if option else f"--{key}"
+        return f"{where} ({cls}): {option['rest'] if option else inner}", (
+            f"run `python run.py fit --{key}.help {cls}` for its options"
+        )
+    unknown = _UNKNOWN_CLASS.match(message)
+    classes = _registered_classes(unknown["key"]) if unknown else {}
+    if classes:
+        key, name = unknown["key"], unknown["name"]
+        choices = list(classes.values())
+        close = [classes[name]] if name in classes else difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+        mean = f"did you mean {close[0]}? " if close else ""
+        return f"--{key}: unknown class {name!r}; {mean}choose one of {', '.join(choices)}", (
+            f"run `python run.py fit --{key}.help CLASS` for a class's options"
+        )
+    return message, None
 
 
 class NeuralEchosCLI(LightningCLI):

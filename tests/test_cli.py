@@ -289,3 +289,27 @@ def test_under_slurm_the_hpc_checkpoint_lives_in_the_run_folder(trained, tmp_pat
                          version="slurm-5123"))
     assert fit.trainer.ckpt_path is None and fit.trainer.global_step == 2  # a new run, not the stale checkpoint's
     assert Path(fit.trainer.default_root_dir).resolve() == tmp_path / "logs" / "quickstart" / "none" / "slurm-5123"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--init.method", "DogInit"], "--init.method: unknown class 'DogInit'; did you mean DoGInit? choose one of "),
+        (["--init.method", "dog"], "--init.method: unknown class 'dog'; did you mean DoGInit?"),
+        (["--snapshot.classifier", "TemplateClassifer"],
+         "--snapshot.classifier: unknown class 'TemplateClassifer'; did you mean TemplateClassifier? choose one of "
+         "KMeansClassifier, TemplateClassifier"),
+        (["--init.method", "DoGInit", "--init.method.scale", "big"],
+         "--init.method.scale (DoGInit): Expected a typing.Literal['unit', 'kaiming', 'match']. Got value: big "
+         "(run `python run.py fit --init.method.help DoGInit` for its options)"),
+        (["--init.method", "DoGInit", "--init.method.gain", "2"], "--init.method (DoGInit): Option 'gain' is not accepted"),
+        (["--config", str(REPO / "configs/init/covariance_transfer.yaml")],
+         "--init.method (CovarianceTransferInit): the following arguments are required: checkpoint"),
+    ],
+)
+def test_errors_of_class_valued_options_say_what_is_wrong(cifar_root, capsys, extra, expected):
+    """jsonargparse lists every Union member it tried (InitMethod, NoneType) and nests another
+    parser's hint; the line keeps the option, the class and what is wrong with it."""
+    line = _error(capsys, _args(cifar_root, *extra))
+    assert expected in line
+    assert "Union subtypes" not in line and "NoneType" not in line and line.count("(run `python") == 1
