@@ -97,7 +97,7 @@ from neural_echos.collect import (
     regular_kernels_from_module,
     regular_kernels_from_state_dict,
 )
-from neural_echos.errors import NeuralEchosError
+from neural_echos.errors import NeuralEchosError, OneLineArgumentParser, positive_int
 
 DEFAULT_SEED = 0
 MAX_KERNELS_DRAWN = 64
@@ -170,6 +170,9 @@ def analyze(
         raise AnalysisError(f"--max-kernels must be at least 1; got {max_kernels}")
     if max_regular_kernels < 1:
         raise AnalysisError(f"--max-regular-kernels must be at least 1; got {max_regular_kernels}")
+    for flag, value in (("--max-bytes", max_bytes), ("--max-file-bytes", max_file_bytes)):
+        if value < 1:
+            raise AnalysisError(f"{flag} must be a positive number of bytes; got {value}")
 
     bounds = {"max_bytes": max_bytes, "max_file_bytes": max_file_bytes}
     depthwise, regular, source = collect_subject(subject, layers, include_regular, seed, bounds)
@@ -564,9 +567,9 @@ def _add_classifier_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_bound_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES,
+    parser.add_argument("--max-bytes", type=positive_int, default=DEFAULT_MAX_BYTES,
                         help="refuse more depthwise kernel data than this, checked before reading (default: 256 MiB)")
-    parser.add_argument("--max-file-bytes", type=int, default=DEFAULT_MAX_FILE_BYTES,
+    parser.add_argument("--max-file-bytes", type=positive_int, default=DEFAULT_MAX_FILE_BYTES,
                         help="refuse reading more than this whole (legacy .pt, or a .safetensors with --model) "
                         "(default: 8 GiB)")
 
@@ -600,7 +603,7 @@ def _run(command) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``run.py analyze``; returns 0, or exits with status 2 after ``error: ...`` on stderr."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="run.py analyze",
         description="Classify the depthwise kernels of a checkpoint or timm model as on-center, "
         "off-center or other, each with its chance share (Neural Echos, arXiv 2401.10178).",
@@ -636,7 +639,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def survey_main(argv: Sequence[str] | None = None) -> int:
     """``run.py survey``; returns 0, or exits with status 2 after ``error: ...`` on stderr."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="run.py survey",
         description="Compare the kernels of several models and checkpoints in one table: on-center, "
         "off-center and other shares with their chance shares, depthwise (and regular) convolutions.",

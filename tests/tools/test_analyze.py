@@ -244,6 +244,66 @@ def test_error_bad_arguments(argv, message, capsys, tmp_path):
     assert message in run_main_error(capsys, [*argv, "--out", str(tmp_path / "o")])
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--model", "convnext_atto", "--treshold", "0.6"],
+         "error: unrecognized arguments: --treshold 0.6; did you mean --threshold? "
+         "(run `python run.py analyze --help` for the options)"),
+        (["--model", "convnext_atto", "--max-bytes", "abc"], "argument --max-bytes: expected a positive whole number, got 'abc'"),
+        (["--model", "convnext_atto", "--max-bytes", "-5"], "argument --max-bytes: must be a positive whole number"),
+        (["--model", "convnext_atto", "--max-bytes", "0"], "argument --max-bytes: must be a positive whole number"),
+        (["--model", "convnext_atto", "--max-file-bytes", "-1"], "argument --max-file-bytes: must be a positive whole"),
+        (["--model", "convnext_atto", "--max-file-bytes=0"], "argument --max-file-bytes: must be a positive whole"),
+        (["--model", "convnext_atto", "--zzz"], "unrecognized arguments: --zzz (run `python run.py analyze --help`"),
+        (["--model"], "argument --model: expected one argument"),
+    ],
+    ids=["typo", "max-bytes-abc", "max-bytes-negative", "max-bytes-zero", "max-file-bytes-negative",
+         "max-file-bytes-zero", "unknown", "missing-value"],
+)
+def test_argparse_errors_are_one_line_without_usage(argv, message, capsys, tmp_path):
+    """argparse's own errors: one `error:` line pointing at --help, not the 12-line usage."""
+    err = run_main_error(capsys, [*argv, "--out", str(tmp_path / "o")] if argv != ["--model"] else argv)
+    assert message in err and "usage:" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_argparse_errors_of_run_py_analyze_and_survey(capsys):
+    import run
+
+    for argv, message in [
+        (["analyze", "--model", "convnext_atto", "--treshold", "0.6"], "did you mean --threshold?"),
+        (["survey", "--modle", "convnext_atto"], "unrecognized arguments: --modle convnext_atto; did you mean --model? "
+                                                  "(run `python run.py survey --help` for the options)"),
+        (["survey", "--include-regular", "--max-regular-kernels", "many"], "argument --max-regular-kernels: invalid int"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            run.main(argv)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    with pytest.raises(SystemExit) as exit_info:
+        run.main(["analyze", "--help"])  # --help still prints the full help
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0 and out.startswith("usage: run.py analyze") and "--max-file-bytes" in out
+
+
+def test_argparse_errors_keep_the_traceback_on_request(monkeypatch):
+    from neural_echos.errors import UsageError
+
+    monkeypatch.setenv("NEURAL_ECHOS_TRACEBACK", "1")
+    with pytest.raises(UsageError, match="did you mean --threshold"):
+        main(["--model", "convnext_atto", "--treshold", "0.6"])
+
+
+@pytest.mark.parametrize("bound", ["max_bytes", "max_file_bytes"])
+@pytest.mark.parametrize("value", [0, -5])
+def test_analyze_refuses_non_positive_bounds(bound, value, tmp_path):
+    flag = "--" + bound.replace("_", "-")
+    with pytest.raises(AnalysisError, match=f"{flag} must be a positive number of bytes; got {value}"):
+        analyze(Subject(model="convnext_atto"), out=tmp_path / "o", **{bound: value})
+
+
 def test_analyze_raises_analysis_error():
     with pytest.raises(AnalysisError, match="nothing to analyse"):
         Subject()
