@@ -419,13 +419,13 @@ def _write_outputs(
     folders = {"depthwise": "layers", "regular": "regular"}
     try:
         out.mkdir(parents=True, exist_ok=True)
-        for folder in (*folders.values(), "grids"):
+        for folder in (*(folders[name] for name, _, _ in groups), "grids"):  # regular/ only with its group
             (out / folder).mkdir(exist_ok=True)
     except OSError as err:
         raise AnalysisError(
             f"cannot create output folder {str(out)!r}: {err.strerror}; pick another --out"
         ) from err
-    _remove_earlier_outputs(out)
+    _remove_earlier_outputs(out, keep={folders[name] for name, _, _ in groups})
 
     files: dict[str, Any] = {"summary": "summary.json", "proportions": "proportions.png", "grids": []}
     summaries = {}
@@ -473,11 +473,15 @@ def _write_layer_csv(path: Path, result) -> None:
         writer.writerows(zip(*(np.asarray(values).tolist() for values in columns.values())))
 
 
-def _remove_earlier_outputs(out: Path) -> None:
-    """Remove per-layer files an earlier run wrote here (a different model has different layers)."""
+def _remove_earlier_outputs(out: Path, keep: set[str] = frozenset({"layers", "regular"})) -> None:
+    """Remove per-layer files an earlier run wrote here (a different model has different layers),
+    and the ``regular/`` folder they leave empty when this run has no regular group (``keep``)."""
     for folder, suffix in (("layers", ".csv"), ("regular", ".csv"), ("grids", ".png")):
         for path in (out / folder).glob(f"*[0-9][0-9][0-9]_*{suffix}"):
             path.unlink()
+    regular = out / "regular"
+    if "regular" not in keep and regular.is_dir() and not any(regular.iterdir()):
+        regular.rmdir()
 
 
 def _survey_row(label: str, group: str, size: str, entry: dict, folder: str) -> dict[str, Any]:

@@ -408,6 +408,23 @@ def test_a_model_without_regular_convolutions_says_so(tmp_path):
     torch.save({"model": nn.Sequential(nn.Conv2d(8, 8, 5, groups=8)).state_dict()}, tmp_path / "dw.pt")
     summary = analyze(Subject(checkpoint=tmp_path / "dw.pt"), out=tmp_path / "o", include_regular=True)
     assert "regular" not in summary and summary["source"]["regular_kernels"].startswith("none")
+    assert not (tmp_path / "o" / "regular").exists()
+
+
+def test_regular_folder_only_with_the_regular_group(tmp_path):
+    """No empty regular/ without --include-regular; a rerun without it removes the one it emptied."""
+    torch.save({"stem.weight": torch.randn(8, 3, 3, 3), "dw.weight": torch.randn(8, 1, 5, 5)}, tmp_path / "k.pt")
+    subject = Subject(checkpoint=tmp_path / "k.pt")
+    analyze(subject, out=tmp_path / "o")
+    assert (tmp_path / "o" / "layers").is_dir() and not (tmp_path / "o" / "regular").exists()
+    analyze(subject, out=tmp_path / "o", include_regular=True)
+    assert len(list((tmp_path / "o" / "regular").glob("*.csv"))) == 1
+    summary = analyze(subject, out=tmp_path / "o")
+    assert not (tmp_path / "o" / "regular").exists() and "regular" not in summary["files"]
+    (tmp_path / "o" / "regular").mkdir()
+    (tmp_path / "o" / "regular" / "mine.txt").write_text("not ours")
+    analyze(subject, out=tmp_path / "o")
+    assert (tmp_path / "o" / "regular" / "mine.txt").exists()  # a folder holding other files is left alone
 
 
 def test_survey_of_two_models_and_a_checkpoint(our_cifar_ckpt, tmp_path, capsys):
