@@ -65,6 +65,7 @@ import os
 import re
 import sys
 import time
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -277,8 +278,8 @@ def create_model(
         close += [n for n in timm.list_models(f"*{name}*")[:5] if n not in close]
         hint = f"close names: {', '.join(close[:8])}" if close else "see timm.list_models() for the names"
         raise AnalysisError(f"unknown timm model {name!r}; {hint}")
-    if weights is not None and not Path(weights).is_file():
-        raise AnalysisError(f"weights file {str(weights)!r} does not exist or is not a file; check the path")
+    if weights is not None:
+        _check_weights_file(Path(weights))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         try:
@@ -299,8 +300,78 @@ def create_model(
     return model.eval()
 
 
+WEIGHTS_FORMATS = (
+    "--weights takes the model's pretrained weights as a .safetensors file or a torch state dict "
+    "(.pth, .pt or .bin, written by torch.save)"
+)
+
+
+def _check_weights_file(weights: Path) -> None:
+    """Refuse a ``--weights`` file that is missing, or no weights file at all (garbage, truncated),
+    before timm reads it: from timm, torch's messages for such a file speak of trusting a
+    checkpoint (``weights_only=False``), which no option here can do. Reads the header only."""
+    path = str(weights)
+    if not weights.is_file():
+        raise AnalysisError(f"weights file {path!r} does not exist or is not a file; check the path")
+    if path.endswith(".safetensors"):
+        problem = _safetensors_problem(weights)
+        if problem is not None:
+            raise AnalysisError(
+                f"weights file {path!r} could not be read as a safetensors file ({problem}): it is truncated or "
+                f"not a safetensors file. {WEIGHTS_FORMATS}; re-download or re-save it"
+            )
+        return
+    with weights.open("rb") as f:
+        head = f.read(4)
+    # torch.save's zip format, or its legacy format: a pickle of protocol 2 to 5
+    if zipfile.is_zipfile(weights) or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
+        return
+    if not head:
+        what = "it is empty"
+    elif head[:2] == b"PK":
+        what = "it is a zip archive without its end (torch.save's format, truncated)"
+    elif _safetensors_problem(weights) is None:
+        what = "it is a safetensors file under another name: rename it to end in .safetensors"
+    else:
+        what = "it is neither a torch file nor a safetensors file"
+    raise AnalysisError(f"weights file {path!r} could not be read as a weights file: {what}. {WEIGHTS_FORMATS}")
+
+
+def _weights_read_problem(weights: Path) -> str | None:
+    """Why ``weights`` cannot be read at all (our own safe loaders), or ``None`` if it can."""
+    try:
+        read_checkpoint(weights)
+    except CheckpointError as err:
+        cause = err.__cause__ or err
+        return " ".join(str(cause).split())[:200] or type(cause).__name__
+    return None
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            f.keys()
+    except Exception as err:
+        return " ".join(str(err).split())[:200] or type(err).__name__
+    return None
+
+
 def _model_error(name: str, pretrained: bool, weights: str | Path | None, err: Exception) -> AnalysisError:
     reason = " ".join(str(err).split())[:300] or type(err).__name__
+    if pretrained and weights is not None:
+        unreadable = _weights_read_problem(Path(weights))
+        if unreadable is not None:
+            return AnalysisError(
+                f"weights file {str(weights)!r} could not be read as a weights file ({unreadable}): it is corrupt or "
+                f"truncated. {WEIGHTS_FORMATS}; re-download or re-save it"
+            )
+        if "weights_only" in reason:  # readable, but not by torch's weights-only loader that timm uses
+            return AnalysisError(
+                f"weights file {str(weights)!r} holds Python objects besides tensors (a Lightning .ckpt?), so timm "
+                f"does not load it. {WEIGHTS_FORMATS}; for a checkpoint of your own, pass --checkpoint FILE --model {name}"
+            )
     if pretrained and weights is None:
         return AnalysisError(
             f"cannot get timm's pretrained weights for {name!r} ({type(err).__name__}: {reason}). Without "

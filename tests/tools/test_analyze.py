@@ -352,6 +352,56 @@ def test_pretrained_offline_says_to_pass_a_file(tmp_path, capsys, monkeypatch):
     assert "cannot get timm's pretrained weights for 'convnext_atto'" in err and "--weights FILE" in err
 
 
+@pytest.fixture(scope="module")
+def weights_files(atto, tmp_path_factory):
+    """A real .safetensors and .pth (zip and legacy format) of convnext_atto, for cutting."""
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("weights")
+    save_file(atto.state_dict(), str(folder / "atto.safetensors"))
+    torch.save(atto.state_dict(), folder / "atto.pth")
+    torch.save(atto.state_dict(), folder / "legacy.pth", _use_new_zipfile_serialization=False)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "name, make, message",
+    [
+        ("junk.pth", lambda f: b"this is not a weights file\n" * 100, "neither a torch file nor a safetensors file"),
+        ("junk.bin", lambda f: b"\x80garbage" * 100, "neither a torch file nor a safetensors file"),
+        ("junk.safetensors", lambda f: b"this is not a weights file\n" * 100, "could not be read as a safetensors file"),
+        ("empty.pth", lambda f: b"", "it is empty"),
+        ("cut.safetensors", lambda f: (f / "atto.safetensors").read_bytes()[:50_000], "could not be read as a safetensors"),
+        ("cut.pth", lambda f: (f / "atto.pth").read_bytes()[:50_000], "zip archive without its end"),
+        ("cut_legacy.pth", lambda f: (f / "legacy.pth").read_bytes()[:50_000], "could not be read as a weights file"),
+        ("renamed.pth", lambda f: (f / "atto.safetensors").read_bytes(), "rename it to end in .safetensors"),
+    ],
+    ids=["garbage", "garbage-pickle-byte", "garbage-safetensors", "empty", "truncated-safetensors", "truncated-pth",
+         "truncated-legacy-pth", "safetensors-named-pth"],
+)
+def test_weights_that_are_no_weights_file(name, make, message, weights_files, tmp_path, capsys):
+    """Not torch's "retry with weights_only=False" (no option does that) but what the file is and what is taken."""
+    (tmp_path / name).write_bytes(make(weights_files))
+    err = run_main_error(capsys, ["--model", "convnext_atto", "--weights", str(tmp_path / name), "--out", str(tmp_path / "o")])
+    assert f"weights file {str(tmp_path / name)!r}" in err and message in err, err
+    assert ".safetensors file or a torch state dict" in err and "weights_only" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_weights_file_holding_python_objects_points_at_checkpoint(atto, tmp_path, capsys):
+    state_dict = {f"model.{k}": v for k, v in atto.state_dict().items()}
+    torch.save({"state_dict": state_dict, "hyper_parameters": {"act": nn.ReLU()}}, tmp_path / "mine.ckpt")
+    err = run_main_error(capsys, ["--model", "convnext_atto", "--weights", str(tmp_path / "mine.ckpt"),
+                                  "--out", str(tmp_path / "o")])
+    assert "holds Python objects besides tensors" in err and "--checkpoint FILE --model convnext_atto" in err
+    assert "weights_only" not in err
+
+
+def test_legacy_format_weights_still_load(weights_files, tmp_path, capsys):
+    argv = ["--model", "convnext_atto", "--weights", str(weights_files / "legacy.pth"), "--out", str(tmp_path / "o")]
+    assert main(argv) == 0
+
+
 def test_weights_that_do_not_fit_the_model(atto, tmp_path, capsys):
     torch.save({"conv.weight": torch.zeros(3, 3, 3, 3)}, tmp_path / "other.pth")
     argv = ["--model", "convnext_atto", "--weights", str(tmp_path / "other.pth"), "--out", str(tmp_path / "o")]
