@@ -10,6 +10,8 @@ as well.
 
 from __future__ import annotations
 
+import argparse
+import difflib
 import errno
 import os
 import sys
@@ -42,6 +44,49 @@ class ConfigError(NeuralEchosError, ValueError):
 
 class ResumeError(NeuralEchosError):
     """A resume, or a run folder, that would mix two runs or silently change one."""
+
+
+class UsageError(NeuralEchosError):
+    """A command line that argparse cannot parse (unknown option, bad value, missing argument)."""
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose errors are one ``error: ...`` line with exit status 2.
+
+    argparse prints the whole usage before its error; this parser says what is wrong, suggests
+    the option meant by a misspelt one (``did you mean --threshold?``) and points at ``--help``
+    (which still prints the full help), like the ``fit`` parser of ``cli.py``. It reports through
+    :func:`report_and_exit`, so ``NEURAL_ECHOS_TRACEBACK=1`` raises :class:`UsageError` instead.
+    """
+
+    def error(self, message: str):  # type: ignore[override]
+        err = UsageError(f"{one_line(message)}{self._suggestion(message)} (run `python {self.prog} --help` for the options)")
+        report_and_exit(err)
+        raise err
+
+    def _suggestion(self, message: str) -> str:
+        if not message.startswith("unrecognized arguments:"):
+            return ""
+        options = [option for option in self._option_string_actions if option.startswith("--")]
+        hints = []
+        for word in message.split(":", 1)[1].split():
+            if not word.startswith("--"):
+                continue
+            close = difflib.get_close_matches(word.split("=", 1)[0], options, n=1, cutoff=0.7)
+            if close and close[0] not in hints:
+                hints.append(close[0])
+        return f"; did you mean {' or '.join(hints)}?" if hints else ""
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type`` for a count or size that must be at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number (at least 1), got {value}")
+    return value
 
 
 def one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:

@@ -249,3 +249,24 @@ def test_file_system_errors_of_analyze_are_one_line(tmp_path, capsys):
 
 def test_report_with_a_missing_folder_is_one_line(tmp_path, capsys):
     assert "does not exist" in _one_error_line(capsys, ["report", str(tmp_path / "nowhere")])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["analyze", "--model", "convnext_tiny", "--treshold", "0.6"],
+         "error: unrecognized arguments: --treshold 0.6; did you mean --threshold? (run `python run.py analyze --help`"),
+        (["analyze", "--max-bytes", "-5"], "error: argument --max-bytes: must be a positive whole number"),
+        (["survey", "--modle", "x"], "error: unrecognized arguments: --modle x; did you mean --model?"),
+        (["report", "--outt", "x"], "error: unrecognized arguments: --outt; did you mean --out?"),
+        (["report"], "error: the following arguments are required: LOGDIR (run `python run.py report --help`"),
+    ],
+    ids=["analyze-typo", "analyze-negative-bound", "survey-typo", "report-typo", "report-no-logdir"],
+)
+def test_argparse_subcommands_give_one_error_line(args, message, capsys):
+    assert _one_error_line(capsys, args).startswith(message)
+
+
+def test_report_with_a_file_as_logdir_is_one_line(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("not a log folder")
+    assert "is a file, not a log directory" in _one_error_line(capsys, ["report", str(tmp_path / "notes.txt")])

@@ -65,6 +65,7 @@ import os
 import re
 import sys
 import time
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,7 +98,7 @@ from neural_echos.collect import (
     regular_kernels_from_module,
     regular_kernels_from_state_dict,
 )
-from neural_echos.errors import NeuralEchosError
+from neural_echos.errors import NeuralEchosError, OneLineArgumentParser, positive_int
 
 DEFAULT_SEED = 0
 MAX_KERNELS_DRAWN = 64
@@ -170,6 +171,9 @@ def analyze(
         raise AnalysisError(f"--max-kernels must be at least 1; got {max_kernels}")
     if max_regular_kernels < 1:
         raise AnalysisError(f"--max-regular-kernels must be at least 1; got {max_regular_kernels}")
+    for flag, value in (("--max-bytes", max_bytes), ("--max-file-bytes", max_file_bytes)):
+        if value < 1:
+            raise AnalysisError(f"{flag} must be a positive number of bytes; got {value}")
 
     bounds = {"max_bytes": max_bytes, "max_file_bytes": max_file_bytes}
     depthwise, regular, source = collect_subject(subject, layers, include_regular, seed, bounds)
@@ -274,8 +278,8 @@ def create_model(
         close += [n for n in timm.list_models(f"*{name}*")[:5] if n not in close]
         hint = f"close names: {', '.join(close[:8])}" if close else "see timm.list_models() for the names"
         raise AnalysisError(f"unknown timm model {name!r}; {hint}")
-    if weights is not None and not Path(weights).is_file():
-        raise AnalysisError(f"weights file {str(weights)!r} does not exist or is not a file; check the path")
+    if weights is not None:
+        _check_weights_file(Path(weights))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         try:
@@ -296,8 +300,78 @@ def create_model(
     return model.eval()
 
 
+WEIGHTS_FORMATS = (
+    "--weights takes the model's pretrained weights as a .safetensors file or a torch state dict "
+    "(.pth, .pt or .bin, written by torch.save)"
+)
+
+
+def _check_weights_file(weights: Path) -> None:
+    """Refuse a ``--weights`` file that is missing, or no weights file at all (garbage, truncated),
+    before timm reads it: from timm, torch's messages for such a file speak of trusting a
+    checkpoint (``weights_only=False``), which no option here can do. Reads the header only."""
+    path = str(weights)
+    if not weights.is_file():
+        raise AnalysisError(f"weights file {path!r} does not exist or is not a file; check the path")
+    if path.endswith(".safetensors"):
+        problem = _safetensors_problem(weights)
+        if problem is not None:
+            raise AnalysisError(
+                f"weights file {path!r} could not be read as a safetensors file ({problem}): it is truncated or "
+                f"not a safetensors file. {WEIGHTS_FORMATS}; re-download or re-save it"
+            )
+        return
+    with weights.open("rb") as f:
+        head = f.read(4)
+    # torch.save's zip format, or its legacy format: a pickle of protocol 2 to 5
+    if zipfile.is_zipfile(weights) or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
+        return
+    if not head:
+        what = "it is empty"
+    elif head[:2] == b"PK":
+        what = "it is a zip archive without its end (torch.save's format, truncated)"
+    elif _safetensors_problem(weights) is None:
+        what = "it is a safetensors file under another name: rename it to end in .safetensors"
+    else:
+        what = "it is neither a torch file nor a safetensors file"
+    raise AnalysisError(f"weights file {path!r} could not be read as a weights file: {what}. {WEIGHTS_FORMATS}")
+
+
+def _weights_read_problem(weights: Path) -> str | None:
+    """Why ``weights`` cannot be read at all (our own safe loaders), or ``None`` if it can."""
+    try:
+        read_checkpoint(weights)
+    except CheckpointError as err:
+        cause = err.__cause__ or err
+        return " ".join(str(cause).split())[:200] or type(cause).__name__
+    return None
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            f.keys()
+    except Exception as err:
+        return " ".join(str(err).split())[:200] or type(err).__name__
+    return None
+
+
 def _model_error(name: str, pretrained: bool, weights: str | Path | None, err: Exception) -> AnalysisError:
     reason = " ".join(str(err).split())[:300] or type(err).__name__
+    if pretrained and weights is not None:
+        unreadable = _weights_read_problem(Path(weights))
+        if unreadable is not None:
+            return AnalysisError(
+                f"weights file {str(weights)!r} could not be read as a weights file ({unreadable}): it is corrupt or "
+                f"truncated. {WEIGHTS_FORMATS}; re-download or re-save it"
+            )
+        if "weights_only" in reason:  # readable, but not by torch's weights-only loader that timm uses
+            return AnalysisError(
+                f"weights file {str(weights)!r} holds Python objects besides tensors (a Lightning .ckpt?), so timm "
+                f"does not load it. {WEIGHTS_FORMATS}; for a checkpoint of your own, pass --checkpoint FILE --model {name}"
+            )
     if pretrained and weights is None:
         return AnalysisError(
             f"cannot get timm's pretrained weights for {name!r} ({type(err).__name__}: {reason}). Without "
@@ -416,13 +490,13 @@ def _write_outputs(
     folders = {"depthwise": "layers", "regular": "regular"}
     try:
         out.mkdir(parents=True, exist_ok=True)
-        for folder in (*folders.values(), "grids"):
+        for folder in (*(folders[name] for name, _, _ in groups), "grids"):  # regular/ only with its group
             (out / folder).mkdir(exist_ok=True)
     except OSError as err:
         raise AnalysisError(
             f"cannot create output folder {str(out)!r}: {err.strerror}; pick another --out"
         ) from err
-    _remove_earlier_outputs(out)
+    _remove_earlier_outputs(out, keep={folders[name] for name, _, _ in groups})
 
     files: dict[str, Any] = {"summary": "summary.json", "proportions": "proportions.png", "grids": []}
     summaries = {}
@@ -470,11 +544,15 @@ def _write_layer_csv(path: Path, result) -> None:
         writer.writerows(zip(*(np.asarray(values).tolist() for values in columns.values())))
 
 
-def _remove_earlier_outputs(out: Path) -> None:
-    """Remove per-layer files an earlier run wrote here (a different model has different layers)."""
+def _remove_earlier_outputs(out: Path, keep: set[str] = frozenset({"layers", "regular"})) -> None:
+    """Remove per-layer files an earlier run wrote here (a different model has different layers),
+    and the ``regular/`` folder they leave empty when this run has no regular group (``keep``)."""
     for folder, suffix in (("layers", ".csv"), ("regular", ".csv"), ("grids", ".png")):
         for path in (out / folder).glob(f"*[0-9][0-9][0-9]_*{suffix}"):
             path.unlink()
+    regular = out / "regular"
+    if "regular" not in keep and regular.is_dir() and not any(regular.iterdir()):
+        regular.rmdir()
 
 
 def _survey_row(label: str, group: str, size: str, entry: dict, folder: str) -> dict[str, Any]:
@@ -564,9 +642,9 @@ def _add_classifier_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_bound_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES,
+    parser.add_argument("--max-bytes", type=positive_int, default=DEFAULT_MAX_BYTES,
                         help="refuse more depthwise kernel data than this, checked before reading (default: 256 MiB)")
-    parser.add_argument("--max-file-bytes", type=int, default=DEFAULT_MAX_FILE_BYTES,
+    parser.add_argument("--max-file-bytes", type=positive_int, default=DEFAULT_MAX_FILE_BYTES,
                         help="refuse reading more than this whole (legacy .pt, or a .safetensors with --model) "
                         "(default: 8 GiB)")
 
@@ -600,7 +678,7 @@ def _run(command) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``run.py analyze``; returns 0, or exits with status 2 after ``error: ...`` on stderr."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="run.py analyze",
         description="Classify the depthwise kernels of a checkpoint or timm model as on-center, "
         "off-center or other, each with its chance share (Neural Echos, arXiv 2401.10178).",
@@ -636,7 +714,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def survey_main(argv: Sequence[str] | None = None) -> int:
     """``run.py survey``; returns 0, or exits with status 2 after ``error: ...`` on stderr."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="run.py survey",
         description="Compare the kernels of several models and checkpoints in one table: on-center, "
         "off-center and other shares with their chance shares, depthwise (and regular) convolutions.",

@@ -49,7 +49,6 @@ with no scalar and no model logged (fits that failed at their start) are left ou
 
 from __future__ import annotations
 
-import argparse
 import ast
 import difflib
 import functools
@@ -68,7 +67,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from neural_echos.errors import NeuralEchosError
+from neural_echos.errors import NeuralEchosError, OneLineArgumentParser
 
 ACC_TAG = "val/acc1"
 EPOCH_TAG = "epoch"
@@ -875,7 +874,7 @@ def _markdown(groups, skipped, notes, plots, logdirs, baseline, n_used) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="run.py report",
         description="Tabulate and plot val top-1 (best/final, mean ± std over seeds, delta vs a baseline "
         "init) and the kernel class shares beside their chance shares, per (model, init), from TensorBoard logs.",

@@ -32,3 +32,33 @@ def test_bugs_are_not_user_errors():
 def test_messages_are_one_line_and_bounded():
     message = user_error_message(ConfigError("a\n  b\n" + "x" * 5000))
     assert message.startswith("a b ") and "\n" not in message and len(message) <= 600
+
+
+def test_one_line_argument_parser(capsys, monkeypatch):
+    from neural_echos.errors import OneLineArgumentParser, UsageError, positive_int
+
+    monkeypatch.delenv("NEURAL_ECHOS_TRACEBACK", raising=False)
+    parser = OneLineArgumentParser(prog="run.py demo")
+    parser.add_argument("path")
+    parser.add_argument("--threshold")
+    parser.add_argument("--max-bytes", type=positive_int)
+    cases = [
+        (["x", "--treshold", "1"], "error: unrecognized arguments: --treshold 1; did you mean --threshold? "
+                                   "(run `python run.py demo --help` for the options)"),
+        (["x", "--treshold=1", "--zzz"], "error: unrecognized arguments: --treshold=1 --zzz; did you mean --threshold?"),
+        (["x", "--zzz"], "error: unrecognized arguments: --zzz (run `python run.py demo --help` for the options)"),
+        ([], "error: the following arguments are required: path (run"),
+        (["x", "--max-bytes", "-5"], "error: argument --max-bytes: must be a positive whole number (at least 1), got -5"),
+        (["x", "--max-bytes", "0"], "error: argument --max-bytes: must be a positive whole number (at least 1), got 0"),
+        (["x", "--max-bytes", "1e3"], "error: argument --max-bytes: expected a positive whole number, got '1e3'"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args(argv)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith(message) and err.count("\n") == 1 and "usage:" not in err, err
+    assert parser.parse_args(["x", "--max-bytes", "7"]).max_bytes == 7
+    monkeypatch.setenv("NEURAL_ECHOS_TRACEBACK", "1")
+    with pytest.raises(UsageError, match="did you mean --threshold"):
+        parser.parse_args(["x", "--treshold", "1"])

@@ -244,6 +244,66 @@ def test_error_bad_arguments(argv, message, capsys, tmp_path):
     assert message in run_main_error(capsys, [*argv, "--out", str(tmp_path / "o")])
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--model", "convnext_atto", "--treshold", "0.6"],
+         "error: unrecognized arguments: --treshold 0.6; did you mean --threshold? "
+         "(run `python run.py analyze --help` for the options)"),
+        (["--model", "convnext_atto", "--max-bytes", "abc"], "argument --max-bytes: expected a positive whole number, got 'abc'"),
+        (["--model", "convnext_atto", "--max-bytes", "-5"], "argument --max-bytes: must be a positive whole number"),
+        (["--model", "convnext_atto", "--max-bytes", "0"], "argument --max-bytes: must be a positive whole number"),
+        (["--model", "convnext_atto", "--max-file-bytes", "-1"], "argument --max-file-bytes: must be a positive whole"),
+        (["--model", "convnext_atto", "--max-file-bytes=0"], "argument --max-file-bytes: must be a positive whole"),
+        (["--model", "convnext_atto", "--zzz"], "unrecognized arguments: --zzz (run `python run.py analyze --help`"),
+        (["--model"], "argument --model: expected one argument"),
+    ],
+    ids=["typo", "max-bytes-abc", "max-bytes-negative", "max-bytes-zero", "max-file-bytes-negative",
+         "max-file-bytes-zero", "unknown", "missing-value"],
+)
+def test_argparse_errors_are_one_line_without_usage(argv, message, capsys, tmp_path):
+    """argparse's own errors: one `error:` line pointing at --help, not the 12-line usage."""
+    err = run_main_error(capsys, [*argv, "--out", str(tmp_path / "o")] if argv != ["--model"] else argv)
+    assert message in err and "usage:" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_argparse_errors_of_run_py_analyze_and_survey(capsys):
+    import run
+
+    for argv, message in [
+        (["analyze", "--model", "convnext_atto", "--treshold", "0.6"], "did you mean --threshold?"),
+        (["survey", "--modle", "convnext_atto"], "unrecognized arguments: --modle convnext_atto; did you mean --model? "
+                                                  "(run `python run.py survey --help` for the options)"),
+        (["survey", "--include-regular", "--max-regular-kernels", "many"], "argument --max-regular-kernels: invalid int"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            run.main(argv)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    with pytest.raises(SystemExit) as exit_info:
+        run.main(["analyze", "--help"])  # --help still prints the full help
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0 and out.startswith("usage: run.py analyze") and "--max-file-bytes" in out
+
+
+def test_argparse_errors_keep_the_traceback_on_request(monkeypatch):
+    from neural_echos.errors import UsageError
+
+    monkeypatch.setenv("NEURAL_ECHOS_TRACEBACK", "1")
+    with pytest.raises(UsageError, match="did you mean --threshold"):
+        main(["--model", "convnext_atto", "--treshold", "0.6"])
+
+
+@pytest.mark.parametrize("bound", ["max_bytes", "max_file_bytes"])
+@pytest.mark.parametrize("value", [0, -5])
+def test_analyze_refuses_non_positive_bounds(bound, value, tmp_path):
+    flag = "--" + bound.replace("_", "-")
+    with pytest.raises(AnalysisError, match=f"{flag} must be a positive number of bytes; got {value}"):
+        analyze(Subject(model="convnext_atto"), out=tmp_path / "o", **{bound: value})
+
+
 def test_analyze_raises_analysis_error():
     with pytest.raises(AnalysisError, match="nothing to analyse"):
         Subject()
@@ -290,6 +350,56 @@ def test_pretrained_offline_says_to_pass_a_file(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     err = run_main_error(capsys, ["--model", "convnext_atto", "--pretrained", "--out", str(tmp_path / "o")])
     assert "cannot get timm's pretrained weights for 'convnext_atto'" in err and "--weights FILE" in err
+
+
+@pytest.fixture(scope="module")
+def weights_files(atto, tmp_path_factory):
+    """A real .safetensors and .pth (zip and legacy format) of convnext_atto, for cutting."""
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("weights")
+    save_file(atto.state_dict(), str(folder / "atto.safetensors"))
+    torch.save(atto.state_dict(), folder / "atto.pth")
+    torch.save(atto.state_dict(), folder / "legacy.pth", _use_new_zipfile_serialization=False)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "name, make, message",
+    [
+        ("junk.pth", lambda f: b"this is not a weights file\n" * 100, "neither a torch file nor a safetensors file"),
+        ("junk.bin", lambda f: b"\x80garbage" * 100, "neither a torch file nor a safetensors file"),
+        ("junk.safetensors", lambda f: b"this is not a weights file\n" * 100, "could not be read as a safetensors file"),
+        ("empty.pth", lambda f: b"", "it is empty"),
+        ("cut.safetensors", lambda f: (f / "atto.safetensors").read_bytes()[:50_000], "could not be read as a safetensors"),
+        ("cut.pth", lambda f: (f / "atto.pth").read_bytes()[:50_000], "zip archive without its end"),
+        ("cut_legacy.pth", lambda f: (f / "legacy.pth").read_bytes()[:50_000], "could not be read as a weights file"),
+        ("renamed.pth", lambda f: (f / "atto.safetensors").read_bytes(), "rename it to end in .safetensors"),
+    ],
+    ids=["garbage", "garbage-pickle-byte", "garbage-safetensors", "empty", "truncated-safetensors", "truncated-pth",
+         "truncated-legacy-pth", "safetensors-named-pth"],
+)
+def test_weights_that_are_no_weights_file(name, make, message, weights_files, tmp_path, capsys):
+    """Not torch's "retry with weights_only=False" (no option does that) but what the file is and what is taken."""
+    (tmp_path / name).write_bytes(make(weights_files))
+    err = run_main_error(capsys, ["--model", "convnext_atto", "--weights", str(tmp_path / name), "--out", str(tmp_path / "o")])
+    assert f"weights file {str(tmp_path / name)!r}" in err and message in err, err
+    assert ".safetensors file or a torch state dict" in err and "weights_only" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_weights_file_holding_python_objects_points_at_checkpoint(atto, tmp_path, capsys):
+    state_dict = {f"model.{k}": v for k, v in atto.state_dict().items()}
+    torch.save({"state_dict": state_dict, "hyper_parameters": {"act": nn.ReLU()}}, tmp_path / "mine.ckpt")
+    err = run_main_error(capsys, ["--model", "convnext_atto", "--weights", str(tmp_path / "mine.ckpt"),
+                                  "--out", str(tmp_path / "o")])
+    assert "holds Python objects besides tensors" in err and "--checkpoint FILE --model convnext_atto" in err
+    assert "weights_only" not in err
+
+
+def test_legacy_format_weights_still_load(weights_files, tmp_path, capsys):
+    argv = ["--model", "convnext_atto", "--weights", str(weights_files / "legacy.pth"), "--out", str(tmp_path / "o")]
+    assert main(argv) == 0
 
 
 def test_weights_that_do_not_fit_the_model(atto, tmp_path, capsys):
@@ -348,6 +458,23 @@ def test_a_model_without_regular_convolutions_says_so(tmp_path):
     torch.save({"model": nn.Sequential(nn.Conv2d(8, 8, 5, groups=8)).state_dict()}, tmp_path / "dw.pt")
     summary = analyze(Subject(checkpoint=tmp_path / "dw.pt"), out=tmp_path / "o", include_regular=True)
     assert "regular" not in summary and summary["source"]["regular_kernels"].startswith("none")
+    assert not (tmp_path / "o" / "regular").exists()
+
+
+def test_regular_folder_only_with_the_regular_group(tmp_path):
+    """No empty regular/ without --include-regular; a rerun without it removes the one it emptied."""
+    torch.save({"stem.weight": torch.randn(8, 3, 3, 3), "dw.weight": torch.randn(8, 1, 5, 5)}, tmp_path / "k.pt")
+    subject = Subject(checkpoint=tmp_path / "k.pt")
+    analyze(subject, out=tmp_path / "o")
+    assert (tmp_path / "o" / "layers").is_dir() and not (tmp_path / "o" / "regular").exists()
+    analyze(subject, out=tmp_path / "o", include_regular=True)
+    assert len(list((tmp_path / "o" / "regular").glob("*.csv"))) == 1
+    summary = analyze(subject, out=tmp_path / "o")
+    assert not (tmp_path / "o" / "regular").exists() and "regular" not in summary["files"]
+    (tmp_path / "o" / "regular").mkdir()
+    (tmp_path / "o" / "regular" / "mine.txt").write_text("not ours")
+    analyze(subject, out=tmp_path / "o")
+    assert (tmp_path / "o" / "regular" / "mine.txt").exists()  # a folder holding other files is left alone
 
 
 def test_survey_of_two_models_and_a_checkpoint(our_cifar_ckpt, tmp_path, capsys):

@@ -304,6 +304,36 @@ def test_main_exits_2_with_error_line(tmp_path, capsys):
     assert err.startswith("error: ") and "does not exist" in err
 
 
+def test_a_file_as_logdir_is_an_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a log folder")
+    with pytest.raises(ReportError, match="is a file, not a log directory"):
+        report([tmp_path / "notes.txt"], tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "error: the following arguments are required: LOGDIR (run `python run.py report --help` for the options)"),
+        (["logs", "--outt", "x"], "error: unrecognized arguments: --outt x; did you mean --out?"),
+        (["logs", "--baseline"], "error: argument --baseline: expected one argument"),
+    ],
+    ids=["no-logdir", "typo", "missing-value"],
+)
+def test_argparse_errors_are_one_line_without_usage(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1 and "usage:" not in err, err
+
+
+def test_help_still_prints_the_full_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0 and out.startswith("usage: run.py report") and "--baseline" in out
+
+
 # --------------------------------------------------------------------------------------------
 # on synthetic runs
 
