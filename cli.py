@@ -61,7 +61,7 @@ from callbacks import (
     ScalarsLayout,
 )
 from cli_configs import ConfigFile
-from neural_echos.errors import ConfigError, NeuralEchosError, ResumeError, one_line
+from neural_echos.errors import ConfigError, NeuralEchosError, ResumeError, one_line, option_suggestion
 from neural_echos.init import method_name
 from plugins import AtomicCheckpointIO
 
@@ -103,7 +103,8 @@ class NeuralEchosParser(LightningArgumentParser):
         prog = parser.prog.replace(" [options]", "")
         message, hint = tidy_parse_message(one_line(message, limit=10_000))
         hint = hint or f"run `python {prog} --help` for the options"
-        raise ConfigParseError(f"{one_line(message)} ({hint})") from ex
+        suggestion = option_suggestion(message, parser._option_string_actions)
+        raise ConfigParseError(f"{one_line(message)}{suggestion} ({hint})") from ex
 
 
 # The option keys whose value is one of our registered classes: registry name -> class name.

@@ -60,22 +60,26 @@ class OneLineArgumentParser(argparse.ArgumentParser):
     """
 
     def error(self, message: str):  # type: ignore[override]
-        err = UsageError(f"{one_line(message)}{self._suggestion(message)} (run `python {self.prog} --help` for the options)")
+        hint = option_suggestion(message, self._option_string_actions)
+        err = UsageError(f"{one_line(message)}{hint} (run `python {self.prog} --help` for the options)")
         report_and_exit(err)
         raise err
 
-    def _suggestion(self, message: str) -> str:
-        if not message.startswith("unrecognized arguments:"):
-            return ""
-        options = [option for option in self._option_string_actions if option.startswith("--")]
-        hints = []
-        for word in message.split(":", 1)[1].split():
-            if not word.startswith("--"):
-                continue
-            close = difflib.get_close_matches(word.split("=", 1)[0], options, n=1, cutoff=0.7)
-            if close and close[0] not in hints:
-                hints.append(close[0])
-        return f"; did you mean {' or '.join(hints)}?" if hints else ""
+
+def option_suggestion(message: str, options) -> str:
+    """``"; did you mean --threshold?"`` for argparse's "unrecognized arguments: --treshold 0.6",
+    from the parser's option strings; ``""`` for any other message or no close option."""
+    if not message.startswith("unrecognized arguments:"):
+        return ""
+    options = [option for option in options if option.startswith("--")]
+    hints = []
+    for word in message.split(":", 1)[1].split():
+        if not word.startswith("--"):
+            continue
+        close = difflib.get_close_matches(word.split("=", 1)[0], options, n=1, cutoff=0.7)
+        if close and close[0] not in hints:
+            hints.append(close[0])
+    return f"; did you mean {' or '.join(hints)}?" if hints else ""
 
 
 def positive_int(text: str) -> int:

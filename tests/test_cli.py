@@ -313,3 +313,9 @@ def test_errors_of_class_valued_options_say_what_is_wrong(cifar_root, capsys, ex
     line = _error(capsys, _args(cifar_root, *extra))
     assert expected in line
     assert "Union subtypes" not in line and "NoneType" not in line and line.count("(run `python") == 1
+
+
+def test_a_misspelt_option_gets_a_did_you_mean(cifar_root, capsys):
+    line = _error(capsys, _args(cifar_root, "--trainer.max_epoks", "2"))
+    assert "unrecognized arguments: --trainer.max_epoks 2; did you mean --trainer.max_epochs?" in line
+    assert "did you mean" not in _error(capsys, _args(cifar_root, "--no.such.option", "2"))

@@ -175,7 +175,7 @@ def test_help_mentions_analyze_and_report(capsys):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--trainer.max_epoks", "3"], "unrecognized arguments: --trainer.max_epoks 3 (run `python run.py fit --help`"),
+        (["--trainer.max_epoks", "3"], "unrecognized arguments: --trainer.max_epoks 3; did you mean --trainer.max_epochs? (run `python run.py fit --help`"),
         (["--model.lr", "abc"], 'Parser key "model.lr": Expected a <class \'float\'>. Got value: abc'),
         (["--config", "typo.yaml"], "does not accept option 'model.learning_rate'"),
         (["--config", "bad.yaml"], "config file 'bad.yaml' is not valid YAML at line 3"),
