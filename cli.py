@@ -101,7 +101,7 @@ class NeuralEchosParser(LightningArgumentParser):
             raise ex
         parser = getattr(ex, "subcommand_parser", None) or self
         prog = parser.prog.replace(" [options]", "")
-        message, hint = tidy_parse_message(one_line(message, limit=10_000))
+        message, hint = tidy_parse_message(one_line(message, limit=10_000), prog)
         hint = hint or f"run `python {prog} --help` for the options"
         suggestion = option_suggestion(message, parser._option_string_actions)
         raise ConfigParseError(f"{one_line(message)}{suggestion} ({hint})") from ex
@@ -129,7 +129,7 @@ _OPTION = re.compile(r'Parser key "(?P<option>[^"]+)": (?P<rest>.*)$')
 _UNKNOWN_CLASS = re.compile(r'Parser key "(?P<key>[^"]+)":.* Expected a dot import path string: (?P<name>\S+)')
 
 
-def tidy_parse_message(message: str) -> tuple[str, str | None]:
+def tidy_parse_message(message: str, prog: str = "run.py fit") -> tuple[str, str | None]:
     """jsonargparse's message for a class-valued option (``init.method``, ``snapshot.classifier``)
     lists every Union member it tried and nests another parser's hint; keep what the user got wrong.
 
@@ -141,7 +141,7 @@ def tidy_parse_message(message: str) -> tuple[str, str | None]:
         option = _OPTION.match(inner)
         where = f"--{key}.{option['option']}" if option else f"--{key}"
         return f"{where} ({cls}): {option['rest'] if option else inner}", (
-            f"run `python run.py fit --{key}.help {cls}` for its options"
+            f"run `python {prog} --{key}.help {cls}` for its options"
         )
     unknown = _UNKNOWN_CLASS.match(message)
     classes = _registered_classes(unknown["key"]) if unknown else {}
@@ -151,7 +151,7 @@ def tidy_parse_message(message: str) -> tuple[str, str | None]:
         close = [classes[name]] if name in classes else difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
         mean = f"did you mean {close[0]}? " if close else ""
         return f"--{key}: unknown class {name!r}; {mean}choose one of {', '.join(choices)}", (
-            f"run `python run.py fit --{key}.help CLASS` for a class's options"
+            f"run `python {prog} --{key}.help CLASS` for a class's options"
         )
     return message, None
 
@@ -364,19 +364,15 @@ def folder_from_config(config: Namespace) -> Path | None:
             layout is known (TensorBoardLogger, CSVLogger).
     """
     trainer = config.get("trainer") or Namespace()
-    logger = trainer.get("logger")
-    if logger is False:
+    if trainer.get("logger") is False:
         return Path(trainer.get("default_root_dir") or ".")  # checkpoints/ straight below it
-    if isinstance(logger, list) and logger:
-        logger = logger[0]
-    if isinstance(logger, Namespace):
-        logger = logger.as_dict()
-    if not isinstance(logger, dict) or not str(logger.get("class_path", "")).endswith(("TensorBoardLogger", "CSVLogger")):
+    found = _logger_layout(config)
+    if found is None:
         raise ConfigError(
             "--ckpt_path last needs a TensorBoardLogger or CSVLogger with a fixed version to find the run; "
             "pass the checkpoint file instead"
         )
-    init_args = logger.get("init_args") or {}
+    init_args, runs = found
     version = init_args.get("version")
     if version is None:
         raise ConfigError(
@@ -384,10 +380,21 @@ def folder_from_config(config: Namespace) -> Path | None:
             "not set (a new run would get a new version_N folder, with no checkpoint in it). Add "
             "--trainer.logger.init_args.version VERSION of the run to resume, or pass its checkpoint file"
         )
+    return runs / (version if isinstance(version, str) else f"version_{version}")
+
+
+def _logger_layout(config: Namespace) -> tuple[Namespace, Path] | None:
+    """The first logger's ``init_args`` and the folder its runs go in (``<save_dir>/<name>``), for
+    the loggers whose layout is known (TensorBoardLogger, CSVLogger); None for any other."""
+    trainer = config.get("trainer") or Namespace()
+    logger = trainer.get("logger")
+    if isinstance(logger, list) and logger:
+        logger = logger[0]
+    if not (isinstance(logger, Namespace) and str(logger.get("class_path", "")).endswith(("TensorBoardLogger", "CSVLogger"))):
+        return None
+    init_args = logger.get("init_args") or Namespace()
     save_dir = init_args.get("save_dir") or trainer.get("default_root_dir") or "."
-    name = init_args.get("name", "lightning_logs")
-    version = version if isinstance(version, str) else f"version_{version}"
-    return Path(save_dir) / str(name or "") / version
+    return init_args, Path(save_dir) / str(init_args.get("name", "lightning_logs") or "")
 
 
 def adopt_run_folder_of(config: Namespace, ckpt_path: str) -> None:
@@ -396,21 +403,13 @@ def adopt_run_folder_of(config: Namespace, ckpt_path: str) -> None:
     resume continues its run (``config.resume-N.yaml``, the same TensorBoard run) and a
     validate/test/predict of it logs beside it, instead of starting a new ``version_N``.
     A checkpoint anywhere else leaves the settings as they are."""
-    trainer = config.get("trainer") or Namespace()
-    logger = trainer.get("logger")
-    if isinstance(logger, list) and logger:
-        logger = logger[0]
-    if not (isinstance(logger, Namespace) and str(logger.get("class_path", "")).endswith(("TensorBoardLogger", "CSVLogger"))):
+    found = _logger_layout(config)
+    if found is None or found[0].get("version") is not None:
         return
-    init_args = logger.get("init_args") or Namespace()
-    if init_args.get("version") is not None:
-        return
+    init_args, runs = found
     ckpt = Path(ckpt_path).resolve()
-    run = ckpt.parent.parent
-    save_dir = init_args.get("save_dir") or trainer.get("default_root_dir") or "."
-    name = init_args.get("name", "lightning_logs")
-    if ckpt.parent.name == "checkpoints" and run.parent == (Path(save_dir) / str(name or "")).resolve():
-        logger.init_args.version = run.name
+    if ckpt.parent.name == "checkpoints" and ckpt.parent.parent.parent == runs.resolve():
+        init_args.version = ckpt.parent.parent.name
 
 
 def find_last_checkpoint(config: Namespace, required: bool) -> str | None:

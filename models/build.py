@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import models  # noqa: F401  (registers HorNet and ConvMixer with timm)
-from neural_echos.errors import ConfigError
+from neural_echos.errors import ConfigError, one_line
 
 
 def build_timm_model(
@@ -92,7 +92,7 @@ def _check_forward(model: nn.Module, model_name: str, kwargs: dict, in_chans: in
 
 
 def _one_line(err: Exception) -> str:
-    return " ".join(str(err).split())[:300] or type(err).__name__
+    return one_line(str(err), limit=300) or type(err).__name__
 
 
 def _bad_kwargs(model_name: str, kwargs: dict, err: TypeError) -> ConfigError:

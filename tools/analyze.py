@@ -98,7 +98,7 @@ from neural_echos.collect import (
     regular_kernels_from_module,
     regular_kernels_from_state_dict,
 )
-from neural_echos.errors import NeuralEchosError, OneLineArgumentParser, positive_int
+from neural_echos.errors import NeuralEchosError, OneLineArgumentParser, one_line, positive_int
 
 DEFAULT_SEED = 0
 MAX_KERNELS_DRAWN = 64
@@ -343,7 +343,7 @@ def _weights_read_problem(weights: Path) -> str | None:
         read_checkpoint(weights)
     except CheckpointError as err:
         cause = err.__cause__ or err
-        return " ".join(str(cause).split())[:200] or type(cause).__name__
+        return one_line(str(cause), limit=200) or type(cause).__name__
     return None
 
 
@@ -354,7 +354,7 @@ def _safetensors_problem(path: Path) -> str | None:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             f.keys()
     except Exception as err:
-        return " ".join(str(err).split())[:200] or type(err).__name__
+        return one_line(str(err), limit=200) or type(err).__name__
     return None
 
 
