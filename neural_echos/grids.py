@@ -36,15 +36,21 @@ from neural_echos.classifiers import CLASSES, KernelReport, LayerResult
 from neural_echos.collect import LayerKernels
 
 CMAP = "RdBu_r"
-CLASS_COLOURS = {  # RGB frame colours
+CLASS_COLOURS = {  # RGB frame colours, one per detailed class of neural_echos.taxonomy
     "on_center": (44, 160, 44),  # green
     "off_center": (148, 103, 189),  # purple
+    "blob": (31, 119, 180),  # blue
+    "delta": (23, 190, 207),  # cyan
+    "shifted_delta": (188, 189, 34),  # olive
     "first_derivative": (255, 127, 14),  # orange
     "second_derivative": (140, 86, 75),  # brown
     "other": (170, 170, 170),  # grey
 }
-COLOUR_WORDS = {"on_center": "green", "off_center": "purple", "first_derivative": "orange",
-                "second_derivative": "brown", "other": "grey"}
+SHORT_NAMES = {"on_center": "on", "off_center": "off", "blob": "blob", "delta": "delta",
+               "shifted_delta": "shift", "first_derivative": "d1", "second_derivative": "d2", "other": "other"}
+COLOUR_WORDS = {"on_center": "green", "off_center": "purple", "blob": "blue", "delta": "cyan",
+                "shifted_delta": "olive", "first_derivative": "orange", "second_derivative": "brown",
+                "other": "grey"}
 SCALINGS = ("kernel", "layer")
 TRANSFERS = ("linear", "signed_sqrt")
 SAMPLINGS = ("spread", "per_class")
@@ -242,13 +248,15 @@ def grouped_grid_images(
 
 
 def frame_classes(layer: LayerResult) -> np.ndarray:
-    """The class index each kernel is framed with: the detailed class where there is one."""
-    return layer.label if layer.detail is None else layer.detail
+    """The class index each kernel is framed with: its detailed class (its own taxonomy)."""
+    return layer.detail
 
 
 def centroid_image(report: KernelReport, scaling: str = "kernel", transfer: str = "linear") -> np.ndarray:
     """Centroids (k-means) or class means (templates), one row per kernel size, each captioned
-    with its class, score and number of kernels (a borderline score shows)."""
+    with its class, center-surround score, and how many of its kernels have that class by their
+    own taxonomy of how many it holds ("12/593": most members of a centroid that looks
+    center-surround may not be)."""
     names = [name for name in CLASS_COLOURS if any(c.label == name for c in report.centroids)]
     by_size: dict[tuple[int, int], list] = {}
     for c in report.centroids:
@@ -257,10 +265,11 @@ def centroid_image(report: KernelReport, scaling: str = "kernel", transfer: str 
         raise ValueError("the report has no centroids")
     blocks = [
         Block(np.stack([c.weights for c in cs]), np.array([names.index(c.label) for c in cs]),
-              [f"{c.label.replace('_center', '')} {c.score:+.2f} n={c.count}" for c in cs])
+              [f"{SHORT_NAMES[c.label]} {c.score:+.2f} {c.passing}/{c.count}" for c in cs])
         for cs in by_size.values()
     ]
-    title = f"{report.centroid_name} per kernel size: class, score (threshold {_thresholds(report)}), kernels"
+    title = (f"{report.centroid_name} per kernel size: class, DoG score (threshold {_thresholds(report)}), "
+             "members of that class / members")
     return kernel_grid(blocks, names, title, scaling, transfer, ncols=max(len(cs) for cs in by_size.values()))
 
 
@@ -295,6 +304,38 @@ def layer_shares_image(report: KernelReport) -> np.ndarray:
             x = MARGIN + name_width + c * cell
             draw.rectangle([x, y, x + cell - 3, y + row_height - 3], fill=fill)
             draw.text((x + 4, y + 2), f"{share:.0%}", fill=INK, font=font)
+    return np.asarray(picture)
+
+
+def taxonomy_image(report: KernelReport) -> np.ndarray:
+    """One bar per detailed class (its colour) over all kernels, with a black tick and the number
+    at its chance share: which patterns the kernels hold, and whether above chance, at a glance."""
+    font = _font()
+    row_height, name_width, number_width, width = FONT_SIZE + 8, 120, 170, 600
+    bar_width = width - 2 * MARGIN - name_width - number_width
+    header = 2 * row_height
+    classes = report.detailed_classes
+    picture = Image.new("RGB", (width, header + len(classes) * row_height + 6), BACKGROUND)
+    draw = ImageDraw.Draw(picture)
+    explained, explained_chance = report.explained(), report.explained(null=True)
+    title = (f"{report.group} kernel taxonomy ({report.classifier}, {report.n_kernels} kernels, threshold "
+             f"{_thresholds(report)}): named {explained:.0%} (chance {explained_chance:.0%})")
+    draw.text((MARGIN, 2), _shorten(title, width - 2 * MARGIN, font), fill=INK, font=font)
+    draw.text((MARGIN, 2 + row_height), "bar: share of kernels; black tick: chance share (pixel-permuted kernels)",
+              fill=INK, font=font)
+    observed, chance = report.detailed_proportions(), report.detailed_chance()
+    for r, name in enumerate(classes):
+        y = header + r * row_height
+        x0 = MARGIN + name_width
+        draw.text((MARGIN, y + 2), name.replace("_", " "), fill=INK, font=font)
+        draw.rectangle([x0, y + 3, x0 + bar_width, y + row_height - 3], outline=(220, 220, 220))
+        if observed[name] > 0:
+            draw.rectangle([x0, y + 3, x0 + round(observed[name] * bar_width), y + row_height - 3],
+                           fill=CLASS_COLOURS[name])
+        tick = x0 + round(chance[name] * bar_width)
+        draw.rectangle([tick - 1, y + 1, tick + 1, y + row_height - 1], fill=INK)
+        draw.text((x0 + bar_width + 8, y + 2), f"{observed[name]:6.1%} (chance {chance[name]:.1%})",
+                  fill=INK, font=font)
     return np.asarray(picture)
 
 

@@ -2,10 +2,11 @@
 
 One classifier per module of this package, registered by name with :func:`register_classifier`:
 
+- ``template`` (:class:`~neural_echos.classifiers.template.TemplateClassifier`, the default):
+  each kernel named by its best template (DoG, derivative of Gaussian, blob, delta);
 - ``kmeans`` (:class:`~neural_echos.classifiers.kmeans.KMeansClassifier`): the paper's k-means
-  on the normalised kernels, with per-kernel labels;
-- ``template`` (:class:`~neural_echos.classifiers.template.TemplateClassifier`): the best of a
-  bank of DoG and derivative-of-Gaussian templates, per kernel.
+  on the normalised kernels (k chosen per kernel size), clusters named by their members, with
+  per-kernel labels.
 
 What they share (the evidence of a kernel, the calibrated threshold, the null model and the
 result types) is in :mod:`neural_echos.classifiers.base`. To add one: a module here with a
@@ -35,7 +36,7 @@ from neural_echos.classifiers.base import (
 from neural_echos.collect import AnalysisError
 
 CLASSIFIERS: dict[str, type[KernelClassifier]] = {}
-DEFAULT_CLASSIFIER = "kmeans"
+DEFAULT_CLASSIFIER = "template"
 
 
 def register_classifier(cls: type[KernelClassifier]) -> type[KernelClassifier]:

@@ -23,14 +23,21 @@ Center-surround evidence of a kernel (:func:`center_surround`):
   offset lowers a_S and raises a_C, so it counts against a match here too; see the tests for the
   bound.
 
-A kernel is on-center when its class rule (k-means cluster, best template, ...) says so, its
-score is >= threshold and its antagonism >= ANTAGONISM_MIN; off-center likewise with
-score <= -threshold. Everything else is "other".
+Per-kernel taxonomy (:mod:`neural_echos.taxonomy`): every kernel is also named by the template
+family it matches best -- on/off-center DoG (antagonistic only), blob, delta, shifted delta,
+first derivative (edge), second derivative (bar), or other -- with the same threshold. This is
+the kernel's own evidence, the same for every classifier: the detailed classes of a report.
+
+A kernel is on-center when its classifier's rule (best template, k-means cluster, ...) says so
+AND its own taxonomy names it on-center (the best template is an on-center DoG with
+|r| >= threshold and the kernel is antagonistic); off-center likewise. Everything else is
+"other". So an oriented bar is never counted as center-surround when a bar template fits it
+better, whatever the classifier.
 
 Threshold. ``threshold="auto"`` (the default) calibrates, per kernel size, against i.i.d.
 Gaussian kernels (:data:`CALIBRATION_KERNELS` of them, a fixed seed): the smallest threshold
->= ``min_threshold`` at which at most ``alpha`` of them are on- or off-center under the
-classifier's own rule. It depends only on the classifier's settings and the kernel size, never
+>= ``min_threshold`` at which at most ``alpha`` of them are on- or off-center by their own
+taxonomy (an upper bound for every classifier, since each requires it). It depends only on the classifier's settings and the kernel size, never
 on the kernels measured, so the same size is measured with the same stick at every epoch and in
 every model. A number fixes the threshold for every size.
 
@@ -38,7 +45,10 @@ Null model (the chance share). Every result is computed twice per kernel size wi
 settings and thresholds: on the kernels, and on null kernels -- ``"permute"`` (default): each
 kernel with its pixels randomly permuted (same values, no spatial layout), or ``"gaussian"``:
 i.i.d. Gaussian kernels -- drawn from a private generator seeded with ``null_seed``. The share
-the null kernels get is the chance share; observed - chance is the excess. Permuting keeps a
+the null kernels get is the chance share; observed - chance is the excess. A classifier that
+fits a model to the kernels (k-means) classifies the null kernels with the model fitted on the
+real ones (fit on real, predict on null): re-fitting on the null would let the null form its
+own clusters, which are never named on/off, and chance would be 0 by construction. Permuting keeps a
 kernel's values, so a sparse kernel whose largest value lands in the centre stays
 center-surround-like: for 3x3 kernels (1 pixel in 9 is the centre) the permutation null of
 peaked kernels is far from zero, which is exactly what it should say.
@@ -57,7 +67,8 @@ import torch
 from torch import Tensor
 
 from neural_echos.collect import AnalysisError, LayerKernels
-from neural_echos.templates import template_bank
+from neural_echos.taxonomy import DETAILED_CLASSES, THREE_WAY, Taxonomy, taxonomy
+from neural_echos.templates import FAMILIES, template_bank
 from neural_echos.threads import single_thread
 
 CLASSES = ("on_center", "off_center", "other")
@@ -143,8 +154,9 @@ class LayerResult:
         null_label: ``[n]`` int, the labels of this layer's null kernels.
         columns: the classifier's own per-kernel columns (``[n]`` arrays), e.g. the k-means
             cluster or the best template; written to the CSVs as they are.
-        detail: ``[n]`` int index into ``KernelReport.detailed_classes`` for classifiers with a
-            finer split of "other" (templates), else ``None``.
+        detail: ``[n]`` int index into :data:`~neural_echos.taxonomy.DETAILED_CLASSES`: each
+            kernel's own taxonomy.
+        null_detail: ``[n]`` int, the taxonomy of this layer's null kernels.
     """
 
     name: str
@@ -153,8 +165,9 @@ class LayerResult:
     score: np.ndarray
     antagonism: np.ndarray
     null_label: np.ndarray
+    detail: np.ndarray
+    null_detail: np.ndarray
     columns: dict[str, np.ndarray] = field(default_factory=dict)
-    detail: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.label)
@@ -171,6 +184,8 @@ class Centroid:
         score: center-surround score of the centroid.
         count: kernels in the cluster (or class).
         weights: ``[kh, kw]`` mean of the normalised kernels.
+        passing: members whose own taxonomy gives them the centroid's name (for class means:
+            all of them).
     """
 
     kernel_size: tuple[int, int]
@@ -179,17 +194,35 @@ class Centroid:
     score: float
     count: int
     weights: np.ndarray
+    passing: int = 0
+
+
+@dataclass
+class Evidence:
+    """A kernel stack's own evidence, computed once per kernel size and shared by every rule."""
+
+    unit: Tensor  # [n, kh * kw] L2-normalised kernels
+    size: tuple[int, int]
+    center_surround: CenterSurround
+    taxonomy: Taxonomy
 
 
 @dataclass
 class SizeResult:
-    """What a classifier's rule gives for the kernels of one size (internal to classifiers)."""
+    """What a classifier's rule gives for the kernels of one size (internal to classifiers).
+
+    ``model`` is whatever the rule fitted (k-means: the fitted estimator), for classifying the
+    null kernels with it; ``notes`` are sentences the report carries (e.g. a polarity that no
+    k-means centroid carries).
+    """
 
     label: np.ndarray
+    detail: np.ndarray
     evidence: CenterSurround
     columns: dict[str, np.ndarray] = field(default_factory=dict)
-    detail: np.ndarray | None = None
     centroids: list[Centroid] = field(default_factory=list)
+    model: Any = None
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -202,9 +235,10 @@ class KernelReport:
         thresholds: kernel size label (``"7x7"``) -> threshold used.
         layers: per-layer results.
         centroids: centroids or class means, per size.
-        detailed_classes: the classifier's finer classes (templates), else ``None``.
+        detailed_classes: the taxonomy's classes (:data:`~neural_echos.taxonomy.DETAILED_CLASSES`).
         group: which convolutions: ``"depthwise"`` or ``"regular"``.
         centroid_name: what ``centroids`` are (``"k-means centroids"``, ``"class means"``).
+        notes: sentences about the result (e.g. a polarity no k-means centroid carries).
     """
 
     classifier: str
@@ -212,9 +246,10 @@ class KernelReport:
     thresholds: dict[str, float]
     layers: list[LayerResult]
     centroids: list[Centroid]
-    detailed_classes: tuple[str, ...] | None = None
+    detailed_classes: tuple[str, ...] = DETAILED_CLASSES
     group: str = "depthwise"
     centroid_name: str = "class means"
+    notes: list[str] = field(default_factory=list)
 
     @property
     def n_kernels(self) -> int:
@@ -241,30 +276,38 @@ class KernelReport:
         observed, chance = self.proportions(layers), self.chance(layers)
         return {name: observed[name] - chance[name] for name in CLASSES}
 
-    def detailed_proportions(self, layers: Sequence[LayerResult] | None = None) -> dict[str, float] | None:
-        """Shares of the detailed classes (``None`` for classifiers without them)."""
-        if self.detailed_classes is None:
-            return None
+    def detailed_counts(self, layers: Sequence[LayerResult] | None = None, null: bool = False) -> dict[str, int]:
+        """Kernels per detailed class over ``layers`` (default all), of the kernels or their null."""
         layers = self.layers if layers is None else layers
         counts = np.zeros(len(self.detailed_classes), dtype=np.int64)
         for layer in layers:
-            counts += np.bincount(layer.detail, minlength=len(self.detailed_classes))
-        return _shares(dict(zip(self.detailed_classes, counts.tolist())))
+            counts += np.bincount(layer.null_detail if null else layer.detail, minlength=len(self.detailed_classes))
+        return dict(zip(self.detailed_classes, counts.tolist()))
+
+    def detailed_proportions(self, layers: Sequence[LayerResult] | None = None, null: bool = False) -> dict[str, float]:
+        """Shares of the detailed classes (of the null kernels with ``null``: their chance shares)."""
+        return _shares(self.detailed_counts(layers, null))
+
+    def detailed_chance(self, layers: Sequence[LayerResult] | None = None) -> dict[str, float]:
+        """Chance share of each detailed class."""
+        return self.detailed_proportions(layers, null=True)
+
+    def explained(self, layers: Sequence[LayerResult] | None = None, null: bool = False) -> float:
+        """Share of kernels the taxonomy names (any detailed class but "other")."""
+        return 1.0 - self.detailed_proportions(layers, null)["other"] if self._any(layers) else 0.0
 
     def other_explained(self) -> float | None:
-        """Share of "other" kernels that a detailed class other than "other" explains.
-
-        For the template classifier: the share of "other" that a derivative-of-Gaussian template
-        explains (the follow-up paper's finding, arXiv 2401.14469). ``None`` without detailed
-        classes, or when nothing is "other".
-        """
-        if self.detailed_classes is None:
-            return None
+        """Share of the three-way "other" kernels that a detailed class other than "other" names
+        (``None`` when nothing is "other")."""
         other = sum(int((layer.label == OTHER).sum()) for layer in self.layers)
         unexplained = sum(
-            int((layer.detail == self.detailed_classes.index("other")).sum()) for layer in self.layers
+            int(((layer.label == OTHER) & (layer.detail == DETAILED_CLASSES.index("other"))).sum())
+            for layer in self.layers
         )
         return (other - unexplained) / other if other else None
+
+    def _any(self, layers: Sequence[LayerResult] | None) -> bool:
+        return any(len(layer) for layer in (self.layers if layers is None else layers))
 
     def layers_by_size(self) -> dict[str, list[LayerResult]]:
         groups: dict[str, list[LayerResult]] = {}
@@ -281,8 +324,10 @@ class KernelReport:
             "chance": self.chance(layers),
             "excess": self.excess(layers),
         }
-        if self.detailed_classes is not None:
-            entry["detailed_proportions"] = self.detailed_proportions(layers)
+        entry["detailed_proportions"] = self.detailed_proportions(layers)
+        entry["detailed_chance"] = self.detailed_chance(layers)
+        entry["explained"] = self.explained(layers)
+        entry["explained_chance"] = self.explained(layers, null=True)
         return entry
 
     def to_dict(self) -> dict[str, Any]:
@@ -294,11 +339,12 @@ class KernelReport:
             "settings": self.settings,
             "thresholds": self.thresholds,
             "classes": list(CLASSES),
+            "detailed_classes": list(self.detailed_classes),
+            "notes": list(self.notes),
             **self.shares(),
             "counts": self.counts(),
+            "other_explained": self.other_explained(),
         }
-        if self.detailed_classes is not None:
-            summary.update(detailed_classes=list(self.detailed_classes), other_explained=self.other_explained())
         summary["by_kernel_size"] = {
             size: {"threshold": self.thresholds[size], **self.shares(layers)}
             for size, layers in self.layers_by_size().items()
@@ -314,6 +360,7 @@ class KernelReport:
                 "class": c.label,
                 "score": round(c.score, 4),
                 "kernels": c.count,
+                "passing": c.passing,
                 "weights": np.round(c.weights, 6).tolist(),
             }
             for c in self.centroids
@@ -338,8 +385,9 @@ class KernelClassifier(ABC):
 
     A classifier is one small subclass in its own module of this package, registered with
     :func:`neural_echos.classifiers.register_classifier`. It implements :meth:`classify_size`
-    (its rule on the kernels of one size at a given threshold) and :meth:`strength` (the largest
-    threshold at which each kernel would be on/off-center under that rule, used to calibrate).
+    (its rule on the kernels of one size at a given threshold, given their :class:`Evidence`)
+    and, if its rule fits a model to the kernels, :meth:`classify_null` (the null kernels
+    classified with that model).
 
     Args:
         threshold: ``"auto"`` (calibrated per kernel size, see the module docstring) or a
@@ -352,8 +400,8 @@ class KernelClassifier(ABC):
     """
 
     name: ClassVar[str]
-    detailed_classes: ClassVar[tuple[str, ...] | None] = None
     centroid_name: ClassVar[str] = "class means"  # what the report's centroids are, for pictures
+    families: tuple[str, ...] = FAMILIES  # the taxonomy's template families
 
     def __init__(
         self,
@@ -378,12 +426,25 @@ class KernelClassifier(ABC):
     # -- what a subclass provides ---------------------------------------------------------------
 
     @abstractmethod
-    def classify_size(self, kernels: Tensor, threshold: float) -> SizeResult:
-        """Labels (and the classifier's own columns and centroids) of ``[n, kh, kw]`` kernels."""
+    def classify_size(self, evidence: Evidence, threshold: float) -> SizeResult:
+        """Labels (and the classifier's own columns and centroids) of the kernels of one size."""
 
-    @abstractmethod
+    def classify_null(self, evidence: Evidence, threshold: float, fitted: SizeResult) -> SizeResult:
+        """The null kernels' labels; ``fitted`` is the result on the real kernels (a rule that
+        fits a model predicts with that model here). Default: the same per-kernel rule."""
+        return self.classify_size(evidence, threshold)
+
+    def evidence(self, kernels: Tensor) -> Evidence:
+        """Each ``[n, kh, kw]`` kernel's own evidence: center-surround score and taxonomy."""
+        size = (int(kernels.shape[1]), int(kernels.shape[2]))
+        unit = normalise_kernels(kernels)
+        cs = center_surround(kernels)
+        return Evidence(unit, size, cs, taxonomy(unit, size, cs.antagonism >= ANTAGONISM_MIN, self.families))
+
     def strength(self, kernels: Tensor) -> Tensor:
-        """``[n]``: the largest threshold at which each kernel is on/off-center (0: at none)."""
+        """``[n]``: the largest threshold at which each kernel is on/off-center by its own taxonomy
+        (0: at none). Every rule requires that, so it bounds every classifier's on/off share."""
+        return self.evidence(kernels).taxonomy.strength()
 
     def own_settings(self) -> dict[str, Any]:
         """The subclass's own constructor settings (for reports and the calibration cache)."""
@@ -433,14 +494,16 @@ class KernelClassifier(ABC):
         results: list[LayerResult | None] = [None] * len(layers)
         centroids: list[Centroid] = []
         thresholds: dict[str, float] = {}
+        notes: list[str] = []
         for size, indices in by_size.items():
             kernels = torch.cat([layers[i].kernels for i in indices]).to(torch.float32)
             threshold = self.threshold_for(size)
             thresholds[size_label(size)] = threshold
             with single_thread():
-                observed = self.classify_size(kernels, threshold)
-                null = self.classify_size(self.null_kernels(kernels, generator), threshold)
+                observed = self.classify_size(self.evidence(kernels), threshold)
+                null = self.classify_null(self.evidence(self.null_kernels(kernels, generator)), threshold, observed)
             centroids.extend(observed.centroids)
+            notes.extend(observed.notes)
             start = 0
             for i in indices:
                 part = slice(start, start + len(layers[i]))
@@ -451,8 +514,9 @@ class KernelClassifier(ABC):
                     score=observed.evidence.score[part].numpy(),
                     antagonism=observed.evidence.antagonism[part].numpy(),
                     null_label=null.label[part],
+                    detail=observed.detail[part],
+                    null_detail=null.detail[part],
                     columns={key: values[part] for key, values in observed.columns.items()},
-                    detail=None if observed.detail is None else observed.detail[part],
                 )
                 start = part.stop
         return KernelReport(
@@ -461,9 +525,9 @@ class KernelClassifier(ABC):
             thresholds=thresholds,
             layers=results,
             centroids=centroids,
-            detailed_classes=self.detailed_classes,
             group=group,
             centroid_name=self.centroid_name,
+            notes=notes,
         )
 
     def classify_kernels(self, kernels: Tensor) -> KernelReport:
@@ -491,14 +555,6 @@ def _check_unit_interval(value: Any, name: str, what: str) -> None:
         raise AnalysisError(f"{name} is {what} and must lie strictly between 0 and 1; got {value!r}")
 
 
-def labels_from_polarity(polarity: Tensor) -> np.ndarray:
-    """``[n]`` +1 / -1 / 0 -> CLASSES indices ON / OFF / OTHER."""
-    label = torch.full(polarity.shape, OTHER, dtype=torch.int64)
-    label[polarity > 0] = ON
-    label[polarity < 0] = OFF
-    return label.numpy()
-
-
 def class_means(
     unit: Tensor, classes: np.ndarray, size: tuple[int, int], names: Sequence[str]
 ) -> list[Centroid]:
@@ -510,6 +566,11 @@ def class_means(
     means = sums[present] / counts[present, None]
     scores = center_surround(means.reshape(-1, *size)).score
     return [
-        Centroid(size, int(c), names[int(c)], float(s), int(counts[c]), m.reshape(size).numpy())
+        Centroid(size, int(c), names[int(c)], float(s), int(counts[c]), m.reshape(size).numpy(), int(counts[c]))
         for c, s, m in zip(present, scores, means)
     ]
+
+
+def three_way(detail: np.ndarray) -> np.ndarray:
+    """Detailed class indices -> :data:`CLASSES` indices (on, off, everything else other)."""
+    return THREE_WAY[np.asarray(detail)]

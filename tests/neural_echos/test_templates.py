@@ -1,24 +1,28 @@
-"""Template banks (DoG, first and second derivatives of Gaussians) and the synthetic test kernels."""
+"""Template banks (DoG, derivatives of Gaussians, differences, blobs, deltas) and the synthetic test kernels."""
 
 import numpy as np
 import pytest
 import torch
 
 from neural_echos.dog import effective_radius
-from neural_echos.templates import FAMILIES, template_bank
+from neural_echos.templates import FAMILIES, ZERO_MEAN_FAMILIES, template_bank
 from tests.neural_echos.synthetic import SYNTHETIC_KINDS, synthetic_kernels
 
 
 @pytest.mark.parametrize("size", [3, 5, 7, 9, (3, 5), (1, 3)])
-def test_templates_are_zero_mean_unit_norm(size):
+def test_differences_are_zero_mean_blobs_and_deltas_one_signed_all_unit_norm(size):
     bank = template_bank(size)
     kh, kw = (size, size) if isinstance(size, int) else size
     assert bank.templates.shape == (len(bank), kh * kw)
     assert bank.centre.shape == bank.templates.shape
-    assert torch.allclose(bank.templates.sum(dim=1), torch.zeros(len(bank)), atol=1e-5)
+    zero_mean = torch.isin(bank.family, torch.tensor([FAMILIES.index(f) for f in ZERO_MEAN_FAMILIES]))
+    assert torch.allclose(bank.templates[zero_mean].sum(dim=1), torch.zeros(int(zero_mean.sum())), atol=1e-5)
+    assert (bank.templates[~zero_mean] >= 0).all() and (bank.templates[~zero_mean].sum(dim=1) > 0).all()
     assert torch.allclose(bank.templates.norm(dim=1), torch.ones(len(bank)), atol=1e-5)
     assert len(bank.names) == len(bank) == len(bank.family)
-    assert set(bank.family.tolist()) == {0, 1, 2}
+    has_centre = kh % 2 == 1 and kw % 2 == 1  # the identity kernel needs a centre pixel
+    expected = {FAMILIES.index(f) for f in FAMILIES if f != "delta" or has_centre}
+    assert set(bank.family.tolist()) == expected - ({0} if min(kh, kw) == 1 and max(kh, kw) < 3 else set())
 
 
 def test_bank_is_cached_and_families_can_be_chosen():
@@ -46,10 +50,13 @@ def test_dog_centres_carry_the_positive_sum(size):
 
 @pytest.mark.parametrize("size", [3, 5, 7, 11])
 def test_families_stay_apart(size):
-    """Even DoGs are orthogonal to odd edges; bars match DoGs at most ~0.83 (G_uu . LoG = 4/sqrt(24))."""
+    """Even DoGs are orthogonal to odd (Gaussian) edges; bars match DoGs at most ~0.83
+    (G_uu . LoG = 4/sqrt(24)). The discrete differences at half-pixel offsets are not odd about
+    the centre, so they are left out here."""
     bank = template_bank(size)
     corr = (bank.templates @ bank.templates.T).abs()
-    dog, first, second = (bank.family == i for i in range(3))
+    gaussian_edge = torch.from_numpy(np.char.startswith(bank.names.astype(str), "d1("))
+    dog, first, second = bank.family == 0, gaussian_edge, bank.family == 2
     assert corr[dog][:, first].max() < 1e-5
     assert corr[second][:, first].max() < 1e-5
     assert corr[dog][:, second].max() < 0.85

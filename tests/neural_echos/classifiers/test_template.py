@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from neural_echos.classifiers import TemplateClassifier
-from neural_echos.classifiers.template import DETAILED_CLASSES
+from neural_echos.taxonomy import DETAILED_CLASSES
 from tests.neural_echos.synthetic import synthetic_kernels
 
 MIXTURE = {"on_center": 400, "off_center": 300, "first_derivative": 150, "second_derivative": 100, "noise": 50}
@@ -44,10 +44,10 @@ def test_recovers_a_synthetic_mixture_five_ways():
     assert report.detailed_classes == DETAILED_CLASSES
     assert_shares(report.detailed_proportions(), detailed_shares(MIXTURE), 0.02)
     assert_shares(report.proportions(), three_way(MIXTURE), 0.02)
-    found = report.layers[0].columns["detailed_class"]
+    found = np.array(DETAILED_CLASSES)[report.layers[0].detail]
     expected = np.array([{"noise": "other"}.get(kind, kind) for kind in kinds])
     assert (found == expected).mean() > 0.97
-    assert report.layers[0].columns["template"][0].startswith(("dog", "d1", "d2", "dxy"))
+    assert report.layers[0].columns["template"][0].startswith(("dog", "d1", "d2", "dxy", "diff"))
     explained = (MIXTURE["first_derivative"] + MIXTURE["second_derivative"]) / (
         MIXTURE["first_derivative"] + MIXTURE["second_derivative"] + MIXTURE["noise"]
     )
