@@ -8,7 +8,7 @@ cifar10-mini subset (5,085 images) beside the repo when present, else a generate
 same size; a full CIFAR-10 epoch is ~10x longer, so its ratio is ~10x smaller.
 Target: at most 1 % of an epoch of the CIFAR recipe.
 
-    .venv/bin/python benchmarks/bench_snapshot_cost.py [--method kmeans|template]
+    .venv/bin/python benchmarks/bench_snapshot_cost.py [--method template|kmeans]
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class EpochClock(Callback):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--method", default="kmeans", choices=sorted(CLASSIFIERS))
+    parser.add_argument("--method", default="template", choices=sorted(CLASSIFIERS))
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     with tempfile.TemporaryDirectory() as tmp:

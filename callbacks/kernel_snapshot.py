@@ -15,7 +15,7 @@ from PIL import Image
 from tensorboard.compat.proto.summary_pb2 import Summary
 
 from neural_echos import grids
-from neural_echos.classifiers import CLASSES, KernelClassifier, KMeansClassifier
+from neural_echos.classifiers import CLASSES, KernelClassifier, TemplateClassifier
 from neural_echos.collect import kernels_from_module
 from neural_echos.errors import ConfigError
 from neural_echos.grids import SAMPLINGS, SCALINGS, TRANSFERS
@@ -48,12 +48,18 @@ class KernelSnapshot(Callback):
     * ``kernels/layers`` (image): layers x classes, each share and its chance share, in network
       order; ``kernels/layer/<layer>/{on_center,off_center,other}`` scalars with
       ``layer_scalars: true``;
-    * ``kernels/other_explained``: share of "other" kernels that a derivative-of-Gaussian
-      template explains (template classifier only);
+    * ``kernels/taxonomy/<class>`` and ``kernels/taxonomy_chance/<class>``: the share of each
+      taxonomy class (:mod:`neural_echos.taxonomy`: on/off-center, blob, delta, shifted delta,
+      first and second derivative, other) and its chance share; ``kernels/named`` and
+      ``kernels/named_chance``: the share the taxonomy names;
+    * ``kernels/notes`` (text): what the classifier found that its shares do not show (k-means:
+      a polarity that no cluster carries);
     * images (TensorBoard only): ``kernels/grid/<layer or stage>`` kernel grids, framed by
       class, with a title saying which kernels are shown and a legend strip (colour scale with
       its values, frame colours); ``kernels/centroids`` the cluster centroids (k-means) or class
-      means (templates), each with its class, score and size (see :mod:`neural_echos.grids`);
+      means (templates), each with its class, score and how many members have that class;
+      ``kernels/taxonomy`` one bar per taxonomy class with its chance share (see
+      :mod:`neural_echos.grids`);
     * histograms (``histograms: true``): ``kernels/weights/<layer>``.
 
     It runs on rank zero only, under ``torch.no_grad`` on a CPU copy of the kernels, and draws
@@ -63,7 +69,7 @@ class KernelSnapshot(Callback):
     Args:
         every_n_epochs: epochs between snapshots; 0 turns the callback off.
         classifier: a kernel classifier of :mod:`neural_echos.classifiers`, chosen with
-            ``class_path`` (``KMeansClassifier``, the paper's, by default; ``TemplateClassifier``)
+            ``class_path`` (``TemplateClassifier`` by default; ``KMeansClassifier``, the paper's)
             and its own ``init_args``.
         images: log kernel grids, centroids and the per-layer share image.
         max_kernels: kernels per grid image.
@@ -80,7 +86,7 @@ class KernelSnapshot(Callback):
     def __init__(
         self,
         every_n_epochs: int = 1,
-        classifier: KernelClassifier = lazy_instance(KMeansClassifier),
+        classifier: KernelClassifier = lazy_instance(TemplateClassifier),
         images: bool = True,
         max_kernels: int = 64,
         sampling: str = "spread",
@@ -132,9 +138,10 @@ class KernelSnapshot(Callback):
             for layer in report.layers:
                 shares = report.proportions([layer])
                 metrics.update({f"{TAG}/layer/{layer.name}/{name}": shares[name] for name in CLASSES})
-        explained = report.other_explained()
-        if explained is not None:
-            metrics[f"{TAG}/other_explained"] = explained
+        taxonomy, taxonomy_chance = report.detailed_proportions(), report.detailed_chance()
+        metrics.update({f"{TAG}/taxonomy/{name}": share for name, share in taxonomy.items()})
+        metrics.update({f"{TAG}/taxonomy_chance/{name}": share for name, share in taxonomy_chance.items()})
+        metrics[f"{TAG}/named"], metrics[f"{TAG}/named_chance"] = report.explained(), report.explained(null=True)
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
 
@@ -147,6 +154,7 @@ class KernelSnapshot(Callback):
                 )
                 images = {f"{TAG}/grid/{group}": image for group, _, image in pictures}
                 images[f"{TAG}/layers"] = grids.layer_shares_image(report)
+                images[f"{TAG}/taxonomy"] = grids.taxonomy_image(report)
                 if report.centroids:
                     images[f"{TAG}/centroids"] = grids.centroid_image(report, self.scaling, self.transfer)
             summaries = [image_summary(tag, image) for tag, image in images.items()]
@@ -155,6 +163,8 @@ class KernelSnapshot(Callback):
                     # SummaryWriter.add_image re-scales through float32 and compresses at level 6:
                     # 13 ms an image here, most of a snapshot; the same PNG summary, made once
                     writer._get_file_writer().add_summary(summary, step)
+                if report.notes:
+                    writer.add_text(f"{TAG}/notes", "\n\n".join(report.notes), step)
                 if self.histograms:
                     for layer in layers:
                         writer.add_histogram(f"{TAG}/weights/{layer.name}", layer.kernels, step)

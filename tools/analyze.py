@@ -1,7 +1,7 @@
 """The ``analyze`` and ``survey`` commands: classify the kernels of models and checkpoints, offline.
 
     python run.py analyze [--checkpoint FILE] [--model NAME [--pretrained] [--weights FILE]]
-                          [--include-regular] [--out DIR] [--method kmeans|template] [options]
+                          [--include-regular] [--out DIR] [--method template|kmeans] [options]
     python run.py survey  [--model NAME]... [--pretrained NAME]... [--checkpoint FILE]...
                           [--weights NAME=FILE]... [--include-regular] [--out DIR] [options]
 
@@ -29,6 +29,10 @@ classifier and its own chance baseline, reported beside the depthwise kernels. L
 millions of slices: at most ``--max-regular-kernels`` (default 100,000) of each kernel size are
 classified, drawn uniformly at random (seeded) when there are more; the summary says how many.
 
+The classifier is ``--method template`` (the default: each kernel named by its best template)
+or ``kmeans`` (the paper's clustering, k chosen per kernel size, ``--clusters 3`` for the
+paper's k). Besides on/off/other, every kernel gets its taxonomy class (on/off-center, blob,
+delta, shifted delta, first derivative, second derivative, other; :mod:`neural_echos.taxonomy`).
 Every share comes with its chance share (the classifier's null model, see
 :mod:`neural_echos.classifiers.base`) and the excess over it.
 
@@ -39,15 +43,16 @@ Outputs of ``analyze`` in ``--out`` (default ``analysis_out``):
   ``centroids``, ``method`` and ``settings``), ``regular`` (the same for regular convolutions,
   with ``--include-regular``), ``source`` and ``files``.
 - ``layers/NNN_<layer>.csv`` (and ``regular/NNN_<layer>.csv``): one row per kernel:
-  ``index,class,score,antagonism,null_class`` and the classifier's own columns (k-means:
-  ``cluster``; templates: ``detailed_class,correlation,template``).
+  ``index,class,detailed_class,score,antagonism,null_class,null_detailed_class`` and the
+  classifier's own columns (k-means: ``cluster``; templates: ``correlation,template``).
 - ``grids/NNN_<layer or stage>.png``: kernel grids framed by class.
-- ``proportions.png`` (observed and chance shares, every group, size and layer) and
-  ``centroids.png``.
+- ``proportions.png`` (observed and chance shares, every group, size and layer),
+  ``taxonomy.png`` (every taxonomy class with its chance share) and ``centroids.png``.
 
 ``survey`` runs ``analyze`` on every subject (into ``--out/NN_<label>/``) and writes one table,
-``survey.csv`` and ``survey.md`` (subject, group, kernel size, kernels, threshold, on / off /
-other, chance, excess), and ``survey.png`` comparing them: the paper's cross-architecture
+``survey.csv`` and ``survey.md`` (subject, group, kernel size, kernels, threshold, on and off
+each with its chance share, excess, the share the taxonomy names with its chance; the CSV also
+has every taxonomy class with its chance share), and ``survey.png`` comparing them: the paper's cross-architecture
 comparison as one command.
 
 Bad input raises :class:`AnalysisError` (a :class:`neural_echos.errors.NeuralEchosError` and a
@@ -84,6 +89,7 @@ from neural_echos.classifiers import (
     KernelReport,
     get_classifier,
 )
+from neural_echos.taxonomy import DETAILED_CLASSES
 from neural_echos.collect import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_FILE_BYTES,
@@ -519,6 +525,8 @@ def _write_outputs(
 
     reports = [report for _, _, report in groups]
     plots.save_figure(plots.proportions_figure(reports, title=_plot_title(reports[0], source)), out / "proportions.png")
+    grids.save_png(grids.taxonomy_image(reports[0]), out / "taxonomy.png")
+    files["taxonomy"] = "taxonomy.png"
     if any(report.centroids for report in reports):
         plots.save_figure(plots.centroid_figure(reports[0]), out / "centroids.png")
         files["centroids"] = "centroids.png"
@@ -533,9 +541,11 @@ def _write_layer_csv(path: Path, result) -> None:
     columns = {
         "index": np.arange(len(result)),
         "class": np.array(CLASSES)[result.label],
+        "detailed_class": np.array(DETAILED_CLASSES)[result.detail],
         "score": np.round(result.score.astype(np.float64), 4),
         "antagonism": np.round(result.antagonism.astype(np.float64), 4),
         "null_class": np.array(CLASSES)[result.null_label],
+        "null_detailed_class": np.array(DETAILED_CLASSES)[result.null_detail],
         **result.columns,
     }
     with path.open("w", newline="") as f:
@@ -568,6 +578,10 @@ def _survey_row(label: str, group: str, size: str, entry: dict, folder: str) -> 
         "on_off": round(observed["on_center"] + observed["off_center"], 4),
         "chance_on_off": round(chance["on_center"] + chance["off_center"], 4),
         "excess_on_off": round(excess["on_center"] + excess["off_center"], 4),
+        "named": round(entry["explained"], 4),
+        "chance_named": round(entry["explained_chance"], 4),
+        **{f"taxonomy_{name}": round(entry["detailed_proportions"][name], 4) for name in DETAILED_CLASSES},
+        **{f"chance_taxonomy_{name}": round(entry["detailed_chance"][name], 4) for name in DETAILED_CLASSES},
         "folder": folder,
     }
 
@@ -581,14 +595,15 @@ def _write_survey(out: Path, rows: list[dict[str, Any]]) -> None:
         writer.writeheader()
         writer.writerows(rows)
     lines = [
-        "| subject | group | kernel size | kernels | threshold | on | off | other | on+off | chance on+off | excess on+off |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| subject | group | kernel size | kernels | threshold | on (chance) | off (chance) | excess on+off "
+        "| named by the taxonomy (chance) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['subject']} | {r['group']} | {r['kernel_size']} | {r['kernels']} | {r['threshold']:.2f} | "
-            f"{r['on_center']:.1%} | {r['off_center']:.1%} | {r['other']:.1%} | {r['on_off']:.1%} | "
-            f"{r['chance_on_off']:.1%} | {r['excess_on_off']:+.1%} |"
+            f"{r['on_center']:.1%} ({r['chance_on_center']:.1%}) | {r['off_center']:.1%} ({r['chance_off_center']:.1%}) | "
+            f"{r['excess_on_off']:+.1%} | {r['named']:.1%} ({r['chance_named']:.1%}) |"
         )
     (out / "survey.md").write_text("\n".join(lines) + "\n")
     plots.save_figure(plots.survey_figure(rows), out / "survey.png")
@@ -616,13 +631,22 @@ def describe(group: dict[str, Any]) -> str:
     )
 
 
+def describe_taxonomy(group: dict[str, Any]) -> str:
+    """One line: the taxonomy's shares, each with its chance share, and the share it names."""
+    shares, chance = group["detailed_proportions"], group["detailed_chance"]
+    parts = [f"{name} {shares[name]:.1%} ({chance[name]:.1%})" for name in DETAILED_CLASSES[2:]]
+    return (f"  taxonomy (chance): {', '.join(parts)}; named {group['explained']:.1%} "
+            f"(chance {group['explained_chance']:.1%})")
+
+
 # --------------------------------------------------------------------------------------------
 # command line
 
 
 def _add_classifier_arguments(parser: argparse.ArgumentParser) -> None:
     names = ", ".join(sorted(CLASSIFIERS))
-    parser.add_argument("--method", default=DEFAULT_CLASSIFIER, help=f"classifier, one of {names} (default: kmeans)")
+    parser.add_argument("--method", default=DEFAULT_CLASSIFIER,
+                        help=f"classifier, one of {names} (default: {DEFAULT_CLASSIFIER})")
     parser.add_argument(
         "--threshold", default=None,
         help='correlation threshold in (0, 1), or "auto" (default): calibrated per kernel size on Gaussian noise',
@@ -631,7 +655,9 @@ def _add_classifier_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--null-model", default=None,
                         help=f"null model of the chance share: {', '.join(NULL_MODELS)} (default permute)")
     parser.add_argument("--null-seed", type=int, default=None, help="seed of the null kernels (default 0)")
-    parser.add_argument("--clusters", type=int, default=None, help="kmeans: k (default 3)")
+    parser.add_argument("--clusters", type=_clusters, default=None,
+                        help='kmeans: k, or "auto" (default): the smallest k from 3 to 12 that carries every polarity '
+                        "the kernels hold; 3 is the paper's")
     parser.add_argument("--cluster-seed", type=int, default=None, help="kmeans: random_state (default 0)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                         help="seed of a fresh model's initialisation and of the regular-slice sample (default: 0)")
@@ -657,6 +683,15 @@ def classifier_from_args(args: argparse.Namespace) -> KernelClassifier:
     options = {"alpha": "alpha", "null_model": "null_model", "null_seed": "null_seed", "clusters": "n_clusters", "cluster_seed": "seed"}
     settings.update({key: getattr(args, option) for option, key in options.items() if getattr(args, option) is not None})
     return get_classifier(args.method, **settings)
+
+
+def _clusters(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected "auto" or an integer >= 2, got {text!r}') from None
 
 
 def _number(text: str, option: str) -> float:
@@ -703,12 +738,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                        args.include_regular, args.max_regular_kernels, args.seed, args.max_bytes, args.max_file_bytes)
 
     summary = _run(command)
-    print(describe(summary))
-    if summary.get("other_explained") is not None:
-        print(f"derivative templates explain {summary['other_explained']:.1%} of 'other'")
-    if "regular" in summary:
-        print(describe(summary["regular"]))
-    print(f"wrote {Path(args.out) / 'summary.json'} ({summary['seconds']:.1f} s)")
+    for group in (summary, summary.get("regular")):
+        if group is not None:
+            print(describe(group))
+            print(describe_taxonomy(group))
+            for note in group["notes"]:
+                print(f"  note: {note}")
+    print(f"wrote {Path(args.out) / 'summary.json'}, per-layer CSVs, grids/*.png, proportions.png, taxonomy.png"
+          f"{', centroids.png' if 'centroids' in summary['files'] else ''} ({summary['seconds']:.1f} s)")
     return 0
 
 

@@ -112,7 +112,7 @@ class KMeansClassifier(KernelClassifier):
         notes = [
             f"k-means (k={fit['k']}) on the {size_label(size)} kernels: {(own == c).mean():.1%} of them are "
             f"{DETAILED_CLASSES[c]} by their own taxonomy, but no cluster carries that polarity, so its k-means "
-            f"share is 0 (use clusters: auto, or the template classifier)"
+            f"share is 0 (let k be chosen: clusters auto; or use the template classifier)"
             for c in held if c not in carried
         ]
         centroids = [

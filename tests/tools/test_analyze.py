@@ -91,10 +91,11 @@ def test_timm_state_dict(atto_pth, tmp_path, method):
     assert on_disk["source"]["checkpoint"] == str(atto_pth) and on_disk["source"]["model"] is None
     header = (tmp_path / on_disk["layers"][0]["csv"]).read_text().splitlines()[0]
     if method == "template":
-        assert header == "index,class,score,antagonism,null_class,detailed_class,correlation,template"
+        assert header == ("index,class,detailed_class,score,antagonism,null_class,null_detailed_class,"
+                          "correlation,template")
         assert "other_explained" in on_disk and "detailed_proportions" in on_disk
     else:
-        assert header == "index,class,score,antagonism,null_class,cluster"
+        assert header == "index,class,detailed_class,score,antagonism,null_class,null_detailed_class,cluster"
         assert on_disk["settings"]["n_clusters"] == 3 and len(on_disk["centroids"]) == 3
     assert on_disk["thresholds"] == {"7x7": 0.5}
 
