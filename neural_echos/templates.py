@@ -53,8 +53,8 @@ from neural_echos.dog import dog_fits, dog_kernels, effective_radius
 
 FAMILIES = ("dog", "first_derivative", "second_derivative", "blob", "delta", "shifted_delta")
 ZERO_MEAN_FAMILIES = ("dog", "first_derivative", "second_derivative")
-DOG_GAMMAS = (0.2, 0.35, 0.5, 0.65, 0.8)
-DOG_RADIUS_FRACTIONS = (0.2, 0.35, 0.5, 0.65, 0.8, 1.0)
+DOG_GAMMAS = (0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8)
+DOG_RADIUS_FRACTIONS = (0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 1.0)
 DERIVATIVE_SIGMAS = (0.8, 1.2, 1.8)
 MIN_SIGMA = 0.8
 BLOB_SIGMAS = (0.5, 0.8, 1.2, 1.8, 2.7, 4.0)

@@ -12,10 +12,11 @@ For every classifier (default settings: ``threshold="auto"``, alpha 0.05) and ke
 - on+off of Gaussian blobs (sigma 0.3-3 px, scaled with the size), which must be 0;
 - on+off of oriented bars: second derivatives of a Gaussian at a random angle, sign and sigma
   (0.8-1.8 px, scaled with the size), drawn off the template bank's grid. They are not
-  center-surround, yet correlate up to 0.83 with a DoG: this column is the price a classifier
-  without derivative templates pays, and the reason the template classifier finds fewer noisy DoGs.
+  center-surround, yet correlate up to 0.83 with a DoG: a classifier without bar templates (the
+  paper's k-means, before its per-kernel gate was the taxonomy) calls them all on/off; both
+  classifiers now call none, and pay for it with fewer noisy DoGs found at small sizes.
 
-The numbers in README's classification section come from this script.
+The numbers in docs/classification.md come from this script.
 """
 
 from __future__ import annotations

@@ -83,7 +83,13 @@ IGNORED_HPARAMS = {"root", "num_workers", "download", "_instantiator", "_class_p
 SHARE_COLUMNS = [f"final_{c}" for c in CLASSES]
 CHANCE_COLUMNS = [f"chance_{c}" for c in CLASSES]
 EXCESS_COLUMNS = [f"excess_{c}" for c in EXCESS_CLASSES]
-KERNEL_COLUMNS = SHARE_COLUMNS + CHANCE_COLUMNS + EXCESS_COLUMNS
+# the taxonomy (neural_echos.taxonomy.DETAILED_CLASSES, spelt here to keep report torch-free)
+TAXONOMY = ("on_center", "off_center", "blob", "delta", "shifted_delta", "first_derivative",
+            "second_derivative", "other")
+TAXONOMY_TAG = "kernels/taxonomy/{}"
+TAXONOMY_CHANCE_TAG = "kernels/taxonomy_chance/{}"
+TAXONOMY_COLUMNS = [f"taxonomy_{c}" for c in TAXONOMY] + [f"taxonomy_chance_{c}" for c in TAXONOMY]
+KERNEL_COLUMNS = SHARE_COLUMNS + CHANCE_COLUMNS + EXCESS_COLUMNS + TAXONOMY_COLUMNS
 RUN_COLUMNS = [
     "run", "status", "reason", "model", "init", "seed", "best_acc1", "best_epoch", "final_acc1", "epochs",
     *KERNEL_COLUMNS, "init_method", "init_settings", "model_name", "model_kwargs", "kernel_sizes", "data",
@@ -508,6 +514,13 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
             row[f"chance_{c}"] = final.get(CHANCE_TAG.format(c), np.nan)
         for c in EXCESS_CLASSES:
             row[f"excess_{c}"] = row[f"final_{c}"] - row[f"chance_{c}"]
+    taxonomy_tags = [tag.format(c) for tag in (TAXONOMY_TAG, TAXONOMY_CHANCE_TAG) for c in TAXONOMY]
+    taxonomy = scalars[scalars.tag.isin(taxonomy_tags)].sort_values("step", kind="stable")
+    if len(taxonomy):  # runs logged before the taxonomy have none
+        final = taxonomy.groupby("tag").value.last()
+        for c in TAXONOMY:
+            row[f"taxonomy_{c}"] = final.get(TAXONOMY_TAG.format(c), np.nan)
+            row[f"taxonomy_chance_{c}"] = final.get(TAXONOMY_CHANCE_TAG.format(c), np.nan)
     return row, pd.concat(parts, ignore_index=True)
 
 
@@ -861,6 +874,14 @@ def _markdown(groups, skipped, notes, plots, logdirs, baseline, n_used) -> str:
                   "chance share (what the same classifier gives the kernels' pixel-permuted nulls) and the "
                   "excess over chance; a share means something only where it stands above its chance:", "",
                   *_md_table(table, right=tuple(table.columns[2:]))]
+    taxonomy = groups[groups[TAXONOMY_COLUMNS].notna().all(axis=1)]
+    if len(taxonomy):
+        table = pd.DataFrame({"model": taxonomy.model, "init": taxonomy.init})
+        for c in TAXONOMY:
+            table[c.replace("_", " ")] = [f"{v:.3f} ({w:.3f})" for v, w in
+                                          zip(taxonomy[f"taxonomy_{c}"], taxonomy[f"taxonomy_chance_{c}"])]
+        lines += ["", "Final kernel taxonomy (share of depthwise kernels by their best template, mean over seeds; "
+                  "chance share in brackets):", "", *_md_table(table, right=tuple(table.columns[2:]))]
     if plots:
         lines += ["", "## Plots", ""]
         for path, title in plots:

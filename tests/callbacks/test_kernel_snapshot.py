@@ -9,9 +9,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from callbacks import DepthwiseInit, KernelSnapshot
 from datamodules import CIFAR10DataModule
 from lightning_modules import ImageClassifier
-from neural_echos.classifiers import AnalysisError, TemplateClassifier
+from neural_echos.classifiers import AnalysisError, KMeansClassifier, TemplateClassifier
 from neural_echos.init.dog import DoGInit
 from neural_echos.errors import ConfigError
+from neural_echos.taxonomy import DETAILED_CLASSES
 
 STEPS_PER_EPOCH = 3
 
@@ -64,11 +65,17 @@ def test_logs_documented_tags_at_step_zero_and_every_epoch(tmp_path, cifar_root)
 
 
 @pytest.mark.slow
-def test_template_method_logs_other_explained(tmp_path, cifar_root):
-    _fit(tmp_path, cifar_root, [KernelSnapshot(classifier=TemplateClassifier(), images=False)], epochs=1)
+@pytest.mark.parametrize("classifier", [TemplateClassifier(), KMeansClassifier(n_clusters=3)])
+def test_the_taxonomy_is_logged_with_its_chance_for_every_classifier(tmp_path, cifar_root, classifier):
+    _fit(tmp_path, cifar_root, [KernelSnapshot(classifier=classifier, images=True)], epochs=1)
     events = _events(tmp_path)
-    assert "kernels/other_explained" in events.Tags()["scalars"]
-    assert events.Tags()["images"] == []
+    scalars = events.Tags()["scalars"]
+    for name in DETAILED_CLASSES:
+        assert f"kernels/taxonomy/{name}" in scalars and f"kernels/taxonomy_chance/{name}" in scalars
+    assert "kernels/named" in scalars and "kernels/named_chance" in scalars
+    shares = [events.Scalars(f"kernels/taxonomy/{name}")[-1].value for name in DETAILED_CLASSES]
+    assert sum(shares) == pytest.approx(1.0, abs=1e-5)
+    assert "kernels/taxonomy" in events.Tags()["images"]
 
 
 def test_does_not_change_training(tmp_path, cifar_root):

@@ -70,7 +70,7 @@ def test_runs_are_named_by_init_and_their_hparams_sessions_tell_them_apart(two_r
     for params in (dog, default):
         assert params["model"] == "convnext_atto" and params["model/kernel_sizes"] == "7x7"
         assert params["seed"] == 42 and params["data/batch_size"] == 16 and params["data"] == "CIFAR10DataModule"
-        assert params["snapshot/classifier"] == "kmeans" and params["model/lr"] == 2e-3
+        assert params["snapshot/classifier"] == "template" and params["model/lr"] == 2e-3
     assert sorted(dog)[:3] == ["data", "data/batch_size", "init"]  # TensorBoard shows the first five
     assert metrics == list(METRICS)
     for version in ("dog", "none"):  # the init's text, under the tag README names

@@ -172,8 +172,9 @@ def test_dogs_with_noise_at_3x3_where_the_threshold_is_higher():
 
 # With the whole taxonomy competing, a DoG drowned in noise of its own energy (SNR 1) often fits a
 # bar, a difference or a delta better (a bar correlates up to 0.83 with a DoG; a gamma -> 0 DoG is
-# nearly a delta). Measured on these draws (2-core CI machine, 2026-12-04): 66 % (5x5), 85 % (7x7),
-# 86 % (11x11) with equal-energy noise, 41 % at 3x3 with half the energy. That is the price of
+# nearly a delta). Measured (scripts/classifier_calibration.py, 2-core CI machine, 2026-12-04):
+# 70 % (5x5), 88 % (7x7), 95 % (9x9), 96 % (11x11) with equal-energy noise, 42 % at 3x3 with half
+# the energy. That is the price of
 # telling bars apart; at the noise of the known-answer populations (tests/neural_echos/
 # test_known_kernels.py) recovery is within 2 points. The bounds sit ~5 points under the measures.
 @pytest.mark.parametrize("k, bound", [(5, 0.6), (7, 0.8), (9, 0.8), (11, 0.8)])
