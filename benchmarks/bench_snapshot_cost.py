@@ -1,8 +1,9 @@
 """Cost of the KernelSnapshot callback against the training epoch it observes.
 
 Trains the quickstart recipe's model (ConvNeXt-atto, batch 128, 32x32) for one epoch under the
-Trainer with the snapshot callback (k-means with its calibrated threshold and the pixel-permuted
-null model for the chance shares, kernel grids, centroids: the defaults) and reports the
+Trainer with the snapshot callback (the template classifier with its calibrated threshold, the
+taxonomy and the pixel-permuted null model for the chance shares, kernel grids, class means and
+the taxonomy picture: the defaults; ``--method kmeans`` for k-means with k chosen per size) and reports the
 snapshot's wall time per call against the epoch's wall time, in the same run. Data: the
 cifar10-mini subset (5,085 images) beside the repo when present, else a generated tree of the
 same size; a full CIFAR-10 epoch is ~10x longer, so its ratio is ~10x smaller.
