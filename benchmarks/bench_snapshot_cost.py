@@ -21,9 +21,8 @@ import time
 import warnings
 from pathlib import Path
 
-from _common import CIFAR10_MINI, REPO, machine, median
-
 import lightning.pytorch as pl
+from _common import CIFAR10_MINI, REPO, machine, median
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 

@@ -89,7 +89,6 @@ from neural_echos.classifiers import (
     KernelReport,
     get_classifier,
 )
-from neural_echos.taxonomy import DETAILED_CLASSES
 from neural_echos.collect import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_FILE_BYTES,
@@ -105,6 +104,7 @@ from neural_echos.collect import (
     regular_kernels_from_state_dict,
 )
 from neural_echos.errors import NeuralEchosError, OneLineArgumentParser, one_line, positive_int
+from neural_echos.taxonomy import DETAILED_CLASSES
 
 DEFAULT_SEED = 0
 MAX_KERNELS_DRAWN = 64

@@ -880,8 +880,9 @@ def _markdown(groups, skipped, notes, plots, logdirs, baseline, n_used) -> str:
         for c in TAXONOMY:
             table[c.replace("_", " ")] = [f"{v:.3f} ({w:.3f})" for v, w in
                                           zip(taxonomy[f"taxonomy_{c}"], taxonomy[f"taxonomy_chance_{c}"])]
-        lines += ["", "Final kernel taxonomy (share of depthwise kernels by their best template, mean over seeds; "
-                  "chance share in brackets):", "", *_md_table(table, right=tuple(table.columns[2:]))]
+        caption = ("Final kernel taxonomy (share of depthwise kernels by their best template, mean over seeds; "
+                   "chance share in brackets):")
+        lines += ["", caption, "", *_md_table(table, right=tuple(table.columns[2:]))]
     if plots:
         lines += ["", "## Plots", ""]
         for path, title in plots:

@@ -25,8 +25,8 @@ from typing import Any
 from neural_echos.classifiers.base import (
     CLASSES,
     NULL_MODELS,
-    Centroid,
     CenterSurround,
+    Centroid,
     KernelClassifier,
     KernelReport,
     LayerResult,
@@ -63,8 +63,8 @@ for _module in pkgutil.iter_modules(__path__):  # each module registers its clas
     if _module.name != "base":
         importlib.import_module(f"{__name__}.{_module.name}")
 
-from neural_echos.classifiers.kmeans import KMeansClassifier  # noqa: E402  (registered above)
-from neural_echos.classifiers.template import TemplateClassifier  # noqa: E402
+from neural_echos.classifiers.kmeans import KMeansClassifier
+from neural_echos.classifiers.template import TemplateClassifier
 
 __all__ = [
     "CLASSES",

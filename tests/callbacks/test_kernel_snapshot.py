@@ -10,8 +10,8 @@ from callbacks import DepthwiseInit, KernelSnapshot
 from datamodules import CIFAR10DataModule
 from lightning_modules import ImageClassifier
 from neural_echos.classifiers import AnalysisError, KMeansClassifier, TemplateClassifier
-from neural_echos.init.dog import DoGInit
 from neural_echos.errors import ConfigError
+from neural_echos.init.dog import DoGInit
 from neural_echos.taxonomy import DETAILED_CLASSES
 
 STEPS_PER_EPOCH = 3
