@@ -82,7 +82,8 @@ def survey_figure(rows: Sequence[dict]) -> Figure:
 
 
 def centroid_figure(report: KernelReport) -> Figure:
-    """One panel per centroid (k-means) or class mean (templates): class, score, share."""
+    """One panel per centroid (k-means) or class mean (templates): class, DoG score, share of its
+    kernel size, and how many of its members have its class by their own taxonomy."""
     centroids = report.centroids
     ncols = min(len(centroids), 6) or 1
     nrows = int(np.ceil(len(centroids) / ncols)) or 1
@@ -97,7 +98,8 @@ def centroid_figure(report: KernelReport) -> Figure:
         ax.imshow(c.weights, cmap=CMAP, vmin=-limit, vmax=limit, interpolation="nearest")
         share = c.count / totals[c.kernel_size] if totals[c.kernel_size] else 0.0
         ax.set_title(
-            f"{c.label}\n{c.kernel_size[0]}x{c.kernel_size[1]} score {c.score:+.2f}, {share:.0%}",
+            f"{c.label}\n{c.kernel_size[0]}x{c.kernel_size[1]} score {c.score:+.2f}, {share:.0%}\n"
+            f"{c.passing}/{c.count} are {c.label}",
             fontsize=7,
             color=np.array(CLASS_COLOURS[c.label]) / 255,
         )
