@@ -13,6 +13,9 @@ LAYOUT = {
             "Multiline", [r"kernels/proportion/.*", r"kernels/chance/.*"],
         ],
         "excess over chance": ["Multiline", [r"kernels/excess/.*"]],
+        "kernel taxonomy: observed and chance": [
+            "Multiline", [r"kernels/taxonomy/.*", r"kernels/taxonomy_chance/.*"],
+        ],
         "val/acc1 and train loss": ["Multiline", [r"val/acc1", r"train/loss_epoch", r"val/loss"]],
         "learning rate": ["Multiline", [r"train/lr.*"]],
     }

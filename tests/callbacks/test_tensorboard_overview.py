@@ -5,9 +5,11 @@ snapshots at the steps of the validation metrics."""
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
+
 import pytest
 from jsonargparse import Namespace
 from PIL import Image
@@ -85,6 +87,9 @@ def test_custom_scalars_layout_and_aligned_steps(two_runs):
     charts = {chart.title: list(chart.multiline.tag) for category in layout.category for chart in category.chart}
     assert charts["kernel classes: observed (proportion) and chance"] == [r"kernels/proportion/.*", r"kernels/chance/.*"]
     assert "val/acc1" in charts["val/acc1 and train loss"]
+    taxonomy = charts["kernel taxonomy: observed and chance"]
+    assert taxonomy == [r"kernels/taxonomy/.*", r"kernels/taxonomy_chance/.*"]
+    assert any(re.fullmatch(taxonomy[1], tag) for tag in accumulator.Tags()["scalars"])  # the regexes match tags
     val_steps = [e.step for e in accumulator.Scalars("val/acc1")]
     assert [e.step for e in accumulator.Scalars("kernels/proportion/on_center")] == [0, *val_steps]
     assert [e.step for e in accumulator.Images("kernels/grid/stages.0.blocks.0.conv_dw")] == [0, *val_steps]
@@ -96,7 +101,7 @@ def test_custom_scalars_layout_and_aligned_steps(two_runs):
 def test_kernel_pictures_carry_their_legend(two_runs):
     accumulator = events(two_runs / "dog" / "version_0")
     images = accumulator.Tags()["images"]
-    assert {"kernels/layers", "kernels/centroids"} <= set(images)
+    assert {"kernels/layers", "kernels/centroids", "kernels/taxonomy"} <= set(images)
     encoded = accumulator.Images("kernels/grid/stages.0.blocks.0.conv_dw")[0]
     picture = np.asarray(Image.open(io.BytesIO(encoded.encoded_image_string)).convert("RGB"))
     assert picture.shape[1] >= WIDTH
