@@ -54,6 +54,7 @@ class KernelSnapshot(Callback):
       ``kernels/named_chance``: the share the taxonomy names;
     * ``kernels/notes`` (text): what the classifier found that its shares do not show (k-means:
       a polarity that no cluster carries);
+    * ``kernels/classifier`` (text, first snapshot): the classifier and its settings;
     * images (TensorBoard only): ``kernels/grid/<layer or stage>`` kernel grids, framed by
       class, with a title saying which kernels are shown and a legend strip (colour scale with
       its values, frame colours); ``kernels/centroids`` the cluster centroids (k-means) or class
@@ -163,6 +164,8 @@ class KernelSnapshot(Callback):
                     # SummaryWriter.add_image re-scales through float32 and compresses at level 6:
                     # 13 ms an image here, most of a snapshot; the same PNG summary, made once
                     writer._get_file_writer().add_summary(summary, step)
+                if not self.seconds:  # the first snapshot of the run says which classifier reads the kernels
+                    writer.add_text(f"{TAG}/classifier", repr(self.classifier), step)
                 if report.notes:
                     writer.add_text(f"{TAG}/notes", "\n\n".join(report.notes), step)
                 if self.histograms:

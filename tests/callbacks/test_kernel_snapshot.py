@@ -76,6 +76,8 @@ def test_the_taxonomy_is_logged_with_its_chance_for_every_classifier(tmp_path, c
     shares = [events.Scalars(f"kernels/taxonomy/{name}")[-1].value for name in DETAILED_CLASSES]
     assert sum(shares) == pytest.approx(1.0, abs=1e-5)
     assert "kernels/taxonomy" in events.Tags()["images"]
+    (text,) = events.Tensors("kernels/classifier/text_summary")
+    assert type(classifier).__name__ in text.tensor_proto.string_val[0].decode()
 
 
 def test_does_not_change_training(tmp_path, cifar_root):
