@@ -289,7 +289,9 @@ def test_effective_radius_is_recorded_per_layer(seed):
     summary = initialize_depthwise(model, "dog", seed=seed)
     small, large = summary.layers
     p = 1 - 1 / math.sqrt(2)
-    assert abs(small.n_radius_adjusted / 600 - p) <= 3 * math.sqrt(p * (1 - p) / 600)
+    # 4.5 binomial standard errors: at 3 SE, 0.3 % of seeds fail (hypothesis found seed 140190:
+    # 139 of 600, 3.3 SE), i.e. about 1 CI run in 70 with 5 random seeds a run
+    assert abs(small.n_radius_adjusted / 600 - p) <= 4.5 * math.sqrt(p * (1 - p) / 600)
     assert large.n_radius_adjusted == 0
     assert 0 < small.radius_mean < math.sqrt(2) and large.radius_mean == pytest.approx(2.0, abs=0.3)
     assert summary.to_dict(per_layer=False)["n_radius_adjusted"] == small.n_radius_adjusted
