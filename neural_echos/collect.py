@@ -21,7 +21,9 @@ tensors are then read from disk). A Lightning checkpoint whose hyper-parameters 
 Python objects is refused by that loader; it is then read with a restricted unpickler that
 builds tensors with torch's own allow-list and replaces every other class or function in the
 file by an inert placeholder, so no code from the file runs. ``Checkpoint.loader`` says which
-loader was used.
+loader was used. TorchScript archives (``torch.jit.save``) are refused by content before any load
+(:func:`is_torchscript_archive`): ``torch.load`` would hand them to ``torch.jit.load``, which runs
+the archive's scripted code; both loads also run with ``torch.jit.load`` disabled.
 
 Bounds, checked before any tensor data is read (a small or sparse file may declare huge
 tensors: one 4 KB ``.safetensors`` declaring a [60M, 1, 3, 3] kernel once took 21.6 GB of RAM):
@@ -47,6 +49,7 @@ wraps give the same names (``stages.0.blocks.0.conv_dw``). ``LayerKernels.key`` 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import pickle
@@ -291,6 +294,7 @@ def read_checkpoint(
         raise CheckpointError(
             f"checkpoint {str(path)!r} is not a file; pass a .ckpt, .pt, .pth or .safetensors file"
         )
+    refuse_torchscript(path, "checkpoint")
     if path.suffix == ".safetensors":
         return _read_safetensors(path, only_depthwise, max_bytes, max_file_bytes)
 
@@ -393,21 +397,31 @@ def _no_depthwise_error(source: str, n_entries: int, shapes: list[tuple[str, tup
 
 
 def _torch_load(path: Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[Any, str]:
-    """``torch.load`` with weights_only, then with the restricted unpickler."""
+    """``torch.load`` with weights_only, then with the restricted unpickler; never ``torch.jit.load``.
+
+    The caller refused TorchScript archives by content (:func:`refuse_torchscript`); both loads
+    also run under :func:`no_torchscript`, so a file swapped in between cannot reach the
+    TorchScript loader either.
+    """
     mmap = zipfile.is_zipfile(path)  # mmap needs the zip format of torch.save (the default since 1.6)
     if not mmap:  # the legacy format is read whole into memory
         _check_size(path.stat().st_size, max_file_bytes, "--max-file-bytes", f"{str(path)!r} (legacy torch format, read whole)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap), "weights_only"
+        with no_torchscript(path):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap), "weights_only"
+    except CheckpointError:
+        raise
     except Exception as weights_only_error:
         first_error = weights_only_error
     try:
-        with warnings.catch_warnings():  # legacy files warn about the placeholders' missing source
+        with warnings.catch_warnings(), no_torchscript(path):  # legacy files warn about the placeholders' source
             warnings.simplefilter("ignore")
             obj = torch.load(
                 path, map_location="cpu", weights_only=False, mmap=mmap, pickle_module=_restricted_pickle
             )
         return obj, "restricted_unpickler"
+    except CheckpointError:
+        raise
     except Exception as err:
         # torch's weights_only message is long advice about trusting the file; the plain error is clearer
         error = err if str(first_error).startswith("Weights only load failed") else first_error
@@ -415,6 +429,66 @@ def _torch_load(path: Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tup
             f"cannot read checkpoint {str(path)!r} ({_one_line(error)}); is it a file written by torch.save, "
             "a Lightning .ckpt or a .safetensors file? It may be truncated or corrupt."
         ) from err
+
+
+ZIP_MAGIC = b"PK\x03\x04"  # what torch.load tests (torch.serialization._is_zipfile) before its zip reader
+
+
+def is_torchscript_archive(path: str | Path) -> bool:
+    """True for a TorchScript archive (``torch.jit.save``), judged by content, reading no data.
+
+    ``torch.load`` hands a zip whose records hold ``constants.pkl`` to ``torch.jit.load``, which
+    runs the archive's scripted code (``__setstate__``, which may write and read files). The
+    records are listed with torch's own zip reader (the one ``torch.load`` uses) and, if that
+    cannot open the file, with :mod:`zipfile`; ``constants.pkl`` or a ``code/`` folder means
+    TorchScript.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            if f.read(4) != ZIP_MAGIC:
+                return False
+            f.seek(0)
+            records = list(torch._C.PyTorchFileReader(f).get_all_records())
+    except Exception:  # noqa: BLE001  (not readable by torch's zip reader: torch.load cannot dispatch either)
+        records = []
+    try:
+        with zipfile.ZipFile(path) as archive:  # names carry the archive's folder: "name/constants.pkl"
+            records += [name.split("/", 1)[-1] for name in archive.namelist()]
+    except (zipfile.BadZipFile, OSError, ValueError):
+        pass
+    return any(record == "constants.pkl" or record.startswith("code/") for record in records)
+
+
+def torchscript_message(path: str | Path, what: str = "checkpoint") -> str:
+    return (
+        f"{what} {str(path)!r} is a TorchScript archive (torch.jit.save), whose loading runs the code inside it, so "
+        "it is not read; only state dicts are: save model.state_dict() with torch.save (or "
+        "safetensors.torch.save_file) and pass that file"
+    )
+
+
+def refuse_torchscript(path: str | Path, what: str = "checkpoint") -> None:
+    """Raise :class:`CheckpointError` if ``path`` is a TorchScript archive (:func:`is_torchscript_archive`)."""
+    if is_torchscript_archive(path):
+        raise CheckpointError(torchscript_message(path, what))
+
+
+@contextlib.contextmanager
+def no_torchscript(path: str | Path, what: str = "checkpoint"):
+    """``torch.jit.load`` (which ``torch.load`` calls for TorchScript archives) raises
+    :class:`CheckpointError` inside this block: a second guard behind :func:`refuse_torchscript`."""
+    jit = torch.jit
+    original = jit.load
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise CheckpointError(torchscript_message(path, what))
+
+    jit.load = refused
+    try:
+        yield
+    finally:
+        jit.load = original
 
 
 def _find_state_dict(obj: Any, path: Path) -> tuple[dict[str, Tensor], str | None]:
@@ -514,12 +588,15 @@ __all__ = [
     "check_finite",
     "is_depthwise_kernel",
     "is_regular_kernel",
+    "is_torchscript_archive",
     "kernels_from_checkpoint",
     "kernels_from_module",
     "kernels_from_state_dict",
     "natural_key",
+    "no_torchscript",
     "read_checkpoint",
     "readable_names",
+    "refuse_torchscript",
     "regular_kernels_from_module",
     "regular_kernels_from_state_dict",
 ]

@@ -95,6 +95,7 @@ from neural_echos.collect import (
     kernels_from_module,
     kernels_from_state_dict,
     read_checkpoint,
+    refuse_torchscript,
     regular_kernels_from_module,
     regular_kernels_from_state_dict,
 )
@@ -313,6 +314,7 @@ def _check_weights_file(weights: Path) -> None:
     path = str(weights)
     if not weights.is_file():
         raise AnalysisError(f"weights file {path!r} does not exist or is not a file; check the path")
+    refuse_torchscript(weights, "weights file")  # timm's loader refuses it too, but our error path would read it
     if path.endswith(".safetensors"):
         problem = _safetensors_problem(weights)
         if problem is not None:

@@ -276,3 +276,57 @@ def test_no_depthwise_kernel_counts_every_entry(tmp_path, suffix):
     (save_file if suffix == ".safetensors" else torch.save)(state_dict, str(path))
     with pytest.raises(CheckpointError, match=r"no depthwise kernel .* among its 100 entries \(first tensors: layer"):
         kernels_from_checkpoint(path)
+
+
+# --------------------------------------------------------------------------------------------
+# TorchScript archives: refused by content, never loaded
+
+
+@pytest.fixture(scope="module")
+def hostile_archive(tmp_path_factory):
+    """A TorchScript archive whose scripted __setstate__ writes a marker file when loaded."""
+    from tests.hostile_files import check_archive_runs_code, torchscript_archive
+
+    folder = tmp_path_factory.mktemp("hostile")
+    archive = torchscript_archive(folder / "model.pt", folder / "marker")
+    check_archive_runs_code(archive, folder / "marker")
+    return archive, folder / "marker"
+
+
+@pytest.mark.parametrize("name", ["model.pt", "model.ckpt", "model.bin", "model"])
+def test_a_torchscript_archive_is_refused_by_content_and_runs_nothing(hostile_archive, tmp_path, name):
+    archive, marker = hostile_archive
+    renamed = tmp_path / name
+    renamed.write_bytes(archive.read_bytes())
+    for read in (read_checkpoint, kernels_from_checkpoint):
+        with pytest.raises(CheckpointError, match="is a TorchScript archive .* save model.state_dict()"):
+            read(renamed)
+    assert not marker.exists()
+
+
+def test_the_loader_itself_never_reaches_the_torchscript_loader(hostile_archive, monkeypatch):
+    """The second guard: even past the content check (a file swapped after it), torch.jit.load
+    is disabled while torch.load runs, in both the weights-only and the restricted load."""
+    from neural_echos import collect
+
+    archive, marker = hostile_archive
+    monkeypatch.setattr(collect, "refuse_torchscript", lambda *args, **kwargs: None)
+    with pytest.raises(CheckpointError, match="is a TorchScript archive"):
+        read_checkpoint(archive)
+    assert not marker.exists()
+    assert torch.jit.load is not None and "refused" not in torch.jit.load.__name__  # restored
+
+
+def test_a_plain_zip_or_torch_save_file_is_not_torchscript(tmp_path):
+    import zipfile
+
+    from neural_echos.collect import is_torchscript_archive
+
+    torch.save({"w": torch.randn(4, 1, 3, 3)}, tmp_path / "sd.pt")
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as archive:
+        archive.writestr("x/data.pkl", b"")
+    (tmp_path / "random.pt").write_bytes(b"PK\x03\x04" + os.urandom(100))
+    assert not any(is_torchscript_archive(tmp_path / n) for n in ("sd.pt", "other.zip", "random.pt"))
+    with zipfile.ZipFile(tmp_path / "code.zip", "w") as archive:  # no constants.pkl, but scripted code
+        archive.writestr("x/code/__torch__.py", b"")
+    assert is_torchscript_archive(tmp_path / "code.zip")

@@ -520,3 +520,36 @@ def test_run_py_dispatches_survey(capsys):
     with pytest.raises(SystemExit) as exit_info:
         run.main(["survey", "--help"])
     assert exit_info.value.code == 0 and "--pretrained" in capsys.readouterr().out
+
+
+# --- hostile files: a TorchScript archive that writes a file when loaded ---------------------
+
+
+@pytest.fixture(scope="module")
+def hostile_archive(tmp_path_factory):
+    from tests.hostile_files import check_archive_runs_code, torchscript_archive
+
+    folder = tmp_path_factory.mktemp("hostile")
+    archive = torchscript_archive(folder / "model.pth", folder / "marker")
+    check_archive_runs_code(archive, folder / "marker")
+    return archive, folder / "marker"
+
+
+@pytest.mark.parametrize("entry", ["analyze --checkpoint", "survey --checkpoint", "analyze --model --weights",
+                                   "analyze --model --checkpoint"])
+def test_a_torchscript_archive_is_refused_at_every_entry_point(hostile_archive, entry, tmp_path, capsys):
+    archive, marker = hostile_archive
+    out = ["--out", str(tmp_path / "o")]
+    argv = {
+        "analyze --checkpoint": ["--checkpoint", str(archive)],
+        "survey --checkpoint": ["--checkpoint", str(archive)],
+        "analyze --model --weights": ["--model", "convnext_atto", "--weights", str(archive)],
+        "analyze --model --checkpoint": ["--model", "convnext_atto", "--checkpoint", str(archive)],
+    }[entry]
+    with pytest.raises(SystemExit) as exit_info:
+        (survey_main if entry.startswith("survey") else main)([*argv, *out])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "is a TorchScript archive" in err and "save model.state_dict()" in err
+    assert not marker.exists()
