@@ -142,7 +142,7 @@ def is_depthwise_kernel(tensor: Any) -> bool:
 
 
 def kernels_from_module(
-    model: nn.Module, name_filter: str | None = None, model_name: str | None = None
+    model: nn.Module, name_filter: str | None = None, model_name: str | None = None, filter_option: str = "--layers"
 ) -> list[LayerKernels]:
     """Depthwise kernels of ``model`` in module order (cheap: one small copy per layer).
 
@@ -153,7 +153,7 @@ def kernels_from_module(
         NoDepthwiseLayersError: no depthwise convolution (or none matching ``name_filter``).
     """
     layers = []
-    for name, conv in find_depthwise_convs(model, name_filter=name_filter, model_name=model_name):
+    for name, conv in find_depthwise_convs(model, name_filter, model_name, filter_option):
         weight = conv.weight.detach()
         kernels = weight.to(device="cpu", dtype=torch.float32, copy=True).reshape(-1, *weight.shape[2:])
         layers.append(LayerKernels(name=name, key=f"{name}.weight", kernels=kernels))
@@ -166,15 +166,21 @@ def kernels_from_state_dict(
     name_filter: str | None = None,
     source: str = "the state dict",
     max_bytes: int = DEFAULT_MAX_BYTES,
+    budget: Mapping[str, int] | None = None,
+    filter_option: str = "--layers",
 ) -> list[LayerKernels]:
     """Depthwise kernels (see :func:`is_depthwise_kernel`) of a state dict, in its key order.
 
     ``name_filter`` is a regular expression searched in the readable layer name.
-    ``source`` only names the input in error messages.
+    ``source`` only names the input in error messages, ``filter_option`` the option that set
+    ``name_filter``. ``budget``: keyword arguments of :func:`neural_echos.budget.check_budget`
+    (``max_memory``, ``max_layers``, ``max_kernel_side``), checked on the selected layers before
+    their kernels are copied; ``None``: no budget check.
 
     Raises:
         CheckpointError: no depthwise kernel, none matching ``name_filter``, or more than
             ``max_bytes`` of kernel data (checked before the kernels are copied).
+        BudgetError: the selected layers are beyond the budget.
         AnalysisError: a selected layer holds NaN or infinite values.
     """
     keys = [key for key, value in state_dict.items() if is_depthwise_kernel(value)]
@@ -184,17 +190,21 @@ def kernels_from_state_dict(
         sum(state_dict[key].numel() * state_dict[key].element_size() for key in keys), max_bytes, "--max-bytes",
         f"the {len(keys)} depthwise kernels of {source}",
     )
-    names = readable_names(keys)
+    selected = select_by_name(list(zip(readable_names(keys), keys)), name_filter,
+                              f"the {len(keys)} depthwise layers of {source}", option=filter_option)
+    if budget is not None:
+        from neural_echos.budget import check_budget
+
+        shapes = [(name, state_dict[key].shape) for name, key in selected]
+        check_budget([(name, int(s[0]), int(s[2]), int(s[3])) for name, s in shapes], source, **budget)
     layers = []
-    for name, key in zip(names, keys):
+    for name, key in selected:
         weight = state_dict[key]
         # [C, 1, kh, kw] -> [C, kh, kw]
         kernels = weight.to(torch.float32, copy=True).reshape(-1, *weight.shape[2:])
         layers.append(LayerKernels(name, key, kernels))
-    selected = [layer for _, layer in select_by_name([(layer.name, layer) for layer in layers], name_filter,
-                                                     f"the {len(layers)} depthwise layers of {source}")]
-    check_finite(selected, source)
-    return selected
+    check_finite(layers, source)
+    return layers
 
 
 def is_regular_kernel(tensor: Any) -> bool:

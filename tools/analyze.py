@@ -75,6 +75,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from neural_echos.budget import DEFAULT_MAX_MEMORY, MAX_KERNEL_SIDE, MAX_LAYERS, check_budget
 from neural_echos.classifiers import (
     CLASSES,
     CLASSIFIERS,
@@ -149,6 +150,9 @@ def analyze(
     seed: int = DEFAULT_SEED,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    max_memory: int = DEFAULT_MAX_MEMORY,
+    max_layers: int = MAX_LAYERS,
+    max_kernel_side: int = MAX_KERNEL_SIDE,
 ) -> dict[str, Any]:
     """Classify the kernels of ``subject``, write the outputs to ``out`` and return the summary.
 
@@ -162,6 +166,8 @@ def analyze(
         max_regular_kernels: at most this many regular slices per kernel size (a seeded sample).
         seed: seed of a fresh timm model and of the regular-slice sample.
         max_bytes, max_file_bytes: size bounds checked before reading (``neural_echos.collect``).
+        max_memory, max_layers, max_kernel_side: the analysis budget (``neural_echos.budget``),
+            checked on the declared shapes before any kernel is copied or classified.
 
     Raises:
         AnalysisError: any bad input, with a message naming the file or model and the fix.
@@ -172,16 +178,20 @@ def analyze(
         raise AnalysisError(f"--max-kernels must be at least 1; got {max_kernels}")
     if max_regular_kernels < 1:
         raise AnalysisError(f"--max-regular-kernels must be at least 1; got {max_regular_kernels}")
-    for flag, value in (("--max-bytes", max_bytes), ("--max-file-bytes", max_file_bytes)):
+    for flag, value in (("--max-bytes", max_bytes), ("--max-file-bytes", max_file_bytes), ("--max-memory", max_memory),
+                        ("--max-layers", max_layers), ("--max-kernel-side", max_kernel_side)):
         if value < 1:
-            raise AnalysisError(f"{flag} must be a positive number of bytes; got {value}")
+            raise AnalysisError(f"{flag} must be a positive number; got {value}")
 
-    bounds = {"max_bytes": max_bytes, "max_file_bytes": max_file_bytes}
+    budget = {"max_memory": max_memory, "max_layers": max_layers, "max_kernel_side": max_kernel_side}
+    bounds = {"max_bytes": max_bytes, "max_file_bytes": max_file_bytes, "budget": budget}
     depthwise, regular, source = collect_subject(subject, layers, include_regular, seed, bounds)
+    check_budget(_shapes(depthwise), f"the subject {subject.label!r}", **budget)  # --model: before classifying
     groups = [("depthwise", depthwise, classifier.classify(depthwise))]
     if include_regular:
         regular, sampled = _sample_layers(regular, max_regular_kernels, seed)
         source["regular_kernels_sampled"] = sampled
+        check_budget(_shapes(regular), f"the regular convolutions of {subject.label!r}", **budget)
         if regular:
             groups.append(("regular", regular, classifier.classify(regular, group="regular")))
         else:
@@ -232,15 +242,17 @@ def collect_subject(
 ) -> tuple[list[LayerKernels], list[LayerKernels], dict[str, Any]]:
     """Depthwise kernels, regular slices (empty unless ``include_regular``) and a source record.
 
-    ``bounds``: ``max_bytes`` / ``max_file_bytes`` of :func:`neural_echos.collect.read_checkpoint`.
+    ``bounds``: ``max_bytes`` / ``max_file_bytes`` of :func:`neural_echos.collect.read_checkpoint`
+    and ``budget`` (keyword arguments of :func:`neural_echos.budget.check_budget`).
     """
-    bounds = bounds or {}
+    bounds = dict(bounds or {})
+    budget = bounds.pop("budget", None)
     checkpoint = subject.checkpoint
     if subject.model is None:
         loaded = read_checkpoint(checkpoint, only_depthwise=not include_regular, **bounds)
         where = f"checkpoint {str(checkpoint)!r}"
         depthwise = kernels_from_state_dict(loaded.state_dict, layer_filter, source=where,
-                                            max_bytes=bounds.get("max_bytes", DEFAULT_MAX_BYTES))
+                                            max_bytes=bounds.get("max_bytes", DEFAULT_MAX_BYTES), budget=budget)
         regular = regular_kernels_from_state_dict(loaded.state_dict) if include_regular else []
         return depthwise, regular, _source(subject, loaded, seed)
 
@@ -643,7 +655,18 @@ def _add_classifier_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"at most this many regular slices per kernel size, sampled (default {MAX_REGULAR_KERNELS:,})")
 
 
+def _shapes(layers: list[LayerKernels]) -> list[tuple[str, int, int, int]]:
+    return [(layer.name, len(layer), *layer.kernel_size) for layer in layers]
+
+
 def _add_bound_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-memory", type=positive_int, default=DEFAULT_MAX_MEMORY,
+                        help="refuse an analysis estimated (from the shapes, before reading) to need more memory "
+                        "than this (default: 4 GiB; see neural_echos/budget.py)")
+    parser.add_argument("--max-layers", type=positive_int, default=MAX_LAYERS,
+                        help=f"refuse more depthwise layers than this (default: {MAX_LAYERS:,}; each writes files)")
+    parser.add_argument("--max-kernel-side", type=positive_int, default=MAX_KERNEL_SIDE,
+                        help=f"refuse kernels larger than NxN (default: {MAX_KERNEL_SIDE}, RepLKNet's 31x31)")
     parser.add_argument("--max-bytes", type=positive_int, default=DEFAULT_MAX_BYTES,
                         help="refuse more depthwise kernel data than this, checked before reading (default: 256 MiB)")
     parser.add_argument("--max-file-bytes", type=positive_int, default=DEFAULT_MAX_FILE_BYTES,
@@ -702,7 +725,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             pretrained=args.pretrained, weights=None if args.weights is None else Path(args.weights),
         )
         return analyze(subject, classifier_from_args(args), args.out, args.layers, args.max_kernels,
-                       args.include_regular, args.max_regular_kernels, args.seed, args.max_bytes, args.max_file_bytes)
+                       args.include_regular, args.max_regular_kernels, args.seed, args.max_bytes, args.max_file_bytes,
+                       args.max_memory, args.max_layers, args.max_kernel_side)
 
     summary = _run(command)
     print(describe(summary))

@@ -330,3 +330,13 @@ def test_a_plain_zip_or_torch_save_file_is_not_torchscript(tmp_path):
     with zipfile.ZipFile(tmp_path / "code.zip", "w") as archive:  # no constants.pkl, but scripted code
         archive.writestr("x/code/__torch__.py", b"")
     assert is_torchscript_archive(tmp_path / "code.zip")
+
+
+def test_name_filter_errors_name_the_option(atto):
+    state_dict = {"blocks.0.conv_dw.weight": torch.randn(4, 1, 3, 3)}
+    with pytest.raises(ConfigError, match=r"^--layers '\(' is not a valid regular expression"):
+        kernels_from_state_dict(state_dict, name_filter="(")
+    with pytest.raises(NoDepthwiseLayersError, match=r"^--layers 'nope' matches none of .*drop --layers"):
+        kernels_from_state_dict(state_dict, name_filter="nope")
+    with pytest.raises(NoDepthwiseLayersError, match=r"^--snapshot.name_filter 'nope' matches none"):
+        kernels_from_module(atto, "nope", filter_option="--snapshot.name_filter")

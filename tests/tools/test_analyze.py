@@ -296,11 +296,11 @@ def test_argparse_errors_keep_the_traceback_on_request(monkeypatch):
         main(["--model", "convnext_atto", "--treshold", "0.6"])
 
 
-@pytest.mark.parametrize("bound", ["max_bytes", "max_file_bytes"])
+@pytest.mark.parametrize("bound", ["max_bytes", "max_file_bytes", "max_memory", "max_layers", "max_kernel_side"])
 @pytest.mark.parametrize("value", [0, -5])
 def test_analyze_refuses_non_positive_bounds(bound, value, tmp_path):
     flag = "--" + bound.replace("_", "-")
-    with pytest.raises(AnalysisError, match=f"{flag} must be a positive number of bytes; got {value}"):
+    with pytest.raises(AnalysisError, match=f"{flag} must be a positive number; got {value}"):
         analyze(Subject(model="convnext_atto"), out=tmp_path / "o", **{bound: value})
 
 
