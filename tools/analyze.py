@@ -159,7 +159,8 @@ def analyze(
     Args:
         subject: what to analyse (see the module docstring).
         classifier: default: ``get_classifier("kmeans")``.
-        out: output folder (created; per-layer files of an earlier run there are replaced).
+        out: output folder (created). The per-layer files that an earlier run there recorded in its
+            ``summary.json`` are removed; no other file in the folder is touched.
         layers: regular expression selecting depthwise layers by name (``re.search``).
         max_kernels: kernels drawn per grid image.
         include_regular: also classify the slices of the regular convolutions.
@@ -558,11 +559,30 @@ def _write_layer_csv(path: Path, result) -> None:
         writer.writerows(zip(*(np.asarray(values).tolist() for values in columns.values())))
 
 
+# the names analyze gives its per-layer files (see _file_stem): nothing else is ever removed
+OWN_OUTPUT = re.compile(r"(layers|regular)/[0-9]{3}_[A-Za-z0-9_.-]+\.csv|grids/(regular_)?[0-9]{3}_[A-Za-z0-9_.-]+\.png")
+MAX_SUMMARY_BYTES = 64 * 2**20
+
+
+def _earlier_outputs(out: Path) -> list[Path]:
+    """The per-layer files an earlier analyze run wrote to ``out``: those its ``summary.json``
+    lists under ``files`` and that have analyze's own names; ``[]`` without a readable summary."""
+    try:
+        if (out / "summary.json").stat().st_size > MAX_SUMMARY_BYTES:
+            return []
+        files = json.loads((out / "summary.json").read_text(encoding="utf-8")).get("files") or {}
+        listed = [path for key in ("layers", "regular", "grids") for path in (files.get(key) or [])]
+    except (OSError, ValueError, AttributeError, TypeError):  # none, unreadable, or not ours
+        return []
+    return [out / path for path in listed if isinstance(path, str) and OWN_OUTPUT.fullmatch(path)]
+
+
 def _remove_earlier_outputs(out: Path, keep: set[str] = frozenset({"layers", "regular"})) -> None:
-    """Remove per-layer files an earlier run wrote here (a different model has different layers),
-    and the ``regular/`` folder they leave empty when this run has no regular group (``keep``)."""
-    for folder, suffix in (("layers", ".csv"), ("regular", ".csv"), ("grids", ".png")):
-        for path in (out / folder).glob(f"*[0-9][0-9][0-9]_*{suffix}"):
+    """Remove the per-layer files an earlier run recorded in ``out/summary.json`` (a different model
+    has different layers), never another file, and the ``regular/`` folder they leave empty when
+    this run has no regular group (``keep``)."""
+    for path in _earlier_outputs(out):
+        if path.is_file() or path.is_symlink():
             path.unlink()
     regular = out / "regular"
     if "regular" not in keep and regular.is_dir() and not any(regular.iterdir()):

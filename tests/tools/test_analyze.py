@@ -158,6 +158,31 @@ def test_layer_filter_cap_and_rerun_cleanup(atto_pth, tmp_path):
         assert image.height < 400  # 16 kernels (4 rows, title and legend), not 320 (18 rows)
 
 
+def test_a_rerun_removes_only_the_files_analyze_wrote(atto_pth, tmp_path):
+    """The user's own files in --out, even with analyze-like names, survive any number of runs;
+    a listed path that leaves the folder or is not analyze's is never removed."""
+    template = get_classifier("template")
+    own = [tmp_path / "grids" / "001_mine.png", tmp_path / "layers" / "002_notes.csv", tmp_path / "regular" / "000_x.csv",
+           tmp_path / "keep.txt"]
+    for path in own:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("the user's")
+    first = analyze(Subject(checkpoint=atto_pth), template, tmp_path)
+    second = analyze(Subject(checkpoint=atto_pth), template, tmp_path, layers=r"stages\.3")
+    assert all(path.read_text() == "the user's" for path in own)
+    written = {*second["files"]["layers"], *second["files"]["grids"]}
+    assert all((tmp_path / path).is_file() for path in written)
+    assert not any((tmp_path / path).exists() for path in {*first["files"]["layers"], *first["files"]["grids"]} - written)
+    # a summary.json listing other paths (hand-edited or planted): none of them is removed
+    outside = tmp_path.parent / f"{tmp_path.name}_outside.csv"
+    outside.write_text("x")
+    hostile = {"files": {"layers": ["../" + outside.name, "keep.txt", "layers/002_notes.csv/..", str(outside)],
+                         "grids": ["grids/001_mine.png.bak"]}}
+    (tmp_path / "summary.json").write_text(json.dumps(hostile))
+    analyze(Subject(checkpoint=atto_pth), template, tmp_path, layers=r"stages\.3")
+    assert outside.exists() and all(path.read_text() == "the user's" for path in own)
+
+
 def test_deep_models_get_one_grid_per_stage():
     names = [f"stages.{s}.blocks.{b}.conv_dw" for s, depth in enumerate([3, 3, 27, 3]) for b in range(depth)]
     groups = image_groups(names)
