@@ -185,7 +185,8 @@ def kernels_from_state_dict(
     """
     keys = [key for key, value in state_dict.items() if is_depthwise_kernel(value)]
     if not keys:
-        raise _no_depthwise_error(source, len(state_dict), _first_shapes(state_dict.items()))
+        raise _no_depthwise_error(source, len(state_dict), _first_shapes(state_dict.items()),
+                                  _non_float_kernels(state_dict.items()))
     _check_size(
         sum(state_dict[key].numel() * state_dict[key].element_size() for key in keys), max_bytes, "--max-bytes",
         f"the {len(keys)} depthwise kernels of {source}",
@@ -197,9 +198,11 @@ def kernels_from_state_dict(
 
         shapes = [(name, state_dict[key].shape) for name, key in selected]
         check_budget([(name, int(s[0]), int(s[2]), int(s[3])) for name, s in shapes], source, **budget)
+    for name, key in selected:
+        _check_dense(name, state_dict[key], source)
     layers = []
     for name, key in selected:
-        weight = state_dict[key]
+        weight = state_dict[key].detach()  # nn.Parameter values (a saved dict(model.named_parameters()))
         # [C, 1, kh, kw] -> [C, kh, kw]
         kernels = weight.to(torch.float32, copy=True).reshape(-1, *weight.shape[2:])
         layers.append(LayerKernels(name, key, kernels))
@@ -245,7 +248,8 @@ def regular_kernels_from_state_dict(state_dict: Mapping[str, Any]) -> list[Layer
     keys = [key for key, value in state_dict.items() if is_regular_kernel(value)]
     layers = []
     for name, key in zip(readable_names(keys), keys):
-        weight = state_dict[key]
+        _check_dense(name, state_dict[key], "the regular convolutions")
+        weight = state_dict[key].detach()
         layers.append(LayerKernels(name, key, weight.to(torch.float32, copy=True).reshape(-1, *weight.shape[2:])))
     return layers
 
@@ -313,7 +317,8 @@ def read_checkpoint(
     if only_depthwise:
         kernels = {k: v for k, v in state_dict.items() if is_depthwise_kernel(v)}
         if not kernels:
-            raise _no_depthwise_error(f"checkpoint {str(path)!r}", len(state_dict), _first_shapes(state_dict.items()))
+            raise _no_depthwise_error(f"checkpoint {str(path)!r}", len(state_dict), _first_shapes(state_dict.items()),
+                                      _non_float_kernels(state_dict.items()))
         # memory-mapped (zip format): nothing of these was read yet
         _check_size(sum(v.numel() * v.element_size() for v in kernels.values()), max_bytes, "--max-bytes",
                     f"the {len(kernels)} depthwise kernels of {str(path)!r}")
@@ -360,8 +365,10 @@ def _read_safetensors(path: Path, only_depthwise: bool, max_bytes: int, max_file
                 keys = [k for k in keys if len(shapes[k]) == 4 and shapes[k][0] > 1 and shapes[k][1] == 1
                         and max(shapes[k][2:]) > 1 and header[k].get_dtype().startswith(("F", "BF"))]
                 if not keys:
+                    non_float = [(k, header[k].get_dtype()) for k, shape in shapes.items() if len(shape) == 4
+                                 and shape[0] > 1 and shape[1] == 1 and max(shape[2:]) > 1]
                     raise _no_depthwise_error(f"checkpoint {str(path)!r}", len(shapes),
-                                              [(k, tuple(v)) for k, v in shapes.items()])
+                                              [(k, tuple(v)) for k, v in shapes.items()], non_float)
                 _check_size(sum(sizes[k] for k in keys), max_bytes, "--max-bytes",
                             f"the {len(keys)} depthwise kernels of {str(path)!r}")
             else:
@@ -397,7 +404,34 @@ def _first_shapes(items: Any) -> list[tuple[str, tuple]]:
     return [(str(k), tuple(v.shape)) for k, v in items if isinstance(v, Tensor)][:3]
 
 
-def _no_depthwise_error(source: str, n_entries: int, shapes: list[tuple[str, tuple]]) -> CheckpointError:
+def _non_float_kernels(items: Any) -> list[tuple[str, str]]:
+    """``(key, dtype)`` of the ``[C, 1, kh, kw]`` tensors that are not floating point."""
+    return [(str(k), str(v.dtype).removeprefix("torch.")) for k, v in items
+            if isinstance(v, Tensor) and not v.dtype.is_floating_point and v.dim() == 4 and v.shape[0] > 1
+            and v.shape[1] == 1 and max(v.shape[2], v.shape[3]) > 1]
+
+
+def _check_dense(name: str, tensor: Tensor, source: str) -> None:
+    """A sparse or meta tensor (no values) is one error naming the layer, not a traceback later."""
+    if tensor.layout != torch.strided or tensor.is_meta:
+        what = "a meta tensor (a shape without values)" if tensor.is_meta else f"a sparse tensor ({tensor.layout})"
+        raise CheckpointError(
+            f"layer {name} of {source} is {what}, not a dense kernel; save the model's dense weights "
+            "(tensor.to_dense(), or the state dict of a model whose weights were loaded) and pass that file"
+        )
+
+
+def _no_depthwise_error(
+    source: str, n_entries: int, shapes: list[tuple[str, tuple]], non_float: list[tuple[str, str]] | None = None
+) -> CheckpointError:
+    if non_float:
+        dtypes = sorted({dtype for _, dtype in non_float})
+        shown = ", ".join(f"{k} ({dtype})" for k, dtype in non_float[:3])
+        return CheckpointError(
+            f"{source} holds {len(non_float)} tensors of depthwise shape [C, 1, k, k] but of dtype {', '.join(dtypes)} "
+            f"(e.g. {shown}), not floating point: a quantized or converted checkpoint, whose values are not the kernels. "
+            "Pass the float checkpoint, or dequantize the weights (e.g. tensor.float() * scale) and save those"
+        )
     first = ", ".join(f"{k} {tuple(shape)}" for k, shape in shapes[:3])
     return CheckpointError(
         f"{source} holds no depthwise kernel (a 4-D tensor of shape [C, 1, k, k] with k > 1) among "
@@ -417,7 +451,8 @@ def _torch_load(path: Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tup
     if not mmap:  # the legacy format is read whole into memory
         _check_size(path.stat().st_size, max_file_bytes, "--max-file-bytes", f"{str(path)!r} (legacy torch format, read whole)")
     try:
-        with no_torchscript(path):
+        with warnings.catch_warnings(), no_torchscript(path):
+            warnings.filterwarnings("ignore", "Validating sparse tensor invariants")  # sparse kernels: refused later
             return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap), "weights_only"
     except CheckpointError:
         raise

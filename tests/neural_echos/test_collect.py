@@ -340,3 +340,33 @@ def test_name_filter_errors_name_the_option(atto):
         kernels_from_state_dict(state_dict, name_filter="nope")
     with pytest.raises(NoDepthwiseLayersError, match=r"^--snapshot.name_filter 'nope' matches none"):
         kernels_from_module(atto, "nope", filter_option="--snapshot.name_filter")
+
+
+# --------------------------------------------------------------------------------------------
+# tensors that are not dense float kernels
+
+
+def test_a_state_dict_of_parameters_is_read(tmp_path):
+    model = nn.Sequential(nn.Conv2d(8, 8, 3, groups=8), nn.Conv2d(8, 8, 5, groups=8))
+    torch.save(dict(model.named_parameters()), tmp_path / "params.pt")
+    layers = kernels_from_checkpoint(tmp_path / "params.pt")
+    assert [layer.name for layer in layers] == ["0", "1"] and not any(layer.kernels.requires_grad for layer in layers)
+    assert torch.equal(layers[1].kernels, model[1].weight.detach().reshape(8, 5, 5))
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda w: w.to_sparse(), r"layer 0 of checkpoint .* is a sparse tensor \(torch.sparse_coo\).*to_dense"),
+    (lambda w: w.to("meta"), r"layer 0 of checkpoint .* is a meta tensor \(a shape without values\)"),
+    (lambda w: (w * 10).to(torch.int8), r"tensors of depthwise shape \[C, 1, k, k\] but of dtype int8 \(e.g. 0.weight"),
+    (lambda w: w > 0, r"but of dtype bool .* dequantize the weights"),
+])
+def test_sparse_meta_and_integer_kernels_are_one_error_naming_what(make, message, tmp_path):
+    torch.save({"0.weight": make(torch.randn(8, 1, 3, 3)), "1.bias": torch.zeros(8)}, tmp_path / "k.pt")
+    with pytest.raises(CheckpointError, match=message):
+        kernels_from_checkpoint(tmp_path / "k.pt")
+
+
+def test_integer_kernels_in_safetensors_name_the_dtype(tmp_path):
+    save_file({"0.weight": torch.zeros(8, 1, 3, 3, dtype=torch.int8)}, str(tmp_path / "k.safetensors"))
+    with pytest.raises(CheckpointError, match=r"but of dtype I8 \(e.g. 0.weight \(I8\)\)"):
+        kernels_from_checkpoint(tmp_path / "k.safetensors")

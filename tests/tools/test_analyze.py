@@ -578,3 +578,12 @@ def test_a_torchscript_archive_is_refused_at_every_entry_point(hostile_archive, 
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
     assert "is a TorchScript archive" in err and "save model.state_dict()" in err
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("kind", ["sparse", "meta", "int8"])
+def test_kernels_that_are_no_dense_float_tensors_are_one_error_line(kind, tmp_path, capsys):
+    weight = torch.randn(8, 1, 3, 3)
+    weight = {"sparse": weight.to_sparse(), "meta": weight.to("meta"), "int8": weight.to(torch.int8)}[kind]
+    torch.save({"blocks.0.conv_dw.weight": weight}, tmp_path / "k.pt")
+    err = run_main_error(capsys, ["--checkpoint", str(tmp_path / "k.pt"), "--out", str(tmp_path / "o")])
+    assert {"sparse": "sparse tensor", "meta": "meta tensor", "int8": "dtype int8"}[kind] in err
