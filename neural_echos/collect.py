@@ -38,8 +38,13 @@ tensors: one 4 KB ``.safetensors`` declaring a [60M, 1, 3, 3] kernel once took 2
   Zip-format torch files (every ``torch.save`` since 1.6) are memory-mapped, so only what is
   used is read.
 
+The cost of the analysis itself (per kernel size and per layer, not per byte) is bounded by
+:mod:`neural_echos.budget`, checked by :func:`kernels_from_state_dict` when given a ``budget``.
+
 Kernels with NaN or infinite entries are an :class:`AnalysisError` naming each such layer and
-how many of its kernels are affected (select the finite layers with ``name_filter``).
+how many of its kernels are affected (select the finite layers with ``name_filter``). Sparse and
+meta tensors are a :class:`CheckpointError` naming the layer; depthwise-shaped tensors of an
+integer or bool dtype are named with their dtype in the "no depthwise kernel" error.
 
 Layer names are the state-dict keys (or module names) without the ``.weight`` suffix and without
 wrapper prefixes shared by every kernel (``model.`` of our Lightning module, ``module.`` of

@@ -45,6 +45,14 @@ Outputs of ``analyze`` in ``--out`` (default ``analysis_out``):
 - ``proportions.png`` (observed and chance shares, every group, size and layer) and
   ``centroids.png``.
 
+A rerun into the same ``--out`` removes the per-layer files that the earlier run listed in its
+``summary.json`` (with analyze's own names) and no other file.
+
+Bounds: the file-reading bounds of :mod:`neural_echos.collect` (``--max-bytes``,
+``--max-file-bytes``) and the analysis budget of :mod:`neural_echos.budget` (``--max-kernel-side``
+31, ``--max-layers`` 1,000, ``--max-memory`` 4 GiB), checked from the declared shapes before
+any kernel is copied or classified.
+
 ``survey`` runs ``analyze`` on every subject (into ``--out/NN_<label>/``) and writes one table,
 ``survey.csv`` and ``survey.md`` (subject, group, kernel size, kernels, threshold, on / off /
 other, chance, excess), and ``survey.png`` comparing them: the paper's cross-architecture
