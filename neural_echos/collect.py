@@ -601,8 +601,23 @@ class _Placeholder:
         self.__dict__.setdefault("values", []).extend(values)
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Pickle's documented way to restrict globals: ``find_class`` is the only door to code."""
+class _RestrictedUnpickler(pickle._Unpickler):  # the Python unpickler: its BUILD can be guarded
+    """Pickle's documented way to restrict globals: ``find_class`` is the only door to code.
+
+    BUILD (``__setstate__`` / attribute assignment) is refused on anything but an instance: on an
+    allowed class or function it would set attributes of torch's own classes in this process.
+    """
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def load_build(self) -> None:
+        target = self.stack[-2]  # below the state
+        if isinstance(target, (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+                               types.ModuleType)):
+            raise pickle.UnpicklingError(f"the file sets attributes of {getattr(target, '__name__', target)!r}")
+        super().load_build()
+
+    dispatch[pickle.BUILD[0]] = load_build
 
     def find_class(self, module: str, name: str) -> Any:
         allowed = _allowed_globals().get(f"{module}.{name}")

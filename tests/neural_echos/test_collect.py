@@ -370,3 +370,16 @@ def test_integer_kernels_in_safetensors_name_the_dtype(tmp_path):
     save_file({"0.weight": torch.zeros(8, 1, 3, 3, dtype=torch.int8)}, str(tmp_path / "k.safetensors"))
     with pytest.raises(CheckpointError, match=r"but of dtype I8 \(e.g. 0.weight \(I8\)\)"):
         kernels_from_checkpoint(tmp_path / "k.safetensors")
+
+
+def test_the_restricted_unpickler_sets_no_attribute_of_a_class():
+    """BUILD on an allowed class (not an instance) would change torch's own classes in this process."""
+    import io
+    import pickle
+
+    from neural_echos.collect import _restricted_load
+
+    data = b"\x80\x02ctorch.storage\nTypedStorage\nN}X\x04\x00\x00\x00flagK\x01s\x86b0}."  # TypedStorage.flag = 1
+    with pytest.raises(pickle.UnpicklingError, match="sets attributes of 'TypedStorage'"):
+        _restricted_load(io.BytesIO(data))
+    assert not hasattr(torch.storage.TypedStorage, "flag")
