@@ -65,7 +65,7 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -608,7 +608,7 @@ class _RestrictedUnpickler(pickle._Unpickler):  # the Python unpickler: its BUIL
     allowed class or function it would set attributes of torch's own classes in this process.
     """
 
-    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch: ClassVar[dict] = dict(pickle._Unpickler.dispatch)
 
     def load_build(self) -> None:
         target = self.stack[-2]  # below the state
