@@ -61,6 +61,7 @@ from callbacks import (
     ScalarsLayout,
 )
 from cli_configs import ConfigFile
+from neural_echos.collect import is_torchscript_archive, no_torchscript
 from neural_echos.errors import ConfigError, NeuralEchosError, ResumeError, one_line, option_suggestion
 from neural_echos.init import method_name
 from plugins import AtomicCheckpointIO
@@ -566,8 +567,16 @@ def load_checkpoint_for(subcommand: str, path: str, weights_only: bool = True) -
             f"cannot read --ckpt_path {path!r}: it is not a zip archive as torch.save writes them, so it is truncated "
             "or not a checkpoint. Pass a .ckpt written by run.py fit"
         )
+    if is_torchscript_archive(file):  # torch.load(weights_only=False) would run its code via torch.jit.load
+        raise ResumeError(
+            f"--ckpt_path {path!r} is a TorchScript archive (torch.jit.save), whose loading runs the code inside it, "
+            "so it is not read: pass a .ckpt written by run.py fit"
+        )
     try:
-        checkpoint = torch.load(file, map_location="cpu", weights_only=weights_only, mmap=True)
+        with no_torchscript(file, "--ckpt_path"):
+            checkpoint = torch.load(file, map_location="cpu", weights_only=weights_only, mmap=True)
+    except NeuralEchosError as err:
+        raise ResumeError(str(err)) from err
     except Exception as err:  # EOFError, UnpicklingError, RuntimeError (zip) ...
         if str(err).startswith("Weights only load failed"):
             reason = ("it holds Python objects that torch's safe loader refuses; if you trust the file, "
@@ -613,7 +622,7 @@ def reconcile_with_checkpoint(
             else:
                 conflicts.append(f"model.{key} {_show(given)} (given) vs {_show(saved)} (checkpoint)")
     if subcommand == "fit":
-        conflicts += _reconcile_data(config, checkpoint, adopted)
+        conflicts += _reconcile_data(config, checkpoint, adopted, path)
         conflicts += _reconcile_seed(config, checkpoint, adopted)
     if conflicts:
         run_config = Path(path).resolve().parent.parent / "config.yaml"
@@ -626,7 +635,18 @@ def reconcile_with_checkpoint(
     return [f"{', '.join(adopted)}"] if adopted else []
 
 
-def _reconcile_data(config: Namespace, checkpoint: dict, adopted: list[str]) -> list[str]:
+def _loaded_datamodule(class_path: str) -> Any:
+    """The LightningDataModule class ``class_path`` names if its module is this project's
+    ``datamodules`` package or already imported; ``None`` otherwise. Imports nothing else."""
+    import datamodules  # noqa: F401  (ours: CIFAR10DataModule, ImageNetDataModule)
+
+    module_name, _, name = class_path.rpartition(".")
+    module = sys.modules.get(module_name)
+    cls = getattr(module, name, None) if module is not None else None
+    return cls if isinstance(cls, type) and issubclass(cls, pl.LightningDataModule) else None
+
+
+def _reconcile_data(config: Namespace, checkpoint: dict, adopted: list[str], path: str = "") -> list[str]:
     saved = dict(checkpoint.get("datamodule_hyper_parameters") or {})
     saved_class = saved.pop("_class_path", None)
     saved = {k: v for k, v in saved.items() if k not in INTERNAL_KEYS}
@@ -634,6 +654,12 @@ def _reconcile_data(config: Namespace, checkpoint: dict, adopted: list[str]) -> 
         return []
     data = config.get("data")
     if data is None:  # no data config given: the checkpoint's DataModule, as it was
+        if _loaded_datamodule(str(saved_class)) is None:  # a name from the file is never imported
+            raise ResumeError(
+                f"--ckpt_path {path!r} names the DataModule {str(saved_class)[:200]!r}, which is not one of this "
+                "project's (datamodules.*) nor already loaded, and a module named in a checkpoint is never imported: "
+                f"if you trust it, pass --data {str(saved_class)[:200]} with its settings yourself"
+            )
         config.data = Namespace(class_path=saved_class, init_args=Namespace(**saved))
         adopted.append("data")
         return []

@@ -69,7 +69,9 @@ class DepthwiseInit(Callback):
         seed = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
         model = getattr(pl_module, "model", pl_module)
         model_name = pl_module.hparams.get("model_name") if hasattr(pl_module, "hparams") else None
-        self.summary = self.method.initialize(model, seed=seed, name_filter=self.name_filter, model_name=model_name)
+        self.summary = self.method.initialize(
+            model, seed=seed, name_filter=self.name_filter, model_name=model_name, filter_option="--init.name_filter"
+        )
         rank_zero_info(str(self.summary))
         flat = {f"init/{key}": value for key, value in self.summary.to_dict(per_layer=False).items()}
         self._log(trainer, flat, str(self.summary))

@@ -127,7 +127,9 @@ class KernelSnapshot(Callback):
             return
         start = time.perf_counter()
         model = getattr(pl_module, "model", pl_module)
-        layers = kernels_from_module(model, self.name_filter, model_name=pl_module.hparams.get("model_name"))
+        layers = kernels_from_module(
+            model, self.name_filter, model_name=pl_module.hparams.get("model_name"), filter_option="--snapshot.name_filter"
+        )
         report = self.classifier.classify(layers)
 
         observed, chance = report.proportions(), report.chance()

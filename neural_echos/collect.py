@@ -21,7 +21,9 @@ tensors are then read from disk). A Lightning checkpoint whose hyper-parameters 
 Python objects is refused by that loader; it is then read with a restricted unpickler that
 builds tensors with torch's own allow-list and replaces every other class or function in the
 file by an inert placeholder, so no code from the file runs. ``Checkpoint.loader`` says which
-loader was used.
+loader was used. TorchScript archives (``torch.jit.save``) are refused by content before any load
+(:func:`is_torchscript_archive`): ``torch.load`` would hand them to ``torch.jit.load``, which runs
+the archive's scripted code; both loads also run with ``torch.jit.load`` disabled.
 
 Bounds, checked before any tensor data is read (a small or sparse file may declare huge
 tensors: one 4 KB ``.safetensors`` declaring a [60M, 1, 3, 3] kernel once took 21.6 GB of RAM):
@@ -36,8 +38,13 @@ tensors: one 4 KB ``.safetensors`` declaring a [60M, 1, 3, 3] kernel once took 2
   Zip-format torch files (every ``torch.save`` since 1.6) are memory-mapped, so only what is
   used is read.
 
+The cost of the analysis itself (per kernel size and per layer, not per byte) is bounded by
+:mod:`neural_echos.budget`, checked by :func:`kernels_from_state_dict` when given a ``budget``.
+
 Kernels with NaN or infinite entries are an :class:`AnalysisError` naming each such layer and
-how many of its kernels are affected (select the finite layers with ``name_filter``).
+how many of its kernels are affected (select the finite layers with ``name_filter``). Sparse and
+meta tensors are a :class:`CheckpointError` naming the layer; depthwise-shaped tensors of an
+integer or bool dtype are named with their dtype in the "no depthwise kernel" error.
 
 Layer names are the state-dict keys (or module names) without the ``.weight`` suffix and without
 wrapper prefixes shared by every kernel (``model.`` of our Lightning module, ``module.`` of
@@ -47,6 +54,7 @@ wraps give the same names (``stages.0.blocks.0.conv_dw``). ``LayerKernels.key`` 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import pickle
@@ -57,7 +65,7 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -139,7 +147,7 @@ def is_depthwise_kernel(tensor: Any) -> bool:
 
 
 def kernels_from_module(
-    model: nn.Module, name_filter: str | None = None, model_name: str | None = None
+    model: nn.Module, name_filter: str | None = None, model_name: str | None = None, filter_option: str = "--layers"
 ) -> list[LayerKernels]:
     """Depthwise kernels of ``model`` in module order (cheap: one small copy per layer).
 
@@ -150,7 +158,7 @@ def kernels_from_module(
         NoDepthwiseLayersError: no depthwise convolution (or none matching ``name_filter``).
     """
     layers = []
-    for name, conv in find_depthwise_convs(model, name_filter=name_filter, model_name=model_name):
+    for name, conv in find_depthwise_convs(model, name_filter, model_name, filter_option):
         weight = conv.weight.detach()
         kernels = weight.to(device="cpu", dtype=torch.float32, copy=True).reshape(-1, *weight.shape[2:])
         layers.append(LayerKernels(name=name, key=f"{name}.weight", kernels=kernels))
@@ -163,35 +171,48 @@ def kernels_from_state_dict(
     name_filter: str | None = None,
     source: str = "the state dict",
     max_bytes: int = DEFAULT_MAX_BYTES,
+    budget: Mapping[str, int] | None = None,
+    filter_option: str = "--layers",
 ) -> list[LayerKernels]:
     """Depthwise kernels (see :func:`is_depthwise_kernel`) of a state dict, in its key order.
 
     ``name_filter`` is a regular expression searched in the readable layer name.
-    ``source`` only names the input in error messages.
+    ``source`` only names the input in error messages, ``filter_option`` the option that set
+    ``name_filter``. ``budget``: keyword arguments of :func:`neural_echos.budget.check_budget`
+    (``max_memory``, ``max_layers``, ``max_kernel_side``), checked on the selected layers before
+    their kernels are copied; ``None``: no budget check.
 
     Raises:
         CheckpointError: no depthwise kernel, none matching ``name_filter``, or more than
             ``max_bytes`` of kernel data (checked before the kernels are copied).
+        BudgetError: the selected layers are beyond the budget.
         AnalysisError: a selected layer holds NaN or infinite values.
     """
     keys = [key for key, value in state_dict.items() if is_depthwise_kernel(value)]
     if not keys:
-        raise _no_depthwise_error(source, len(state_dict), _first_shapes(state_dict.items()))
+        raise _no_depthwise_error(source, len(state_dict), _first_shapes(state_dict.items()),
+                                  _non_float_kernels(state_dict.items()))
     _check_size(
         sum(state_dict[key].numel() * state_dict[key].element_size() for key in keys), max_bytes, "--max-bytes",
         f"the {len(keys)} depthwise kernels of {source}",
     )
-    names = readable_names(keys)
+    selected = select_by_name(list(zip(readable_names(keys), keys)), name_filter,
+                              f"the {len(keys)} depthwise layers of {source}", option=filter_option)
+    if budget is not None:
+        from neural_echos.budget import check_budget
+
+        shapes = [(name, state_dict[key].shape) for name, key in selected]
+        check_budget([(name, int(s[0]), int(s[2]), int(s[3])) for name, s in shapes], source, **budget)
+    for name, key in selected:
+        _check_dense(name, state_dict[key], source)
     layers = []
-    for name, key in zip(names, keys):
-        weight = state_dict[key]
+    for name, key in selected:
+        weight = state_dict[key].detach()  # nn.Parameter values (a saved dict(model.named_parameters()))
         # [C, 1, kh, kw] -> [C, kh, kw]
         kernels = weight.to(torch.float32, copy=True).reshape(-1, *weight.shape[2:])
         layers.append(LayerKernels(name, key, kernels))
-    selected = [layer for _, layer in select_by_name([(layer.name, layer) for layer in layers], name_filter,
-                                                     f"the {len(layers)} depthwise layers of {source}")]
-    check_finite(selected, source)
-    return selected
+    check_finite(layers, source)
+    return layers
 
 
 def is_regular_kernel(tensor: Any) -> bool:
@@ -232,7 +253,8 @@ def regular_kernels_from_state_dict(state_dict: Mapping[str, Any]) -> list[Layer
     keys = [key for key, value in state_dict.items() if is_regular_kernel(value)]
     layers = []
     for name, key in zip(readable_names(keys), keys):
-        weight = state_dict[key]
+        _check_dense(name, state_dict[key], "the regular convolutions")
+        weight = state_dict[key].detach()
         layers.append(LayerKernels(name, key, weight.to(torch.float32, copy=True).reshape(-1, *weight.shape[2:])))
     return layers
 
@@ -291,6 +313,7 @@ def read_checkpoint(
         raise CheckpointError(
             f"checkpoint {str(path)!r} is not a file; pass a .ckpt, .pt, .pth or .safetensors file"
         )
+    refuse_torchscript(path, "checkpoint")
     if path.suffix == ".safetensors":
         return _read_safetensors(path, only_depthwise, max_bytes, max_file_bytes)
 
@@ -299,7 +322,8 @@ def read_checkpoint(
     if only_depthwise:
         kernels = {k: v for k, v in state_dict.items() if is_depthwise_kernel(v)}
         if not kernels:
-            raise _no_depthwise_error(f"checkpoint {str(path)!r}", len(state_dict), _first_shapes(state_dict.items()))
+            raise _no_depthwise_error(f"checkpoint {str(path)!r}", len(state_dict), _first_shapes(state_dict.items()),
+                                      _non_float_kernels(state_dict.items()))
         # memory-mapped (zip format): nothing of these was read yet
         _check_size(sum(v.numel() * v.element_size() for v in kernels.values()), max_bytes, "--max-bytes",
                     f"the {len(kernels)} depthwise kernels of {str(path)!r}")
@@ -346,8 +370,10 @@ def _read_safetensors(path: Path, only_depthwise: bool, max_bytes: int, max_file
                 keys = [k for k in keys if len(shapes[k]) == 4 and shapes[k][0] > 1 and shapes[k][1] == 1
                         and max(shapes[k][2:]) > 1 and header[k].get_dtype().startswith(("F", "BF"))]
                 if not keys:
+                    non_float = [(k, header[k].get_dtype()) for k, shape in shapes.items() if len(shape) == 4
+                                 and shape[0] > 1 and shape[1] == 1 and max(shape[2:]) > 1]
                     raise _no_depthwise_error(f"checkpoint {str(path)!r}", len(shapes),
-                                              [(k, tuple(v)) for k, v in shapes.items()])
+                                              [(k, tuple(v)) for k, v in shapes.items()], non_float)
                 _check_size(sum(sizes[k] for k in keys), max_bytes, "--max-bytes",
                             f"the {len(keys)} depthwise kernels of {str(path)!r}")
             else:
@@ -383,7 +409,34 @@ def _first_shapes(items: Any) -> list[tuple[str, tuple]]:
     return [(str(k), tuple(v.shape)) for k, v in items if isinstance(v, Tensor)][:3]
 
 
-def _no_depthwise_error(source: str, n_entries: int, shapes: list[tuple[str, tuple]]) -> CheckpointError:
+def _non_float_kernels(items: Any) -> list[tuple[str, str]]:
+    """``(key, dtype)`` of the ``[C, 1, kh, kw]`` tensors that are not floating point."""
+    return [(str(k), str(v.dtype).removeprefix("torch.")) for k, v in items
+            if isinstance(v, Tensor) and not v.dtype.is_floating_point and v.dim() == 4 and v.shape[0] > 1
+            and v.shape[1] == 1 and max(v.shape[2], v.shape[3]) > 1]
+
+
+def _check_dense(name: str, tensor: Tensor, source: str) -> None:
+    """A sparse or meta tensor (no values) is one error naming the layer, not a traceback later."""
+    if tensor.layout != torch.strided or tensor.is_meta:
+        what = "a meta tensor (a shape without values)" if tensor.is_meta else f"a sparse tensor ({tensor.layout})"
+        raise CheckpointError(
+            f"layer {name} of {source} is {what}, not a dense kernel; save the model's dense weights "
+            "(tensor.to_dense(), or the state dict of a model whose weights were loaded) and pass that file"
+        )
+
+
+def _no_depthwise_error(
+    source: str, n_entries: int, shapes: list[tuple[str, tuple]], non_float: list[tuple[str, str]] | None = None
+) -> CheckpointError:
+    if non_float:
+        dtypes = sorted({dtype for _, dtype in non_float})
+        shown = ", ".join(f"{k} ({dtype})" for k, dtype in non_float[:3])
+        return CheckpointError(
+            f"{source} holds {len(non_float)} tensors of depthwise shape [C, 1, k, k] but of dtype {', '.join(dtypes)} "
+            f"(e.g. {shown}), not floating point: a quantized or converted checkpoint, whose values are not the kernels. "
+            "Pass the float checkpoint, or dequantize the weights (e.g. tensor.float() * scale) and save those"
+        )
     first = ", ".join(f"{k} {tuple(shape)}" for k, shape in shapes[:3])
     return CheckpointError(
         f"{source} holds no depthwise kernel (a 4-D tensor of shape [C, 1, k, k] with k > 1) among "
@@ -393,21 +446,32 @@ def _no_depthwise_error(source: str, n_entries: int, shapes: list[tuple[str, tup
 
 
 def _torch_load(path: Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[Any, str]:
-    """``torch.load`` with weights_only, then with the restricted unpickler."""
+    """``torch.load`` with weights_only, then with the restricted unpickler; never ``torch.jit.load``.
+
+    The caller refused TorchScript archives by content (:func:`refuse_torchscript`); both loads
+    also run under :func:`no_torchscript`, so a file swapped in between cannot reach the
+    TorchScript loader either.
+    """
     mmap = zipfile.is_zipfile(path)  # mmap needs the zip format of torch.save (the default since 1.6)
     if not mmap:  # the legacy format is read whole into memory
         _check_size(path.stat().st_size, max_file_bytes, "--max-file-bytes", f"{str(path)!r} (legacy torch format, read whole)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap), "weights_only"
+        with warnings.catch_warnings(), no_torchscript(path):
+            warnings.filterwarnings("ignore", "Validating sparse tensor invariants")  # sparse kernels: refused later
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap), "weights_only"
+    except CheckpointError:
+        raise
     except Exception as weights_only_error:
         first_error = weights_only_error
     try:
-        with warnings.catch_warnings():  # legacy files warn about the placeholders' missing source
+        with warnings.catch_warnings(), no_torchscript(path):  # legacy files warn about the placeholders' source
             warnings.simplefilter("ignore")
             obj = torch.load(
                 path, map_location="cpu", weights_only=False, mmap=mmap, pickle_module=_restricted_pickle
             )
         return obj, "restricted_unpickler"
+    except CheckpointError:
+        raise
     except Exception as err:
         # torch's weights_only message is long advice about trusting the file; the plain error is clearer
         error = err if str(first_error).startswith("Weights only load failed") else first_error
@@ -415,6 +479,66 @@ def _torch_load(path: Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tup
             f"cannot read checkpoint {str(path)!r} ({_one_line(error)}); is it a file written by torch.save, "
             "a Lightning .ckpt or a .safetensors file? It may be truncated or corrupt."
         ) from err
+
+
+ZIP_MAGIC = b"PK\x03\x04"  # what torch.load tests (torch.serialization._is_zipfile) before its zip reader
+
+
+def is_torchscript_archive(path: str | Path) -> bool:
+    """True for a TorchScript archive (``torch.jit.save``), judged by content, reading no data.
+
+    ``torch.load`` hands a zip whose records hold ``constants.pkl`` to ``torch.jit.load``, which
+    runs the archive's scripted code (``__setstate__``, which may write and read files). The
+    records are listed with torch's own zip reader (the one ``torch.load`` uses) and, if that
+    cannot open the file, with :mod:`zipfile`; ``constants.pkl`` or a ``code/`` folder means
+    TorchScript.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            if f.read(4) != ZIP_MAGIC:
+                return False
+            f.seek(0)
+            records = list(torch._C.PyTorchFileReader(f).get_all_records())
+    except Exception:  # noqa: BLE001  (not readable by torch's zip reader: torch.load cannot dispatch either)
+        records = []
+    try:
+        with zipfile.ZipFile(path) as archive:  # names carry the archive's folder: "name/constants.pkl"
+            records += [name.split("/", 1)[-1] for name in archive.namelist()]
+    except (zipfile.BadZipFile, OSError, ValueError):
+        pass
+    return any(record == "constants.pkl" or record.startswith("code/") for record in records)
+
+
+def torchscript_message(path: str | Path, what: str = "checkpoint") -> str:
+    return (
+        f"{what} {str(path)!r} is a TorchScript archive (torch.jit.save), whose loading runs the code inside it, so "
+        "it is not read; only state dicts are: save model.state_dict() with torch.save (or "
+        "safetensors.torch.save_file) and pass that file"
+    )
+
+
+def refuse_torchscript(path: str | Path, what: str = "checkpoint") -> None:
+    """Raise :class:`CheckpointError` if ``path`` is a TorchScript archive (:func:`is_torchscript_archive`)."""
+    if is_torchscript_archive(path):
+        raise CheckpointError(torchscript_message(path, what))
+
+
+@contextlib.contextmanager
+def no_torchscript(path: str | Path, what: str = "checkpoint"):
+    """``torch.jit.load`` (which ``torch.load`` calls for TorchScript archives) raises
+    :class:`CheckpointError` inside this block: a second guard behind :func:`refuse_torchscript`."""
+    jit = torch.jit
+    original = jit.load
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise CheckpointError(torchscript_message(path, what))
+
+    jit.load = refused
+    try:
+        yield
+    finally:
+        jit.load = original
 
 
 def _find_state_dict(obj: Any, path: Path) -> tuple[dict[str, Tensor], str | None]:
@@ -477,8 +601,23 @@ class _Placeholder:
         self.__dict__.setdefault("values", []).extend(values)
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Pickle's documented way to restrict globals: ``find_class`` is the only door to code."""
+class _RestrictedUnpickler(pickle._Unpickler):  # the Python unpickler: its BUILD can be guarded
+    """Pickle's documented way to restrict globals: ``find_class`` is the only door to code.
+
+    BUILD (``__setstate__`` / attribute assignment) is refused on anything but an instance: on an
+    allowed class or function it would set attributes of torch's own classes in this process.
+    """
+
+    dispatch: ClassVar[dict] = dict(pickle._Unpickler.dispatch)
+
+    def load_build(self) -> None:
+        target = self.stack[-2]  # below the state
+        if isinstance(target, (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+                               types.ModuleType)):
+            raise pickle.UnpicklingError(f"the file sets attributes of {getattr(target, '__name__', target)!r}")
+        super().load_build()
+
+    dispatch[pickle.BUILD[0]] = load_build
 
     def find_class(self, module: str, name: str) -> Any:
         allowed = _allowed_globals().get(f"{module}.{name}")
@@ -514,12 +653,15 @@ __all__ = [
     "check_finite",
     "is_depthwise_kernel",
     "is_regular_kernel",
+    "is_torchscript_archive",
     "kernels_from_checkpoint",
     "kernels_from_module",
     "kernels_from_state_dict",
     "natural_key",
+    "no_torchscript",
     "read_checkpoint",
     "readable_names",
+    "refuse_torchscript",
     "regular_kernels_from_module",
     "regular_kernels_from_state_dict",
 ]

@@ -37,13 +37,13 @@ def is_depthwise(module: nn.Module) -> bool:
 
 
 def find_depthwise_convs(
-    model: nn.Module, name_filter: str | None = None, model_name: str | None = None
+    model: nn.Module, name_filter: str | None = None, model_name: str | None = None, option: str | None = None
 ) -> list[tuple[str, nn.Conv2d]]:
     """Return ``(qualified_name, conv)`` for every depthwise conv, in module order.
 
     ``name_filter`` is a regular expression searched (``re.search``) in the qualified
     module name; only matching layers are returned. ``model_name`` only makes error
-    messages name the model. Raises :class:`NoDepthwiseLayersError` when nothing is
+    messages name the model, ``option`` the option that set ``name_filter``. Raises :class:`NoDepthwiseLayersError` when nothing is
     found, so a caller never silently initialises or analyses nothing.
     """
     label = model_name or type(model).__name__
@@ -55,24 +55,28 @@ def find_depthwise_convs(
             "kernel analysis need one: pick a depthwise architecture such as convnext_atto, "
             "a ConvMixer, mobilenetv3 or efficientnet."
         )
-    return select_by_name(found, name_filter, f"the {len(found)} depthwise layers of {label!r}")
+    return select_by_name(found, name_filter, f"the {len(found)} depthwise layers of {label!r}", option)
 
 
-def select_by_name(items: list[tuple[str, T]], name_filter: str | None, described: str) -> list[tuple[str, T]]:
+def select_by_name(
+    items: list[tuple[str, T]], name_filter: str | None, described: str, option: str | None = None
+) -> list[tuple[str, T]]:
     """The ``(name, item)`` pairs whose name matches the regular expression ``name_filter``
     (``re.search``); all of them for ``None``. ``described`` names the items in the error
-    raised when nothing matches."""
+    raised when nothing matches, ``option`` the option that set the filter (``--layers``,
+    ``--init.name_filter``...) in both errors."""
     if name_filter is None:
         return items
+    what = option or "name filter"
     try:
         pattern = re.compile(name_filter)
     except re.error as err:
-        raise ConfigError(f"name filter {name_filter!r} is not a valid regular expression: {err}") from err
+        raise ConfigError(f"{what} {name_filter!r} is not a valid regular expression: {err}; fix it") from err
     selected = [(name, item) for name, item in items if pattern.search(name)]
     if not selected:
         examples = ", ".join(name for name, _ in items[:3])
         raise NoDepthwiseLayersError(
-            f"name filter {name_filter!r} matches none of {described} (for example: {examples}). "
-            "Fix the regular expression or drop the filter."
+            f"{what} {name_filter!r} matches none of {described} (for example: {examples}). "
+            f"Fix the regular expression or drop {what}."
         )
     return selected

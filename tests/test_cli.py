@@ -319,3 +319,45 @@ def test_a_misspelt_option_gets_a_did_you_mean(cifar_root, capsys):
     line = _error(capsys, _args(cifar_root, "--trainer.max_epoks", "2"))
     assert "unrecognized arguments: --trainer.max_epoks 2; did you mean --trainer.max_epochs?" in line
     assert "did you mean" not in _error(capsys, _args(cifar_root, "--no.such.option", "2"))
+
+
+# --------------------------------------------------------------------------------------------
+# hostile checkpoints: nothing in a file runs code or names a module that gets imported
+
+
+@pytest.mark.parametrize("weights_only", ["true", "false"])
+def test_a_torchscript_ckpt_path_is_refused_and_runs_nothing(weights_only, tmp_path, cifar_root, capsys, monkeypatch):
+    from tests.hostile_files import check_archive_runs_code, torchscript_archive
+
+    monkeypatch.chdir(tmp_path)
+    archive = torchscript_archive(tmp_path / "last.ckpt", tmp_path / "marker")
+    check_archive_runs_code(archive, tmp_path / "marker")
+    args = _args(cifar_root, "--ckpt_path", str(archive), "--weights_only", weights_only, version=None)
+    assert "is a TorchScript archive" in _error(capsys, args)
+    assert not (tmp_path / "marker").exists()
+
+
+def test_a_torchscript_checkpoint_of_the_covariance_transfer_init_runs_nothing(tmp_path, cifar_root, capsys, monkeypatch):
+    from tests.hostile_files import check_archive_runs_code, torchscript_archive
+
+    monkeypatch.chdir(tmp_path)
+    archive = torchscript_archive(tmp_path / "trained.ckpt", tmp_path / "marker")
+    check_archive_runs_code(archive, tmp_path / "marker")
+    args = _args(cifar_root, "--config", str(REPO / "configs/init/covariance_transfer.yaml"),
+                 "--init.method.init_args.checkpoint", str(archive))
+    assert "is a TorchScript archive" in _error(capsys, args)
+    assert not (tmp_path / "marker").exists()
+
+
+def test_a_datamodule_named_by_a_checkpoint_is_never_imported(run_copy, capsys, monkeypatch):
+    folder, _ = run_copy
+    marker = folder / "imported"
+    (folder / "planted_data_module.py").write_text(f"open({str(marker)!r}, 'w').close()\nclass Data: pass\n")
+    monkeypatch.syspath_prepend(str(folder))
+    checkpoint = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)
+    checkpoint["datamodule_hyper_parameters"]["_class_path"] = "planted_data_module.Data"
+    torch.save(checkpoint, folder / "planted.ckpt")
+    args = ["fit", "--ckpt_path", str(folder / "planted.ckpt"), *TINY, "--trainer.max_epochs", "2"]
+    line = _error(capsys, args)
+    assert "names the DataModule 'planted_data_module.Data'" in line and "never imported" in line
+    assert not marker.exists() and "planted_data_module" not in __import__("sys").modules

@@ -49,6 +49,14 @@ Outputs of ``analyze`` in ``--out`` (default ``analysis_out``):
 - ``proportions.png`` (observed and chance shares, every group, size and layer),
   ``taxonomy.png`` (every taxonomy class with its chance share) and ``centroids.png``.
 
+A rerun into the same ``--out`` removes the per-layer files that the earlier run listed in its
+``summary.json`` (with analyze's own names) and no other file.
+
+Bounds: the file-reading bounds of :mod:`neural_echos.collect` (``--max-bytes``,
+``--max-file-bytes``) and the analysis budget of :mod:`neural_echos.budget` (``--max-kernel-side``
+31, ``--max-layers`` 1,000, ``--max-memory`` 4 GiB), checked from the declared shapes before
+any kernel is copied or classified.
+
 ``survey`` runs ``analyze`` on every subject (into ``--out/NN_<label>/``) and writes one table,
 ``survey.csv`` and ``survey.md`` (subject, group, kernel size, kernels, threshold, on and off
 each with its chance share, excess, the share the taxonomy names with its chance; the CSV also
@@ -80,6 +88,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from neural_echos.budget import DEFAULT_MAX_MEMORY, MAX_KERNEL_SIDE, MAX_LAYERS, check_budget
 from neural_echos.classifiers import (
     CLASSES,
     CLASSIFIERS,
@@ -100,6 +109,7 @@ from neural_echos.collect import (
     kernels_from_module,
     kernels_from_state_dict,
     read_checkpoint,
+    refuse_torchscript,
     regular_kernels_from_module,
     regular_kernels_from_state_dict,
 )
@@ -154,19 +164,25 @@ def analyze(
     seed: int = DEFAULT_SEED,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    max_memory: int = DEFAULT_MAX_MEMORY,
+    max_layers: int = MAX_LAYERS,
+    max_kernel_side: int = MAX_KERNEL_SIDE,
 ) -> dict[str, Any]:
     """Classify the kernels of ``subject``, write the outputs to ``out`` and return the summary.
 
     Args:
         subject: what to analyse (see the module docstring).
         classifier: default: ``get_classifier("kmeans")``.
-        out: output folder (created; per-layer files of an earlier run there are replaced).
+        out: output folder (created). The per-layer files that an earlier run there recorded in its
+            ``summary.json`` are removed; no other file in the folder is touched.
         layers: regular expression selecting depthwise layers by name (``re.search``).
         max_kernels: kernels drawn per grid image.
         include_regular: also classify the slices of the regular convolutions.
         max_regular_kernels: at most this many regular slices per kernel size (a seeded sample).
         seed: seed of a fresh timm model and of the regular-slice sample.
         max_bytes, max_file_bytes: size bounds checked before reading (``neural_echos.collect``).
+        max_memory, max_layers, max_kernel_side: the analysis budget (``neural_echos.budget``),
+            checked on the declared shapes before any kernel is copied or classified.
 
     Raises:
         AnalysisError: any bad input, with a message naming the file or model and the fix.
@@ -177,16 +193,20 @@ def analyze(
         raise AnalysisError(f"--max-kernels must be at least 1; got {max_kernels}")
     if max_regular_kernels < 1:
         raise AnalysisError(f"--max-regular-kernels must be at least 1; got {max_regular_kernels}")
-    for flag, value in (("--max-bytes", max_bytes), ("--max-file-bytes", max_file_bytes)):
+    for flag, value in (("--max-bytes", max_bytes), ("--max-file-bytes", max_file_bytes), ("--max-memory", max_memory),
+                        ("--max-layers", max_layers), ("--max-kernel-side", max_kernel_side)):
         if value < 1:
-            raise AnalysisError(f"{flag} must be a positive number of bytes; got {value}")
+            raise AnalysisError(f"{flag} must be a positive number; got {value}")
 
-    bounds = {"max_bytes": max_bytes, "max_file_bytes": max_file_bytes}
+    budget = {"max_memory": max_memory, "max_layers": max_layers, "max_kernel_side": max_kernel_side}
+    bounds = {"max_bytes": max_bytes, "max_file_bytes": max_file_bytes, "budget": budget}
     depthwise, regular, source = collect_subject(subject, layers, include_regular, seed, bounds)
+    check_budget(_shapes(depthwise), f"the subject {subject.label!r}", **budget)  # --model: before classifying
     groups = [("depthwise", depthwise, classifier.classify(depthwise))]
     if include_regular:
         regular, sampled = _sample_layers(regular, max_regular_kernels, seed)
         source["regular_kernels_sampled"] = sampled
+        check_budget(_shapes(regular), f"the regular convolutions of {subject.label!r}", **budget)
         if regular:
             groups.append(("regular", regular, classifier.classify(regular, group="regular")))
         else:
@@ -237,15 +257,17 @@ def collect_subject(
 ) -> tuple[list[LayerKernels], list[LayerKernels], dict[str, Any]]:
     """Depthwise kernels, regular slices (empty unless ``include_regular``) and a source record.
 
-    ``bounds``: ``max_bytes`` / ``max_file_bytes`` of :func:`neural_echos.collect.read_checkpoint`.
+    ``bounds``: ``max_bytes`` / ``max_file_bytes`` of :func:`neural_echos.collect.read_checkpoint`
+    and ``budget`` (keyword arguments of :func:`neural_echos.budget.check_budget`).
     """
-    bounds = bounds or {}
+    bounds = dict(bounds or {})
+    budget = bounds.pop("budget", None)
     checkpoint = subject.checkpoint
     if subject.model is None:
         loaded = read_checkpoint(checkpoint, only_depthwise=not include_regular, **bounds)
         where = f"checkpoint {str(checkpoint)!r}"
         depthwise = kernels_from_state_dict(loaded.state_dict, layer_filter, source=where,
-                                            max_bytes=bounds.get("max_bytes", DEFAULT_MAX_BYTES))
+                                            max_bytes=bounds.get("max_bytes", DEFAULT_MAX_BYTES), budget=budget)
         regular = regular_kernels_from_state_dict(loaded.state_dict) if include_regular else []
         return depthwise, regular, _source(subject, loaded, seed)
 
@@ -319,6 +341,7 @@ def _check_weights_file(weights: Path) -> None:
     path = str(weights)
     if not weights.is_file():
         raise AnalysisError(f"weights file {path!r} does not exist or is not a file; check the path")
+    refuse_torchscript(weights, "weights file")  # timm's loader refuses it too, but our error path would read it
     if path.endswith(".safetensors"):
         problem = _safetensors_problem(weights)
         if problem is not None:
@@ -554,11 +577,30 @@ def _write_layer_csv(path: Path, result) -> None:
         writer.writerows(zip(*(np.asarray(values).tolist() for values in columns.values())))
 
 
+# the names analyze gives its per-layer files (see _file_stem): nothing else is ever removed
+OWN_OUTPUT = re.compile(r"(layers|regular)/[0-9]{3}_[A-Za-z0-9_.-]+\.csv|grids/(regular_)?[0-9]{3}_[A-Za-z0-9_.-]+\.png")
+MAX_SUMMARY_BYTES = 64 * 2**20
+
+
+def _earlier_outputs(out: Path) -> list[Path]:
+    """The per-layer files an earlier analyze run wrote to ``out``: those its ``summary.json``
+    lists under ``files`` and that have analyze's own names; ``[]`` without a readable summary."""
+    try:
+        if (out / "summary.json").stat().st_size > MAX_SUMMARY_BYTES:
+            return []
+        files = json.loads((out / "summary.json").read_text(encoding="utf-8")).get("files") or {}
+        listed = [path for key in ("layers", "regular", "grids") for path in (files.get(key) or [])]
+    except (OSError, ValueError, AttributeError, TypeError):  # none, unreadable, or not ours
+        return []
+    return [out / path for path in listed if isinstance(path, str) and OWN_OUTPUT.fullmatch(path)]
+
+
 def _remove_earlier_outputs(out: Path, keep: set[str] = frozenset({"layers", "regular"})) -> None:
-    """Remove per-layer files an earlier run wrote here (a different model has different layers),
-    and the ``regular/`` folder they leave empty when this run has no regular group (``keep``)."""
-    for folder, suffix in (("layers", ".csv"), ("regular", ".csv"), ("grids", ".png")):
-        for path in (out / folder).glob(f"*[0-9][0-9][0-9]_*{suffix}"):
+    """Remove the per-layer files an earlier run recorded in ``out/summary.json`` (a different model
+    has different layers), never another file, and the ``regular/`` folder they leave empty when
+    this run has no regular group (``keep``)."""
+    for path in _earlier_outputs(out):
+        if path.is_file() or path.is_symlink():
             path.unlink()
     regular = out / "regular"
     if "regular" not in keep and regular.is_dir() and not any(regular.iterdir()):
@@ -667,7 +709,18 @@ def _add_classifier_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"at most this many regular slices per kernel size, sampled (default {MAX_REGULAR_KERNELS:,})")
 
 
+def _shapes(layers: list[LayerKernels]) -> list[tuple[str, int, int, int]]:
+    return [(layer.name, len(layer), *layer.kernel_size) for layer in layers]
+
+
 def _add_bound_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-memory", type=positive_int, default=DEFAULT_MAX_MEMORY,
+                        help="refuse an analysis estimated (from the shapes, before reading) to need more memory "
+                        "than this (default: 4 GiB; see neural_echos/budget.py)")
+    parser.add_argument("--max-layers", type=positive_int, default=MAX_LAYERS,
+                        help=f"refuse more depthwise layers than this (default: {MAX_LAYERS:,}; each writes files)")
+    parser.add_argument("--max-kernel-side", type=positive_int, default=MAX_KERNEL_SIDE,
+                        help=f"refuse kernels larger than NxN (default: {MAX_KERNEL_SIDE}, RepLKNet's 31x31)")
     parser.add_argument("--max-bytes", type=positive_int, default=DEFAULT_MAX_BYTES,
                         help="refuse more depthwise kernel data than this, checked before reading (default: 256 MiB)")
     parser.add_argument("--max-file-bytes", type=positive_int, default=DEFAULT_MAX_FILE_BYTES,
@@ -735,7 +788,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             pretrained=args.pretrained, weights=None if args.weights is None else Path(args.weights),
         )
         return analyze(subject, classifier_from_args(args), args.out, args.layers, args.max_kernels,
-                       args.include_regular, args.max_regular_kernels, args.seed, args.max_bytes, args.max_file_bytes)
+                       args.include_regular, args.max_regular_kernels, args.seed, args.max_bytes, args.max_file_bytes,
+                       args.max_memory, args.max_layers, args.max_kernel_side)
 
     summary = _run(command)
     for group in (summary, summary.get("regular")):

@@ -67,7 +67,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from neural_echos.errors import NeuralEchosError, OneLineArgumentParser
+from neural_echos.errors import NeuralEchosError, OneLineArgumentParser, one_line
 
 ACC_TAG = "val/acc1"
 EPOCH_TAG = "epoch"
@@ -77,6 +77,11 @@ CHANCE_TAG = "kernels/chance/{}"
 EXCESS_CLASSES = CLASSES[:2]  # "other" is what is left: its excess over chance says nothing new
 BASELINE = "kaiming_normal"
 EVENT_PREFIX = "events.out.tfevents."
+# bounds of reading one events file: its size (read whole; a larger file makes the run skipped)
+# and the bytes searched, one by one, for the next valid record header after damage (~2.7 s per
+# MB: 8 MB of random bytes took 22 s, now 0.9 s); the rest of the file is then left out, counted
+MAX_EVENT_FILE_BYTES = 1 << 30
+MAX_RESYNC_BYTES = 256 << 10
 # hparams that may differ between runs of one comparison without making it unfair
 IGNORED_HPARAMS = {"root", "num_workers", "download", "_instantiator", "_class_path", "pin_memory", "persistent_workers"}
 
@@ -317,6 +322,9 @@ def _read_events(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any], int]:
     session: dict[str, Any] | None = None
     corrupt = 0
     for path in sorted(p for p in run_dir.iterdir() if p.name.startswith(EVENT_PREFIX) and p.is_file()):
+        if path.stat().st_size > MAX_EVENT_FILE_BYTES:
+            raise OSError(f"events file {path.name} is {path.stat().st_size / 2**30:.1f} GiB, beyond the "
+                          f"{MAX_EVENT_FILE_BYTES / 2**30:.0f} GiB that report reads (MAX_EVENT_FILE_BYTES)")
         records, bad = _tfrecords(path.read_bytes())
         corrupt += bad
         for record in records:
@@ -355,19 +363,22 @@ def _tfrecords(data: bytes) -> tuple[list[bytes], int]:
 
     TFRecord framing: length (8 bytes), its masked CRC-32C, data, the data's masked CRC-32C. A
     record whose data fails its CRC is skipped; a length that fails its CRC is searched past,
-    byte by byte, to the next valid header. A truncated last record (a killed writer) ends the
-    file without counting as corrupt.
+    byte by byte, to the next valid header, for at most :data:`MAX_RESYNC_BYTES` in a file (then
+    the rest of the file counts as one more corrupt record). A truncated last record (a killed
+    writer) ends the file without counting as corrupt.
     """
     from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 
     records: list[bytes] = []
-    corrupt, pos, lost_sync = 0, 0, False
+    corrupt, pos, lost_sync, searched = 0, 0, False, 0
     while pos + 12 <= len(data):
         (length,) = struct.unpack_from("<Q", data, pos)
         (length_crc,) = struct.unpack_from("<I", data, pos + 8)
         if masked_crc32c(data[pos : pos + 8]) != length_crc:
             corrupt += not lost_sync
-            lost_sync, pos = True, pos + 1
+            lost_sync, pos, searched = True, pos + 1, searched + 1
+            if searched > MAX_RESYNC_BYTES:
+                return records, corrupt + 1  # garbage: the rest of the file is not searched
             continue
         lost_sync = False
         end = pos + 12 + length
@@ -437,12 +448,17 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     except OSError as err:
         row["reason"] = f"cannot read the event files: {type(err).__name__}: {err}"
         return row, curves
-    try:
-        hparams = _load_yaml(_find_beside(run_dir, "hparams.yaml"))
-        config = _load_yaml(_find_beside(run_dir, "config.yaml")) or {}
-    except (OSError, yaml.YAMLError) as err:
-        row["reason"] = f"unreadable hparams.yaml/config.yaml: {err}"
-        return row, curves
+    for name in ("hparams.yaml", "config.yaml"):
+        try:
+            loaded = _load_yaml(_find_beside(run_dir, name))
+        except (OSError, yaml.YAMLError, ValueError) as err:  # ValueError: UnicodeDecodeError (not UTF-8)
+            what = "not UTF-8 text" if isinstance(err, UnicodeDecodeError) else one_line(str(err), 200)
+            row["reason"] = row["warning"] = f"unreadable {name} ({what}): fix or delete the file to report this run"
+            return row, curves
+        if name == "hparams.yaml":
+            hparams = loaded
+        else:
+            config = loaded or {}
     hparams = hparams or {}
     model_name = session.get("model") or hparams.get("model_name")
     if scalars.empty and not model_name:
@@ -534,9 +550,10 @@ def read_runs(logdirs: list[str | os.PathLike]) -> tuple[pd.DataFrame, pd.DataFr
         if len(run_curves):
             curves.append(run_curves.assign(run=row["run"]))
     runs = pd.DataFrame(rows)
-    for column in RUN_COLUMNS + ["steps_per_epoch", "last_wall_time", "hparams", "init_registered", "init_from"]:
+    objects = ("hparams", "init_registered", "init_from", "warning")
+    for column in RUN_COLUMNS + ["steps_per_epoch", "last_wall_time", *objects]:
         if column not in runs:
-            runs[column] = None if column in ("hparams", "init_registered", "init_from") else np.nan
+            runs[column] = None if column in objects else np.nan
     for column in ("seed", "best_epoch", "epochs"):
         runs[column] = runs[column].astype("Int64")
     columns = ["run", "tag", "step", "x", "value"]
@@ -644,6 +661,13 @@ def report(
     # folders of runs that failed at their start hold no scalar: they are not runs to list
     empty = runs[runs["failed_at_start"].astype(bool)]
     runs = runs[~runs["failed_at_start"].astype(bool)].reset_index(drop=True)
+    if runs.empty:
+        where = ", ".join(repr(str(p)) for p in logdirs)
+        raise ReportError(
+            f"no usable run under {where}: the {len(empty)} folder(s) with event files log no scalar and no model "
+            f"(runs that failed at their start, or event files not written by run.py fit): "
+            f"{', '.join(_rel(run) for run in empty.run[:5])}. Train with `python run.py fit ...` first"
+        )
     if runs.reason.notna().all():
         reasons = "; ".join(f"{_rel(r.run)}: {r.reason}" for r in runs.itertuples())
         left_out = f"; {len(empty)} folders with no scalar logged left out" if len(empty) else ""
@@ -688,6 +712,7 @@ def report(
         "runs": listed.reset_index(drop=True),
         "curves": curves[curves.run.isin(used.run)].reset_index(drop=True),
         "skipped": [{"run": r.run, "reason": r.reason} for r in skipped.itertuples()],
+        "warnings": [f"skipped {_rel(r.run)}: {r.warning}" for r in runs.itertuples() if isinstance(r.warning, str)],
         "notes": notes,
         "files": [str(path) for path in files],
     }
@@ -914,6 +939,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    for warning in result["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     groups, baseline = result["groups"], args.baseline or BASELINE
     model_width, init_width = groups.model.str.len().max(), groups.init.str.len().max()
     for _, g in groups.iterrows():

@@ -155,7 +155,8 @@ class InitMethod(ABC):
         """
 
     def initialize(
-        self, model: nn.Module, *, seed: int = 0, name_filter: str | None = None, model_name: str | None = None
+        self, model: nn.Module, *, seed: int = 0, name_filter: str | None = None, model_name: str | None = None,
+        filter_option: str = "name_filter",
     ) -> InitSummary:
         """Initialise the depthwise convs of ``model`` in place and return what was changed.
 
@@ -166,6 +167,7 @@ class InitMethod(ABC):
             name_filter: regular expression searched in the qualified layer names; only
                 matching layers are initialised.
             model_name: name used in messages and the summary (default: the class name).
+            filter_option: the option that set ``name_filter``, named in its errors.
 
         Raises:
             ConfigError (a ValueError): an invalid setting, with what is wrong and what to do.
@@ -176,7 +178,7 @@ class InitMethod(ABC):
             raise ConfigError(f"seed must be an integer; got {seed!r}")
         every = find_depthwise_convs(model, None, label)
         position = {name: index for index, (name, _) in enumerate(every)}
-        selected = every if name_filter is None else find_depthwise_convs(model, name_filter, label)
+        selected = every if name_filter is None else find_depthwise_convs(model, name_filter, label, filter_option)
         layers = [DepthwiseLayer(name, conv, position[name], len(every)) for name, conv in selected]
         generator = torch.Generator(device="cpu").manual_seed(int(seed))
         with torch.no_grad(), single_thread(torch_only=True):

@@ -119,7 +119,7 @@ def test_model_without_depthwise_layers_is_named(tmp_path, datamodule):
 
 def test_filter_matching_nothing_is_an_error(tmp_path, datamodule):
     module = ImageClassifier(num_classes=10, image_size=32)
-    with pytest.raises(NoDepthwiseLayersError, match="matches none"):
+    with pytest.raises(NoDepthwiseLayersError, match=r"^--init.name_filter 'stages.*' matches none.*drop --init.name_filter"):
         _trainer(tmp_path, DepthwiseInit(DoGInit(), name_filter="stages\\.9")).fit(module, datamodule=datamodule)
 
 

@@ -276,3 +276,110 @@ def test_no_depthwise_kernel_counts_every_entry(tmp_path, suffix):
     (save_file if suffix == ".safetensors" else torch.save)(state_dict, str(path))
     with pytest.raises(CheckpointError, match=r"no depthwise kernel .* among its 100 entries \(first tensors: layer"):
         kernels_from_checkpoint(path)
+
+
+# --------------------------------------------------------------------------------------------
+# TorchScript archives: refused by content, never loaded
+
+
+@pytest.fixture(scope="module")
+def hostile_archive(tmp_path_factory):
+    """A TorchScript archive whose scripted __setstate__ writes a marker file when loaded."""
+    from tests.hostile_files import check_archive_runs_code, torchscript_archive
+
+    folder = tmp_path_factory.mktemp("hostile")
+    archive = torchscript_archive(folder / "model.pt", folder / "marker")
+    check_archive_runs_code(archive, folder / "marker")
+    return archive, folder / "marker"
+
+
+@pytest.mark.parametrize("name", ["model.pt", "model.ckpt", "model.bin", "model"])
+def test_a_torchscript_archive_is_refused_by_content_and_runs_nothing(hostile_archive, tmp_path, name):
+    archive, marker = hostile_archive
+    renamed = tmp_path / name
+    renamed.write_bytes(archive.read_bytes())
+    for read in (read_checkpoint, kernels_from_checkpoint):
+        with pytest.raises(CheckpointError, match="is a TorchScript archive .* save model.state_dict()"):
+            read(renamed)
+    assert not marker.exists()
+
+
+def test_the_loader_itself_never_reaches_the_torchscript_loader(hostile_archive, monkeypatch):
+    """The second guard: even past the content check (a file swapped after it), torch.jit.load
+    is disabled while torch.load runs, in both the weights-only and the restricted load."""
+    from neural_echos import collect
+
+    archive, marker = hostile_archive
+    monkeypatch.setattr(collect, "refuse_torchscript", lambda *args, **kwargs: None)
+    with pytest.raises(CheckpointError, match="is a TorchScript archive"):
+        read_checkpoint(archive)
+    assert not marker.exists()
+    assert torch.jit.load is not None and "refused" not in torch.jit.load.__name__  # restored
+
+
+def test_a_plain_zip_or_torch_save_file_is_not_torchscript(tmp_path):
+    import zipfile
+
+    from neural_echos.collect import is_torchscript_archive
+
+    torch.save({"w": torch.randn(4, 1, 3, 3)}, tmp_path / "sd.pt")
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as archive:
+        archive.writestr("x/data.pkl", b"")
+    (tmp_path / "random.pt").write_bytes(b"PK\x03\x04" + os.urandom(100))
+    assert not any(is_torchscript_archive(tmp_path / n) for n in ("sd.pt", "other.zip", "random.pt"))
+    with zipfile.ZipFile(tmp_path / "code.zip", "w") as archive:  # no constants.pkl, but scripted code
+        archive.writestr("x/code/__torch__.py", b"")
+    assert is_torchscript_archive(tmp_path / "code.zip")
+
+
+def test_name_filter_errors_name_the_option(atto):
+    state_dict = {"blocks.0.conv_dw.weight": torch.randn(4, 1, 3, 3)}
+    with pytest.raises(ConfigError, match=r"^--layers '\(' is not a valid regular expression"):
+        kernels_from_state_dict(state_dict, name_filter="(")
+    with pytest.raises(NoDepthwiseLayersError, match=r"^--layers 'nope' matches none of .*drop --layers"):
+        kernels_from_state_dict(state_dict, name_filter="nope")
+    with pytest.raises(NoDepthwiseLayersError, match=r"^--snapshot.name_filter 'nope' matches none"):
+        kernels_from_module(atto, "nope", filter_option="--snapshot.name_filter")
+
+
+# --------------------------------------------------------------------------------------------
+# tensors that are not dense float kernels
+
+
+def test_a_state_dict_of_parameters_is_read(tmp_path):
+    model = nn.Sequential(nn.Conv2d(8, 8, 3, groups=8), nn.Conv2d(8, 8, 5, groups=8))
+    torch.save(dict(model.named_parameters()), tmp_path / "params.pt")
+    layers = kernels_from_checkpoint(tmp_path / "params.pt")
+    assert [layer.name for layer in layers] == ["0", "1"] and not any(layer.kernels.requires_grad for layer in layers)
+    assert torch.equal(layers[1].kernels, model[1].weight.detach().reshape(8, 5, 5))
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda w: w.to_sparse(), r"layer 0 of checkpoint .* is a sparse tensor \(torch.sparse_coo\).*to_dense"),
+    (lambda w: w.to("meta"), r"layer 0 of checkpoint .* is a meta tensor \(a shape without values\)"),
+    (lambda w: (w * 10).to(torch.int8), r"tensors of depthwise shape \[C, 1, k, k\] but of dtype int8 \(e.g. 0.weight"),
+    (lambda w: w > 0, r"but of dtype bool .* dequantize the weights"),
+])
+def test_sparse_meta_and_integer_kernels_are_one_error_naming_what(make, message, tmp_path):
+    torch.save({"0.weight": make(torch.randn(8, 1, 3, 3)), "1.bias": torch.zeros(8)}, tmp_path / "k.pt")
+    with pytest.raises(CheckpointError, match=message):
+        kernels_from_checkpoint(tmp_path / "k.pt")
+
+
+def test_integer_kernels_in_safetensors_name_the_dtype(tmp_path):
+    save_file({"0.weight": torch.zeros(8, 1, 3, 3, dtype=torch.int8)}, str(tmp_path / "k.safetensors"))
+    with pytest.raises(CheckpointError, match=r"but of dtype I8 \(e.g. 0.weight \(I8\)\)"):
+        kernels_from_checkpoint(tmp_path / "k.safetensors")
+
+
+def test_the_restricted_unpickler_sets_no_attribute_of_a_class():
+    """BUILD on an allowed class (not an instance) would change torch's own classes in this process."""
+    import io
+    import pickle
+
+    from neural_echos.collect import _restricted_load
+
+    data = b"\x80\x02ctorch.storage\nTypedStorage\nN}X\x04\x00\x00\x00flagK\x01s\x86b0}."  # TypedStorage.flag = 1
+    with pytest.raises(pickle.UnpicklingError, match="sets attributes of 'TypedStorage'"):
+        _restricted_load(io.BytesIO(data))
+    assert not hasattr(torch.storage.TypedStorage, "flag")

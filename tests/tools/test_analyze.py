@@ -160,6 +160,31 @@ def test_layer_filter_cap_and_rerun_cleanup(atto_pth, tmp_path):
         assert image.height < 400  # 16 kernels (4 rows, title and legend), not 320 (18 rows)
 
 
+def test_a_rerun_removes_only_the_files_analyze_wrote(atto_pth, tmp_path):
+    """The user's own files in --out, even with analyze-like names, survive any number of runs;
+    a listed path that leaves the folder or is not analyze's is never removed."""
+    template = get_classifier("template")
+    own = [tmp_path / "grids" / "001_mine.png", tmp_path / "layers" / "002_notes.csv", tmp_path / "regular" / "000_x.csv",
+           tmp_path / "keep.txt"]
+    for path in own:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("the user's")
+    first = analyze(Subject(checkpoint=atto_pth), template, tmp_path)
+    second = analyze(Subject(checkpoint=atto_pth), template, tmp_path, layers=r"stages\.3")
+    assert all(path.read_text() == "the user's" for path in own)
+    written = {*second["files"]["layers"], *second["files"]["grids"]}
+    assert all((tmp_path / path).is_file() for path in written)
+    assert not any((tmp_path / path).exists() for path in {*first["files"]["layers"], *first["files"]["grids"]} - written)
+    # a summary.json listing other paths (hand-edited or planted): none of them is removed
+    outside = tmp_path.parent / f"{tmp_path.name}_outside.csv"
+    outside.write_text("x")
+    hostile = {"files": {"layers": ["../" + outside.name, "keep.txt", "layers/002_notes.csv/..", str(outside)],
+                         "grids": ["grids/001_mine.png.bak"]}}
+    (tmp_path / "summary.json").write_text(json.dumps(hostile))
+    analyze(Subject(checkpoint=atto_pth), template, tmp_path, layers=r"stages\.3")
+    assert outside.exists() and all(path.read_text() == "the user's" for path in own)
+
+
 def test_deep_models_get_one_grid_per_stage():
     names = [f"stages.{s}.blocks.{b}.conv_dw" for s, depth in enumerate([3, 3, 27, 3]) for b in range(depth)]
     groups = image_groups(names)
@@ -298,11 +323,11 @@ def test_argparse_errors_keep_the_traceback_on_request(monkeypatch):
         main(["--model", "convnext_atto", "--treshold", "0.6"])
 
 
-@pytest.mark.parametrize("bound", ["max_bytes", "max_file_bytes"])
+@pytest.mark.parametrize("bound", ["max_bytes", "max_file_bytes", "max_memory", "max_layers", "max_kernel_side"])
 @pytest.mark.parametrize("value", [0, -5])
 def test_analyze_refuses_non_positive_bounds(bound, value, tmp_path):
     flag = "--" + bound.replace("_", "-")
-    with pytest.raises(AnalysisError, match=f"{flag} must be a positive number of bytes; got {value}"):
+    with pytest.raises(AnalysisError, match=f"{flag} must be a positive number; got {value}"):
         analyze(Subject(model="convnext_atto"), out=tmp_path / "o", **{bound: value})
 
 
@@ -522,3 +547,45 @@ def test_run_py_dispatches_survey(capsys):
     with pytest.raises(SystemExit) as exit_info:
         run.main(["survey", "--help"])
     assert exit_info.value.code == 0 and "--pretrained" in capsys.readouterr().out
+
+
+# --- hostile files: a TorchScript archive that writes a file when loaded ---------------------
+
+
+@pytest.fixture(scope="module")
+def hostile_archive(tmp_path_factory):
+    from tests.hostile_files import check_archive_runs_code, torchscript_archive
+
+    folder = tmp_path_factory.mktemp("hostile")
+    archive = torchscript_archive(folder / "model.pth", folder / "marker")
+    check_archive_runs_code(archive, folder / "marker")
+    return archive, folder / "marker"
+
+
+@pytest.mark.parametrize("entry", ["analyze --checkpoint", "survey --checkpoint", "analyze --model --weights",
+                                   "analyze --model --checkpoint"])
+def test_a_torchscript_archive_is_refused_at_every_entry_point(hostile_archive, entry, tmp_path, capsys):
+    archive, marker = hostile_archive
+    out = ["--out", str(tmp_path / "o")]
+    argv = {
+        "analyze --checkpoint": ["--checkpoint", str(archive)],
+        "survey --checkpoint": ["--checkpoint", str(archive)],
+        "analyze --model --weights": ["--model", "convnext_atto", "--weights", str(archive)],
+        "analyze --model --checkpoint": ["--model", "convnext_atto", "--checkpoint", str(archive)],
+    }[entry]
+    with pytest.raises(SystemExit) as exit_info:
+        (survey_main if entry.startswith("survey") else main)([*argv, *out])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "is a TorchScript archive" in err and "save model.state_dict()" in err
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("kind", ["sparse", "meta", "int8"])
+def test_kernels_that_are_no_dense_float_tensors_are_one_error_line(kind, tmp_path, capsys):
+    weight = torch.randn(8, 1, 3, 3)
+    weight = {"sparse": weight.to_sparse(), "meta": weight.to("meta"), "int8": weight.to(torch.int8)}[kind]
+    torch.save({"blocks.0.conv_dw.weight": weight}, tmp_path / "k.pt")
+    err = run_main_error(capsys, ["--checkpoint", str(tmp_path / "k.pt"), "--out", str(tmp_path / "o")])
+    assert {"sparse": "sparse tensor", "meta": "meta tensor", "int8": "dtype int8"}[kind] in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -606,3 +607,38 @@ def test_folders_of_runs_that_failed_at_start_are_left_out(tmp_path):
     assert [Path(row["run"]).name for row in runs] == ["version_0"]
     md = (tmp_path / "out" / "results.md").read_text(encoding="utf-8")
     assert "Skipped runs" not in md and "left out 1 folders with no scalar logged" in md
+
+
+def test_a_non_utf8_hparams_yaml_skips_that_run_with_a_warning(tmp_path, capsys):
+    logs = tmp_path / "logs"
+    write_run(logs / "a" / "version_0", CONVNEXT, DOG, 0, [0.5, 0.6])
+    bad = write_run(logs / "a" / "version_1", CONVNEXT, DOG, 1, [0.5, 0.7])
+    (bad / "hparams.yaml").write_bytes((bad / "hparams.yaml").read_bytes() + b"note: \xff\xfe\n")
+    _report_cli(logs, tmp_path / "out")
+    runs = _runs_by_name(tmp_path / "out")
+    assert runs["version_0"]["status"] == "used" and runs["version_1"]["status"] == "skipped"
+    assert "unreadable hparams.yaml (not UTF-8 text)" in runs["version_1"]["reason"]
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and "version_1" in warnings[0] and "not UTF-8" in warnings[0]
+
+
+def test_a_garbage_events_file_costs_a_bounded_time(tmp_path):
+    import time
+
+    from tools import report as report_module
+
+    logs = tmp_path / "logs"
+    run_dir = write_run(logs / "a" / "version_0", CONVNEXT, DOG, 0, [0.5, 0.6])
+    (run_dir / "events.out.tfevents.0.garbage").write_bytes(os.urandom(8 << 20))  # 8 MB: ~17 s unbounded
+    start = time.perf_counter()
+    scalars, _, corrupt = report_module._read_events(run_dir)
+    assert time.perf_counter() - start < 5 and corrupt >= 1 and not scalars.empty
+
+
+def test_a_folder_of_unrelated_event_files_is_said_plainly(tmp_path):
+    (tmp_path / "logs" / "x").mkdir(parents=True)
+    (tmp_path / "logs" / "x" / "events.out.tfevents.1.junk").write_bytes(b"not an event")
+    with pytest.raises(ReportError) as info:
+        report(tmp_path / "logs", tmp_path / "out")
+    message = str(info.value)
+    assert "(;" not in message and "the 1 folder(s) with event files log no scalar and no model" in message

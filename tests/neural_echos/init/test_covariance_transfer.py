@@ -253,3 +253,13 @@ def test_bad_options(tmp_path, options, match):
 def test_depth_bin():
     assert [depth_bin(r, 3) for r in (0.0, 0.33, 0.34, 0.66, 0.67, 1.0)] == [0, 0, 1, 1, 2, 2]
     assert depth_bin(1.0, 1) == 0
+
+
+def test_a_torchscript_checkpoint_is_refused_and_runs_nothing(tmp_path):
+    from tests.hostile_files import check_archive_runs_code, torchscript_archive
+
+    archive = torchscript_archive(tmp_path / "model.ckpt", tmp_path / "marker")
+    check_archive_runs_code(archive, tmp_path / "marker")
+    with pytest.raises(ConfigError, match="covariance_transfer init: checkpoint .* is a TorchScript archive"):
+        CovarianceTransferInit(str(archive))
+    assert not (tmp_path / "marker").exists()
