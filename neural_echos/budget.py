@@ -12,7 +12,11 @@ measured on the 2-core CI machine with ``ru_maxrss``:
   correlations ``[rows, n_templates]``, the best-template gathers and k-means: about
   :data:`BYTES_PER_ROW_PIXEL` bytes per row and pixel (31x31: 533 MB measured, 51x51: 1,417 MB;
   28 bytes per row and pixel) plus :data:`BYTES_PER_ROW_TEMPLATE` per row and template
-  (``n_templates`` from :func:`neural_echos.templates.template_bank` at run time);
+  (``n_templates`` counted by :func:`neural_echos.templates.bank_size` without building the bank).
+  Re-measured with the taxonomy's bank (one shift template per pixel: 1,096 templates at 31x31,
+  2,736 at 51x51; 2026-12-04, peak RSS less the ~0.7 GB of a 7x7 run): 16 kernels of 31x31 about
+  0.45 GB (estimate 0.9 GiB), 51x51 about 1.5 GB (estimate 2.4 GiB), 30,000 kernels of 31x31
+  about 1.0 GB (estimate 1.7 GiB): the model is an upper bound;
 - every kernel held in float32 three times (the layer copy, the size's stack, its null kernels);
 - per layer (results, CSV row buffers, grid images): :data:`BYTES_PER_LAYER` (2,000 layers of
   two 3x3 kernels: 470 MB and 20 s measured; about 10 ms per layer).
@@ -50,13 +54,12 @@ class BudgetError(AnalysisError):
 
 @lru_cache(maxsize=256)
 def n_templates(kh: int, kw: int) -> int:
-    """Templates of every family for ``kh x kw`` kernels (the largest bank any classifier uses)."""
-    from neural_echos.templates import template_bank
+    """Templates of every family for ``kh x kw`` kernels (the largest bank any classifier uses),
+    counted without building the bank (one pixel-shift template per pixel: a 201x201 bank would
+    take 13 GB to build)."""
+    from neural_echos.templates import bank_size
 
-    try:
-        return len(template_bank((kh, kw)))
-    except ValueError:  # a size too small for templates
-        return 0
+    return bank_size((kh, kw))
 
 
 def analysis_bytes(layers: Iterable[tuple[int, int, int]]) -> int:

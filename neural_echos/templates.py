@@ -88,6 +88,25 @@ class TemplateBank:
         return self.templates.shape[0]
 
 
+def bank_size(size: int | tuple[int, int], families: tuple[str, ...] = FAMILIES) -> int:
+    """How many templates :func:`template_bank` holds for ``size`` at most, counted without
+    building them (a bank grows with the square of the pixels: budgets must not build it)."""
+    kh, kw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    k = max(kh, kw)
+    derivative_sigmas = len({round(max(MIN_SIGMA, s * k / 7), 3) for s in DERIVATIVE_SIGMAS})
+    rows, cols = min(kh, 3 + (kh % 2 == 0)), min(kw, 3 + (kw % 2 == 0))  # difference_templates' window
+    neighbour_pairs = rows * (cols - 1) + (rows - 1) * cols + 2 * (rows - 1) * (cols - 1)
+    counts = {
+        "dog": len(DOG_GAMMAS) * len(DOG_RADIUS_FRACTIONS) if dog_fits((kh, kw)) else 0,
+        "first_derivative": N_ANGLES * derivative_sigmas + neighbour_pairs,
+        "second_derivative": (N_ANGLES + N_ANGLES // 2) * derivative_sigmas,
+        "blob": len({round(max(MIN_BLOB_SIGMA, s * k / 7), 3) for s in BLOB_SIGMAS}),
+        "delta": int(kh % 2 == 1 and kw % 2 == 1),
+        "shifted_delta": kh * kw - int(kh % 2 == 1 and kw % 2 == 1),
+    }
+    return sum(counts[family] for family in families)
+
+
 def template_bank(size: int | tuple[int, int], families: tuple[str, ...] = FAMILIES) -> TemplateBank:
     """The cached template bank for kernels of ``size`` (``k`` or ``(kh, kw)``).
 
@@ -281,6 +300,7 @@ __all__ = [
     "N_ANGLES",
     "ZERO_MEAN_FAMILIES",
     "TemplateBank",
+    "bank_size",
     "blob_templates",
     "delta_templates",
     "dog_templates",
