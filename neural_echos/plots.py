@@ -95,16 +95,19 @@ def centroid_figure(report: KernelReport) -> Figure:
     for i, c in enumerate(centroids):
         ax = fig.add_subplot(nrows, ncols, i + 1)
         limit = float(np.abs(c.weights).max()) or 1.0
-        ax.imshow(c.weights, cmap=CMAP, vmin=-limit, vmax=limit, interpolation="nearest")
+        image = ax.imshow(c.weights / limit, cmap=CMAP, vmin=-1, vmax=1, interpolation="nearest")
         share = c.count / totals[c.kernel_size] if totals[c.kernel_size] else 0.0
         ax.set_title(
             f"{c.label}\n{c.kernel_size[0]}x{c.kernel_size[1]} score {c.score:+.2f}, {share:.0%}\n"
-            f"{c.passing}/{c.count} are {c.label}",
+            + (f"{c.count} kernels" if report.centroid_name == "class means" else f"{c.passing}/{c.count} are {c.label}"),
             fontsize=7,
             color=np.array(CLASS_COLOURS[c.label]) / 255,
         )
         ax.set_xticks([])
         ax.set_yticks([])
+    if centroids:
+        fig.suptitle(f"{report.centroid_name} of the {report.group} kernels ({report.classifier})", fontsize=9)
+        fig.colorbar(image, ax=fig.axes, shrink=0.8, label="weight / its max |w|")
     return fig
 
 
