@@ -149,6 +149,11 @@ class KernelSnapshot(Callback):
             logger.log_metrics(metrics, step=step)
 
         writers = [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        for writer in writers:  # text, whatever images and histograms are set to
+            if not self.seconds:  # the first snapshot of the run says which classifier reads the kernels
+                writer.add_text(f"{TAG}/classifier", repr(self.classifier), step)
+            if report.notes:
+                writer.add_text(f"{TAG}/notes", "\n\n".join(report.notes), step)
         if writers and (self.images or self.histograms):
             images = {}
             if self.images:
@@ -166,10 +171,6 @@ class KernelSnapshot(Callback):
                     # SummaryWriter.add_image re-scales through float32 and compresses at level 6:
                     # 13 ms an image here, most of a snapshot; the same PNG summary, made once
                     writer._get_file_writer().add_summary(summary, step)
-                if not self.seconds:  # the first snapshot of the run says which classifier reads the kernels
-                    writer.add_text(f"{TAG}/classifier", repr(self.classifier), step)
-                if report.notes:
-                    writer.add_text(f"{TAG}/notes", "\n\n".join(report.notes), step)
                 if self.histograms:
                     for layer in layers:
                         writer.add_histogram(f"{TAG}/weights/{layer.name}", layer.kernels, step)

@@ -234,6 +234,7 @@ def survey(
     classifier = classifier or get_classifier(DEFAULT_CLASSIFIER)
     out = Path(out)
     rows: list[dict[str, Any]] = []
+    notes: list[str] = []
     for i, subject in enumerate(subjects):
         folder = out / f"{i:02d}_{_file_stem(subject.label)}"
         summary = analyze(subject, classifier, folder, include_regular=include_regular,
@@ -242,8 +243,9 @@ def survey(
             if group is None:
                 continue
             for size, entry in group["by_kernel_size"].items():
-                rows.append(_survey_row(subject.label, group["group"], size, entry, folder.name))
-    _write_survey(out, rows)
+                rows.append(_survey_row(subject.label, group["group"], size, entry, folder.name, classifier))
+            notes += [f"{subject.label}, {group['group']}: {note}" for note in group["notes"]]
+    _write_survey(out, rows, classifier, notes)
     return rows
 
 
@@ -607,10 +609,14 @@ def _remove_earlier_outputs(out: Path, keep: set[str] = frozenset({"layers", "re
         regular.rmdir()
 
 
-def _survey_row(label: str, group: str, size: str, entry: dict, folder: str) -> dict[str, Any]:
+def _survey_row(
+    label: str, group: str, size: str, entry: dict, folder: str, classifier: KernelClassifier
+) -> dict[str, Any]:
     observed, chance, excess = entry["proportions"], entry["chance"], entry["excess"]
     return {
         "subject": label,
+        "method": classifier.name,
+        "settings": json.dumps(classifier.settings(), sort_keys=True),
         "group": group,
         "kernel_size": size,
         "kernels": entry["kernels"],
@@ -628,7 +634,7 @@ def _survey_row(label: str, group: str, size: str, entry: dict, folder: str) -> 
     }
 
 
-def _write_survey(out: Path, rows: list[dict[str, Any]]) -> None:
+def _write_survey(out: Path, rows: list[dict[str, Any]], classifier: KernelClassifier, notes: list[str]) -> None:
     from neural_echos import plots
 
     out.mkdir(parents=True, exist_ok=True)
@@ -637,6 +643,8 @@ def _write_survey(out: Path, rows: list[dict[str, Any]]) -> None:
         writer.writeheader()
         writer.writerows(rows)
     lines = [
+        f"Classifier: {classifier!r}. Chance: the same classifier on each kernel's pixel-permuted null.",
+        "",
         "| subject | group | kernel size | kernels | threshold | on (chance) | off (chance) | excess on+off "
         "| named by the taxonomy (chance) |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|",
@@ -647,6 +655,8 @@ def _write_survey(out: Path, rows: list[dict[str, Any]]) -> None:
             f"{r['on_center']:.1%} ({r['chance_on_center']:.1%}) | {r['off_center']:.1%} ({r['chance_off_center']:.1%}) | "
             f"{r['excess_on_off']:+.1%} | {r['named']:.1%} ({r['chance_named']:.1%}) |"
         )
+    if notes:
+        lines += ["", "Notes:", "", *(f"- {note}" for note in notes)]
     (out / "survey.md").write_text("\n".join(lines) + "\n")
     plots.save_figure(plots.survey_figure(rows), out / "survey.png")
 

@@ -66,7 +66,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from neural_echos.collect import AnalysisError, LayerKernels
+from neural_echos.collect import AnalysisError, LayerKernels, check_finite
 from neural_echos.taxonomy import DETAILED_CLASSES, THREE_WAY, Taxonomy, taxonomy
 from neural_echos.templates import FAMILIES, template_bank
 from neural_echos.threads import single_thread
@@ -90,8 +90,12 @@ def size_label(size: tuple[int, int]) -> str:
 
 
 def normalise_kernels(kernels: Tensor) -> Tensor:
-    """``[n, kh, kw]`` -> ``[n, kh * kw]`` float32 rows x / ||x||_2 (all-zero rows stay zero)."""
+    """``[n, kh, kw]`` -> ``[n, kh * kw]`` float32 rows x / ||x||_2 (all-zero rows stay zero).
+
+    Each row is first divided by its largest |x|, so that the L2 norm neither overflows (1e30)
+    nor underflows (1e-30) in float32: a kernel's class never depends on its scale."""
     flat = kernels.reshape(kernels.shape[0], -1).to(torch.float32)
+    flat = flat / flat.abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
     return flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
@@ -485,7 +489,12 @@ class KernelClassifier(ABC):
         return flat.gather(1, order).reshape(kernels.shape)
 
     def classify(self, layers: Sequence[LayerKernels], group: str = "depthwise") -> KernelReport:
-        """Classify every layer's kernels (one rule application per kernel size) with chance shares."""
+        """Classify every layer's kernels (one rule application per kernel size) with chance shares.
+
+        Raises:
+            AnalysisError: a layer holds NaN or infinite values (naming it).
+        """
+        check_finite(list(layers), "the kernels to classify")
         by_size: dict[tuple[int, int], list[int]] = {}
         for i, layer in enumerate(layers):
             by_size.setdefault(layer.kernel_size, []).append(i)

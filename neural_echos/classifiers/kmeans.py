@@ -25,8 +25,11 @@ per-kernel evidence finds 5-8 %). So:
   on-center (the per-kernel gate; likewise off). Naming members by their centroid alone calls
   random kernels center-surround: the mean of many noisy kernels can look like a DoG when almost
   none of its members do.
-- Whenever a polarity held that way is carried by no cluster (a
-  fixed k too small, or even 12 clusters not enough), the report says so in its notes.
+- Whenever a polarity that any kernel holds by its own taxonomy is carried by no cluster (a fixed
+  k too small, even 12 clusters not enough, or too few kernels for any cluster's majority), the
+  report says so in its notes, with the count and why: k-means never reads a polarity as 0
+  silently. Measured limit of auto: polarities held by 1.5-3.5 % of the kernels are often
+  carried by no cluster even at k = 12 (each with its note); the template classifier reads them.
 - The null kernels are classified with the model fitted on the real kernels (fit on real,
   predict on null), so the chance share is what this clustering gives kernels without spatial
   layout, not 0 by construction.
@@ -114,12 +117,7 @@ class KMeansClassifier(KernelClassifier):
             if set(held) <= carried:
                 break
         label = self._gate(fit["names"], fit["cluster"], own)
-        notes = [
-            f"k-means (k={fit['k']}) on the {size_label(size)} kernels: {(own == c).mean():.1%} of them are "
-            f"{DETAILED_CLASSES[c]} by their own taxonomy, but no cluster carries that polarity, so its k-means "
-            f"share is 0 (let k be chosen: clusters auto; or use the template classifier)"
-            for c in held if c not in carried
-        ]
+        notes = [self._note(fit["k"], size, own, c, held) for c in (ON, OFF) if (own == c).any() and c not in carried]
         centroids = [
             Centroid(size, i, DETAILED_CLASSES[fit["names"][i]], float(fit["scores"][i]),
                      int((fit["cluster"] == i).sum()),
@@ -138,6 +136,20 @@ class KMeansClassifier(KernelClassifier):
             return SizeResult(np.zeros(0, np.int64), own, evidence.center_surround)
         cluster = fit["order_inverse"][fit["kmeans"].predict(evidence.unit.numpy())]
         return SizeResult(self._gate(fit["names"], cluster, own), own, evidence.center_surround)
+
+    def _note(self, k: int, size: tuple[int, int], own: np.ndarray, polarity: int, held: list[int]) -> str:
+        """Why a polarity that some kernels hold by their own taxonomy reads 0 under k-means."""
+        count = int((own == polarity).sum())
+        if self.n_clusters != "auto":
+            why = f"with k fixed at {k}; let k be chosen (clusters auto) or read the template classifier's share"
+        elif polarity in held:
+            why = f"even at k = {k}, the most that auto tries; read the template classifier's share"
+        else:
+            why = (f"too few for a cluster's majority (auto looks for a cluster only from {AUTO_MIN_SHARE:.0%} "
+                   f"and {AUTO_MIN_KERNELS} kernels); read the template classifier's share")
+        return (f"k-means (k={k}) on the {size_label(size)} kernels: {count} of them ({count / len(own):.1%}) are "
+                f"{DETAILED_CLASSES[polarity]} by their own taxonomy, but no cluster carries that polarity, so its "
+                f"k-means share is 0: {why}")
 
     @staticmethod
     def _gate(names: np.ndarray, cluster: np.ndarray, own: np.ndarray) -> np.ndarray:

@@ -7,9 +7,12 @@ What must hold (issue: the headline number right on real trained networks):
   size, sqrt(chance (1 - chance) / n));
 - the regular convolutions (the stem, 96 slices) stay near chance: on+off excess <= 5 points and
   under half the depthwise excess;
-- no kernel called on/off-center has a bar (or any non-DoG template) as its best template, and
-  k-means' on/off kernels are a subset of the per-kernel ones;
-- k-means with the paper's k = 3 loses both polarities here, and says so in its notes.
+- bars are not counted: many kernels that a DoG-only rule calls on/off-center (the old k-means
+  gate; 25-37 % of k-means' on/off kernels were bars on such networks) fit a bar template
+  better, and the default counts none of them; k-means with k chosen per size keeps both
+  polarities above chance;
+- k-means with the paper's k = 3 loses both polarities here, and says so in its notes, in
+  ``analyze``'s and ``survey``'s outputs alike.
 """
 
 import json
@@ -70,16 +73,24 @@ def test_regular_convolutions_stay_near_chance(default_run):
 def test_no_bar_is_counted_as_center_surround(default_run, efficientnet_lite1, tmp_path):
     out, summary = default_run
     rows = layer_rows(out, summary)
-    polar = [row for row in rows if row["class"] in ("on_center", "off_center")]
-    assert polar and all(row["template"].startswith("dog(") for row in polar)
-    bars = [row for row in rows if row["detailed_class"] == "second_derivative"]
-    assert len(bars) > 100  # real bars are there, and none is on/off
+    from neural_echos.classifiers import get_classifier
+    from neural_echos.collect import kernels_from_checkpoint
+
+    kernels = kernels_from_checkpoint(efficientnet_lite1)
+    # the DoG-only rule ("how DoG-like, and antagonistic?"), at the default's threshold
+    dog_only = get_classifier("template", families=("dog",), threshold=0.5).classify(kernels)
+    dog_only_polar = np.concatenate([np.isin(layer.label, (0, 1)) for layer in dog_only.layers])
+    detail = np.array([row["detailed_class"] for row in rows])
+    counted = np.array([row["class"] in ("on_center", "off_center") for row in rows])
+    bars_called_dogs = dog_only_polar & (detail == "second_derivative")
+    # the old defect is there to catch (measured 2026-12-04: 606 of the 4,771 kernels the DoG-only rule
+    # calls on/off fit a bar better) ...
+    assert bars_called_dogs.sum() >= 300
+    assert not (counted & bars_called_dogs).any()  # ... and the default counts none of those bars
     kmeans_out = tmp_path / "kmeans"
     kmeans = analyze(efficientnet_lite1, kmeans_out, "--method", "kmeans")
-    kmeans_rows = layer_rows(kmeans_out, kmeans)
-    for a, b in zip(rows, kmeans_rows):  # same kernels, same order
-        if b["class"] in ("on_center", "off_center"):
-            assert a["class"] == b["class"]
+    kmeans_counted = np.array([row["class"] in ("on_center", "off_center") for row in layer_rows(kmeans_out, kmeans)])
+    assert not (kmeans_counted & bars_called_dogs).any()
     for size in SIZES:  # k chosen per size keeps both polarities above chance
         entry = kmeans["by_kernel_size"][size]
         for name in ("on_center", "off_center"):
@@ -90,10 +101,18 @@ def test_paper_k3_loses_both_polarities_and_says_so(efficientnet_lite1, tmp_path
     summary = analyze(efficientnet_lite1, tmp_path, "--method", "kmeans", "--clusters", "3")
     assert summary["proportions"]["on_center"] == summary["proportions"]["off_center"] == 0.0
     printed = capsys.readouterr().out
+    assert len(summary["notes"]) == 4  # both polarities at both sizes
     for size in SIZES:
         for name in ("on_center", "off_center"):
-            assert any(f"on the {size} kernels" in note and f"are {name}" in note for note in summary["notes"])
-    assert printed.count("note: k-means (k=3)") == 4
+            assert any(f"on the {size} kernels" in note and f"are {name}" in note and "k fixed at 3" in note
+                       for note in summary["notes"])
+    assert printed.count("note: k-means (k=3)") == 4 + len(summary["regular"]["notes"])
+    from tools.analyze import survey_main
+
+    assert survey_main(["--checkpoint", str(efficientnet_lite1), "--method", "kmeans", "--clusters", "3",
+                        "--out", str(tmp_path / "survey")]) == 0
+    table = (tmp_path / "survey" / "survey.md").read_text()
+    assert "KMeansClassifier(n_clusters=3" in table and table.count("no cluster carries") == 4
 
 
 def test_the_taxonomy_names_with_chance_beside_every_share(default_run):
