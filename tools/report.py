@@ -482,6 +482,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
         model=model_label(str(model_name), kwargs), model_name=str(model_name),
         model_kwargs=json.dumps(kwargs, sort_keys=True, default=str),
         kernel_sizes=session.get("model/kernel_sizes"), data=session.get("data"),
+        classifier=session.get("snapshot/classifier"),
         init_method=method, init_settings=json.dumps(settings, sort_keys=True, default=str),
         init=None if method is None else init_label(method, settings),
         init_registered=method is None or method == "none" or method_defaults(method) is not None,
@@ -550,7 +551,7 @@ def read_runs(logdirs: list[str | os.PathLike]) -> tuple[pd.DataFrame, pd.DataFr
         if len(run_curves):
             curves.append(run_curves.assign(run=row["run"]))
     runs = pd.DataFrame(rows)
-    objects = ("hparams", "init_registered", "init_from", "warning")
+    objects = ("hparams", "init_registered", "init_from", "warning", "classifier")
     for column in RUN_COLUMNS + ["steps_per_epoch", "last_wall_time", *objects]:
         if column not in runs:
             runs[column] = None if column in objects else np.nan
@@ -634,6 +635,10 @@ def _notes(used: pd.DataFrame, groups: pd.DataFrame) -> list[str]:
         notes.append(f"init method {method!r} is not in neural_echos.init's registry, so its defaults are "
                      f"unknown: {how}")
     with_shares = used[used[SHARE_COLUMNS].notna().any(axis=1)]
+    readers = sorted({str(c) for c in with_shares.classifier if isinstance(c, str)})
+    if readers:  # which classifier produced the kernel shares (the HParams session's snapshot/classifier)
+        notes.append(f"kernel shares read by the {' and '.join(readers)} classifier"
+                     + ("s: the runs differ in it, so their shares do not compare" if len(readers) > 1 else ""))
     no_chance = with_shares[with_shares[CHANCE_COLUMNS].isna().any(axis=1)]
     if len(no_chance):
         notes.append("runs that logged kernel shares without their chance shares (kernels/chance/*, "

@@ -79,6 +79,7 @@ def write_run(
     chance: tuple[float, float, float] | None = None,
     walltime: float = 2000.0,
     extra_hparams: dict | None = None,
+    session_extra: dict | None = None,
 ) -> Path:
     """A run directory as ``run.py fit`` writes it: events with an HParams session (the
     HParamsSession callback's keys) and scalars, hparams.yaml (the module's hyper-parameters and
@@ -112,6 +113,7 @@ def write_run(
     if session:
         params = {"model": name, "model/kwargs": json.dumps(kwargs, sort_keys=True), "model/lr": 0.002,
                   "model/kernel_sizes": "7x7", "data": "CIFAR10DataModule", "data/batch_size": 128, "seed": seed}
+        params.update(session_extra or {})
         if init is not None:
             params["init"] = init[0]
             params.update({f"init/{key}": _session_value(value) for key, value in init[1].items()})

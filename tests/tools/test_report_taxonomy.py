@@ -22,7 +22,7 @@ def test_taxonomy_table_means_final_shares_with_chance(tmp_path):
     chance = (0.01, 0.01, 0.3, 0.01, 0.4, 0.1, 0.07, 0.1)
     for seed in (0, 1):
         run = write_run(logs / "dog" / f"s{seed}", CONVNEXT, DOG, seed, [0.5, 0.6], proportions=[(0.5, 0.5, 0.0)] * 3,
-                        chance=(0.01, 0.01, 0.98))
+                        chance=(0.01, 0.01, 0.98), session_extra={"snapshot/classifier": "template"})
         add_taxonomy(run, [s + 0.01 * seed for s in shares], chance, epochs=2)
     write_run(logs / "kaiming" / "s0", CONVNEXT, KAIMING, 0, [0.5, 0.55])  # logged no taxonomy
     out = tmp_path / "out"
@@ -34,3 +34,4 @@ def test_taxonomy_table_means_final_shares_with_chance(tmp_path):
     rows = {row["init"]: row for row in read_csv(out / "results.csv")}
     assert rows["dog"]["taxonomy_blob"] == "0.4060" and rows["dog"]["taxonomy_chance_shifted_delta"] == "0.4000"
     assert rows["kaiming_normal"]["taxonomy_blob"] == ""  # no partial mean, no invented number
+    assert "kernel shares read by the template classifier" in md
