@@ -587,10 +587,16 @@ MAX_SUMMARY_BYTES = 64 * 2**20
 def _earlier_outputs(out: Path) -> list[Path]:
     """The per-layer files an earlier analyze run wrote to ``out``: those its ``summary.json``
     lists under ``files`` and that have analyze's own names; ``[]`` without a readable summary."""
+    summary = out / "summary.json"
     try:
-        if (out / "summary.json").stat().st_size > MAX_SUMMARY_BYTES:
+        # a regular file, read up to the bound: a device (/dev/zero, /dev/full) reports size 0 and never ends
+        if not summary.is_file():
             return []
-        files = json.loads((out / "summary.json").read_text(encoding="utf-8")).get("files") or {}
+        with summary.open("rb") as f:
+            data = f.read(MAX_SUMMARY_BYTES + 1)
+        if len(data) > MAX_SUMMARY_BYTES:
+            return []
+        files = json.loads(data.decode("utf-8")).get("files") or {}
         listed = [path for key in ("layers", "regular", "grids") for path in (files.get(key) or [])]
     except (OSError, ValueError, AttributeError, TypeError):  # none, unreadable, or not ours
         return []

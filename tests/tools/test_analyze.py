@@ -589,3 +589,18 @@ def test_kernels_that_are_no_dense_float_tensors_are_one_error_line(kind, tmp_pa
     torch.save({"blocks.0.conv_dw.weight": weight}, tmp_path / "k.pt")
     err = run_main_error(capsys, ["--checkpoint", str(tmp_path / "k.pt"), "--out", str(tmp_path / "o")])
     assert {"sparse": "sparse tensor", "meta": "meta tensor", "int8": "dtype int8"}[kind] in err
+
+
+def test_a_previous_summary_that_is_a_device_is_not_read(tmp_path):
+    """--out whose summary.json is /dev/zero (size 0, never ends): the earlier-outputs lookup must
+    not read it (it once read until the OOM killer came), and analyze then writes its own."""
+    import os
+
+    from tools.analyze import _earlier_outputs
+
+    if not os.path.exists("/dev/zero"):
+        pytest.skip("no /dev/zero")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.json").symlink_to("/dev/zero")
+    assert _earlier_outputs(out) == []
