@@ -63,6 +63,7 @@ from callbacks import (
     ScalarsLayout,
 )
 from cli_configs import ConfigFile
+from neural_echos import safe_yaml
 from neural_echos.errors import ConfigError, NeuralEchosError, ResumeError, one_line, option_suggestion
 from neural_echos.init import method_name
 from plugins import AtomicCheckpointIO
@@ -810,10 +811,11 @@ def _show(value: Any) -> str:
 
 
 def check_config_files(args: list[str]) -> None:
-    """Name the file when a ``--config`` is not valid YAML (jsonargparse's message does not).
+    """Name the file when a ``--config`` is not valid YAML (jsonargparse's message does not) or is
+    over the bounds of :mod:`neural_echos.safe_yaml` (size, nesting, alias expansion).
 
     Raises:
-        ConfigError: a given config file does not parse as YAML.
+        ConfigError: a given config file does not parse as YAML or is over a bound.
     """
     import yaml
 
@@ -823,8 +825,11 @@ def check_config_files(args: list[str]) -> None:
         if not os.path.isfile(value):
             continue  # a missing file is jsonargparse's error, with the path
         try:
+            safe_yaml.check_size(value)
             with open(value, encoding="utf-8") as f:
-                list(yaml.compose_all(f))  # syntax only: tags are jsonargparse's business
+                list(yaml.compose_all(f, Loader=safe_yaml.BoundedSafeLoader))  # syntax and bounds; tags are jsonargparse's
+        except safe_yaml.YAMLBoundError as err:
+            raise ConfigError(f"config file {value!r} is refused: {err}; fix the file") from None
         except yaml.MarkedYAMLError as err:
             where = f" at line {err.problem_mark.line + 1}, column {err.problem_mark.column + 1}" if err.problem_mark else ""
             raise ConfigError(f"config file {value!r} is not valid YAML{where}: {err.problem or err}; fix the file") from None
@@ -841,6 +846,7 @@ def main(args: list[str] | None = None) -> NeuralEchosCLI:
     """``run.py fit|validate|test|predict ...``: the CLI with this project's defaults (returned, for tests)."""
     from lightning_modules import ImageClassifier
 
+    safe_yaml.bound_jsonargparse()  # command-line values and config files, as jsonargparse reads them
     check_config_files(sys.argv[1:] if args is None else args)
     return NeuralEchosCLI(
         ImageClassifier,

@@ -385,3 +385,17 @@ def test_with_the_logger_off_a_fit_never_overwrites_a_checkpoint(cifar_root, tmp
     assert last.read_bytes() == before
     resumed = cli.main(_args(cifar_root, *off, "--trainer.max_epochs", "2", "--ckpt_path", str(last), version=None))
     assert resumed.trainer.global_step == 2 * steps
+
+
+# ---------------------------------------------------------------- issue 19 item 5: YAML read within bounds
+
+def test_a_yaml_alias_bomb_or_deep_nesting_is_one_error_line(cifar_root, tmp_path, capsys):
+    from tests.neural_echos.test_safe_yaml import alias_bomb
+
+    (tmp_path / "bomb.yaml").write_text(alias_bomb())
+    (tmp_path / "deep.yaml").write_text("model:\n  model_kwargs: " + "[" * 5000 + "]" * 5000 + "\n")
+    line = _error(capsys, _args(cifar_root, "--config", str(tmp_path / "bomb.yaml")))
+    assert f"config file {str(tmp_path / 'bomb.yaml')!r} is refused: its aliases expand" in line
+    assert "nests deeper than 64 levels" in _error(capsys, _args(cifar_root, "--config", str(tmp_path / "deep.yaml")))
+    inline = "{" + alias_bomb().strip().replace("\n", ", ") + "}"
+    assert "aliases expand" in _error(capsys, _args(cifar_root, "--model.model_kwargs", inline))
