@@ -193,6 +193,8 @@ class NeuralEchosCLI(LightningCLI):
             name_run_by_init(self.config[self.config["subcommand"]])
         # before LightningCLI reads the checkpoint's hyper-parameters into the config
         self._prepare_checkpoint()
+        if self.config.get("subcommand") in SUBCOMMANDS:
+            check_trainer_settings(self.config[self.config["subcommand"]])
 
     def _prepare_checkpoint(self) -> None:
         subcommand = self.config.get("subcommand")
@@ -309,6 +311,24 @@ class RunConfig(SaveConfigCallback):
             self.save_config(trainer, pl_module, stage)
             self.already_saved = True
         self.already_saved = trainer.strategy.broadcast(self.already_saved)
+
+
+def check_trainer_settings(config: Namespace) -> None:
+    """Settings that pass the parser but fail deep inside the run (each was a traceback).
+
+    Raises:
+        ConfigError: ``seed_everything`` outside numpy's 0..2**32-1; a 64-bit ``trainer.precision``
+            (the data pipelines normalise to float32, which a float64 model refuses).
+    """
+    seed = config.get("seed_everything")
+    if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed <= 2**32 - 1:
+        raise ConfigError(f"--seed_everything {seed} is out of range: a seed is an integer in 0..{2**32 - 1}")
+    precision = str((config.get("trainer") or Namespace()).get("precision"))
+    if precision in ("64", "64-true", "double"):
+        raise ConfigError(
+            f"--trainer.precision {precision}: the data pipelines give float32 images, which a float64 model "
+            "refuses; use 32-true (the default), 16-mixed or bf16-mixed"
+        )
 
 
 def name_run_by_init(config) -> None:
