@@ -32,6 +32,10 @@ def test_unknown_model_name_suggests_close_names():
 def test_unknown_model_kwarg_names_the_model():
     with pytest.raises(ConfigError, match=r"'convnext_atto' does not accept model_kwargs \['kernel_size_typo'\]"):
         build_timm_model("convnext_atto", num_classes=10, image_size=32, model_kwargs={"kernel_size_typo": 3})
+    # only the key timm refused, not the valid ones given beside it (drop_path_rate was blamed too)
+    with pytest.raises(ConfigError, match=r"does not accept model_kwargs \['kernel_size_typo'\]"):
+        build_timm_model("convnext_atto", num_classes=10, image_size=32,
+                         model_kwargs={"drop_path_rate": 0.1, "kernel_size_typo": 3})
 
 
 @pytest.mark.parametrize(
