@@ -22,7 +22,9 @@ Runs and resumes (README "Reliability" lists what is guaranteed and the tests th
   checkpoint's hyper-parameters (model, data, seed) is an error listing the differences;
   settings left at their defaults take the checkpoint's values, so the seed and therefore the
   data order (EpochShuffle draws from (seed, epoch)) are the checkpoint's. Settings the
-  checkpoint does not record (trainer.*, init.*, snapshot.*) follow the command line.
+  checkpoint does not record (trainer.*, snapshot.*) follow the command line. The init section
+  (``init.*``, recorded by ``DepthwiseInit`` in every checkpoint) must match the checkpoint's:
+  a resume under another init method would file the run under that method.
 - A fit that fails before its first training step removes the run folder it created (it holds
   nothing but the logger's empty files), so a fixed version can be started again.
 """
@@ -61,6 +63,7 @@ from callbacks import (
     ScalarsLayout,
 )
 from cli_configs import ConfigFile
+from neural_echos import safe_yaml
 from neural_echos.collect import is_torchscript_archive, no_torchscript
 from neural_echos.errors import ConfigError, NeuralEchosError, ResumeError, one_line, option_suggestion
 from neural_echos.init import method_name
@@ -191,6 +194,8 @@ class NeuralEchosCLI(LightningCLI):
             name_run_by_init(self.config[self.config["subcommand"]])
         # before LightningCLI reads the checkpoint's hyper-parameters into the config
         self._prepare_checkpoint()
+        if self.config.get("subcommand") in SUBCOMMANDS:
+            check_trainer_settings(self.config[self.config["subcommand"]])
 
     def _prepare_checkpoint(self) -> None:
         subcommand = self.config.get("subcommand")
@@ -211,9 +216,9 @@ class NeuralEchosCLI(LightningCLI):
                 "(e.g. logs/<name>/<version>/checkpoints/last.ckpt or best-*.ckpt), or 'last' with the run's "
                 "--trainer.logger.init_args.version"
             )
-        adopt_run_folder_of(config, ckpt_path)
         checkpoint = load_checkpoint_for(subcommand, ckpt_path, weights_only=config.get("weights_only") is not False)
         notes = reconcile_with_checkpoint(self, subcommand, config, checkpoint, ckpt_path)
+        adopt_run_folder_of(config, ckpt_path, subcommand)  # after: a differing init is named as such
         if notes and rank_zero_only.rank == 0:
             print(f"resuming from {ckpt_path}: {'; '.join(notes)} (from the checkpoint)", file=sys.stderr)
 
@@ -252,6 +257,8 @@ class NeuralEchosCLI(LightningCLI):
             check_run_folder(folder, ckpt_path, trainer)
             created = not folder.exists()
             lock = lock_run_folder(folder)
+        if folder is None and rank_zero_only.rank == 0:
+            check_checkpoint_dirs(trainer, ckpt_path)
         try:
             trainer.fit(model, **kwargs)
         except BaseException:
@@ -305,6 +312,24 @@ class RunConfig(SaveConfigCallback):
             self.save_config(trainer, pl_module, stage)
             self.already_saved = True
         self.already_saved = trainer.strategy.broadcast(self.already_saved)
+
+
+def check_trainer_settings(config: Namespace) -> None:
+    """Settings that pass the parser but fail deep inside the run (each was a traceback).
+
+    Raises:
+        ConfigError: ``seed_everything`` outside numpy's 0..2**32-1; a 64-bit ``trainer.precision``
+            (the data pipelines normalise to float32, which a float64 model refuses).
+    """
+    seed = config.get("seed_everything")
+    if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed <= 2**32 - 1:
+        raise ConfigError(f"--seed_everything {seed} is out of range: a seed is an integer in 0..{2**32 - 1}")
+    precision = str((config.get("trainer") or Namespace()).get("precision"))
+    if precision in ("64", "64-true", "double"):
+        raise ConfigError(
+            f"--trainer.precision {precision}: the data pipelines give float32 images, which a float64 model "
+            "refuses; use 32-true (the default), 16-mixed or bf16-mixed"
+        )
 
 
 def name_run_by_init(config) -> None:
@@ -398,19 +423,57 @@ def _logger_layout(config: Namespace) -> tuple[Namespace, Path] | None:
     return init_args, Path(save_dir) / str(init_args.get("name", "lightning_logs") or "")
 
 
-def adopt_run_folder_of(config: Namespace, ckpt_path: str) -> None:
-    """With no fixed logger version, a checkpoint in one of this logger's run folders
-    (``<save_dir>/<name>/<version>/checkpoints/FILE.ckpt``) fixes the version to that folder, so a
-    resume continues its run (``config.resume-N.yaml``, the same TensorBoard run) and a
-    validate/test/predict of it logs beside it, instead of starting a new ``version_N``.
-    A checkpoint anywhere else leaves the settings as they are."""
+def adopt_run_folder_of(config: Namespace, ckpt_path: str, subcommand: str = "fit") -> None:
+    """A checkpoint of a run folder (``<save_dir>/<name>/<version>/checkpoints/FILE.ckpt``, the folder
+    holding the run's ``config.yaml``, ``hparams.yaml`` or event files) continues in that folder: with
+    no fixed logger version the logger's name (and, outside its save_dir, the save_dir) and version
+    become the folder's, whatever the recipe's run name or the init label, so a resume continues its
+    run (``config.resume-N.yaml``, the same TensorBoard run) and a validate/test/predict of it logs
+    beside it, instead of starting a new ``version_N``. A checkpoint anywhere else leaves the
+    settings as they are (a new run).
+
+    Raises:
+        ResumeError: a fit whose fixed logger version names another, empty folder (a folder that
+            holds a run is refused by :func:`check_run_folder`).
+    """
     found = _logger_layout(config)
-    if found is None or found[0].get("version") is not None:
+    if found is None:
         return
     init_args, runs = found
     ckpt = Path(ckpt_path).resolve()
-    if ckpt.parent.name == "checkpoints" and ckpt.parent.parent.parent == runs.resolve():
-        init_args.version = ckpt.parent.parent.name
+    run = ckpt.parent.parent
+    if ckpt.parent.name != "checkpoints" or not _holds_a_run(run):
+        return
+    version = init_args.get("version")
+    if version is not None:
+        named = runs / (version if isinstance(version, str) else f"version_{version}")
+        if subcommand == "fit" and named.resolve() != run and not _holds_a_run(named):
+            raise ResumeError(
+                f"--ckpt_path {ckpt_path!r} belongs to run folder {str(run)!r}, but the logger settings name "
+                f"{str(named)!r}: a resume continues in its checkpoint's run folder. Drop "
+                "--trainer.logger.init_args.version (the checkpoint's folder is then used), or start a new run "
+                "without --ckpt_path"
+            )
+        return
+    if run.parent == runs.resolve():
+        init_args.version = run.name
+        return
+    save_dir = Path(init_args.get("save_dir") or ".").resolve()
+    if save_dir in run.parents:
+        init_args.name = str(run.parent.relative_to(save_dir))
+    else:
+        init_args.save_dir, init_args.name = str(run.parent), ""
+    init_args.version = run.name
+    if rank_zero_only.rank == 0:
+        print(f"--ckpt_path {ckpt_path}: continuing in the checkpoint's run folder {str(run)!r} "
+              f"(not {str(runs)!r}, which the recipe names)", file=sys.stderr)
+
+
+def _holds_a_run(folder: Path) -> bool:
+    """A run folder written by run.py fit: its config, Lightning's hparams.yaml or event files."""
+    return folder.is_dir() and any(
+        (folder / name).is_file() for name in ("config.yaml", "hparams.yaml")
+    ) or any(folder.glob("events.out.tfevents.*"))
 
 
 def find_last_checkpoint(config: Namespace, required: bool) -> str | None:
@@ -496,6 +559,26 @@ def check_run_folder(folder: Path, ckpt_path: str | None, trainer: Trainer) -> N
         f"{what[0].upper()}{what[1:]}, "
         "or choose another --trainer.logger.init_args.version (or leave it unset for a new version_N)"
     )
+
+
+def check_checkpoint_dirs(trainer: Trainer, ckpt_path: str | None) -> None:
+    """Without a logger (no run folder), a fit never writes over another run's checkpoints: every
+    checkpoint folder (``dirpath``, by default ``<default_root_dir>/checkpoints``) must hold no
+    ``.ckpt`` unless this fit resumes from one of them.
+
+    Raises:
+        ResumeError: a checkpoint folder holds checkpoints of another run.
+    """
+    resumed = Path(ckpt_path).resolve() if ckpt_path else None
+    for callback in trainer.checkpoint_callbacks:
+        dirpath = Path(callback.dirpath or Path(trainer.default_root_dir) / "checkpoints")
+        found = sorted(dirpath.glob("*.ckpt"), key=lambda p: (not p.name.startswith("last"), p.name)) if dirpath.is_dir() else []
+        if found and (resumed is None or resumed.parent != dirpath.resolve()):
+            raise ResumeError(
+                f"the logger is off and {str(found[0])!r} already exists: this fit would overwrite that run's "
+                f"checkpoints. Resume it with --ckpt_path {found[0]!s}, or give this run another folder "
+                "(--trainer.default_root_dir DIR)"
+            )
 
 
 def lock_run_folder(folder: Path):
@@ -624,6 +707,7 @@ def reconcile_with_checkpoint(
     if subcommand == "fit":
         conflicts += _reconcile_data(config, checkpoint, adopted, path)
         conflicts += _reconcile_seed(config, checkpoint, adopted)
+        conflicts += _reconcile_init(config, checkpoint)
     if conflicts:
         run_config = Path(path).resolve().parent.parent / "config.yaml"
         own = f", e.g. resume with the run's own --config {run_config}" if run_config.is_file() else ""
@@ -697,6 +781,42 @@ def _reconcile_seed(config: Namespace, checkpoint: dict, adopted: list[str]) -> 
     return [f"seed_everything {given} (given) vs {saved} (checkpoint)"]
 
 
+def _reconcile_init(config: Namespace, checkpoint: dict) -> list[str]:
+    """The init section against the checkpoint's record (``DepthwiseInit.state_dict``): a resume that
+    names another init method, other settings, filter or seed would relabel the run (its logs and
+    ``report`` would file it under the other method), so every difference is a conflict."""
+    from callbacks.depthwise_init import init_record
+
+    callbacks = checkpoint.get("callbacks") or {}
+    saved = next((v for k, v in callbacks.items() if str(k).startswith("DepthwiseInit")), None)
+    if not isinstance(saved, dict) or "method" not in saved:
+        return []  # a checkpoint from before the init was recorded
+    init = config.get("init") or Namespace()
+    method = init.get("method")
+    instance = None
+    if isinstance(method, Namespace) and method.get("class_path"):
+        cls = _import(str(method.class_path))
+        try:
+            instance = cls(**_plain(method.get("init_args") or Namespace()))
+        except Exception:  # noqa: BLE001  (then only the method's name is compared)
+            given_name = method_name(str(method.class_path)) or str(method.class_path)
+            return [] if given_name == saved["method"] else [
+                f"init.method {given_name} (given) vs {saved['method']} (checkpoint)"]
+    given = init_record(instance, init.get("name_filter"), init.get("seed"))
+    conflicts = []
+    if given["method"] != saved["method"]:
+        conflicts.append(f"init.method {given['method']} (given) vs {saved['method']} (checkpoint)")
+    else:
+        for key in sorted(set(given["settings"]) | set(saved.get("settings") or {})):
+            a, b = given["settings"].get(key), (saved.get("settings") or {}).get(key)
+            if not _same(a, b):
+                conflicts.append(f"init.method.{key} {_show(a)} (given) vs {_show(b)} (checkpoint)")
+    for key in ("name_filter", "seed"):
+        if not _same(given[key], saved.get(key)):
+            conflicts.append(f"init.{key} {_show(given[key])} (given) vs {_show(saved.get(key))} (checkpoint)")
+    return conflicts
+
+
 def _signature_defaults(cls: Any) -> dict[str, Any]:
     try:
         parameters = inspect.signature(cls).parameters
@@ -737,10 +857,11 @@ def _show(value: Any) -> str:
 
 
 def check_config_files(args: list[str]) -> None:
-    """Name the file when a ``--config`` is not valid YAML (jsonargparse's message does not).
+    """Name the file when a ``--config`` is not valid YAML (jsonargparse's message does not) or is
+    over the bounds of :mod:`neural_echos.safe_yaml` (size, nesting, alias expansion).
 
     Raises:
-        ConfigError: a given config file does not parse as YAML.
+        ConfigError: a given config file does not parse as YAML or is over a bound.
     """
     import yaml
 
@@ -750,8 +871,11 @@ def check_config_files(args: list[str]) -> None:
         if not os.path.isfile(value):
             continue  # a missing file is jsonargparse's error, with the path
         try:
+            safe_yaml.check_size(value)
             with open(value, encoding="utf-8") as f:
-                list(yaml.compose_all(f))  # syntax only: tags are jsonargparse's business
+                list(yaml.compose_all(f, Loader=safe_yaml.BoundedSafeLoader))  # syntax and bounds; tags are jsonargparse's
+        except safe_yaml.YAMLBoundError as err:
+            raise ConfigError(f"config file {value!r} is refused: {err}; fix the file") from None
         except yaml.MarkedYAMLError as err:
             where = f" at line {err.problem_mark.line + 1}, column {err.problem_mark.column + 1}" if err.problem_mark else ""
             raise ConfigError(f"config file {value!r} is not valid YAML{where}: {err.problem or err}; fix the file") from None
@@ -768,6 +892,7 @@ def main(args: list[str] | None = None) -> NeuralEchosCLI:
     """``run.py fit|validate|test|predict ...``: the CLI with this project's defaults (returned, for tests)."""
     from lightning_modules import ImageClassifier
 
+    safe_yaml.bound_jsonargparse()  # command-line values and config files, as jsonargparse reads them
     check_config_files(sys.argv[1:] if args is None else args)
     return NeuralEchosCLI(
         ImageClassifier,

@@ -25,7 +25,11 @@ from typing import Any
 import yaml
 from jsonargparse import ActionConfigFile
 
+from neural_echos import safe_yaml
+from neural_echos.errors import one_line
+
 BASE_KEY = "base"
+MAX_BASE_CHAIN = 32  # files extending each other (the project's recipes: 2-3)
 
 
 class ConfigFile(ActionConfigFile):
@@ -40,10 +44,15 @@ def _apply(parser, cfg, dest, value: Any, chain: tuple[Path, ...]) -> None:
     body = value
     path = Path(value) if isinstance(value, str) and value.endswith((".yaml", ".yml")) else None
     if path is not None and path.is_file():
+        if len(chain) >= MAX_BASE_CHAIN:
+            parser.error(f"{str(path)!r}: `{BASE_KEY}:` files extend each other more than {MAX_BASE_CHAIN} deep; "
+                         "shorten the chain")
         try:
-            content = yaml.safe_load(path.read_text(encoding="utf-8"))
+            content = safe_yaml.load_file(path)
+        except safe_yaml.YAMLBoundError as err:
+            parser.error(f"config file {str(path)!r} is refused: {err}; fix the file")
         except yaml.YAMLError as err:
-            parser.error(f"config file {str(path)!r} is not valid YAML: {err}")
+            parser.error(f"config file {str(path)!r} is not valid YAML: {one_line(str(err), 200)}")
         if isinstance(content, dict) and BASE_KEY in content:
             bases = content.pop(BASE_KEY)
             bases = [bases] if isinstance(bases, str) else bases

@@ -56,6 +56,11 @@ class DepthwiseInit(Callback):
         self.seed = seed
         self.summary: InitSummary | None = None
 
+    def state_dict(self) -> dict[str, Any]:
+        """The init record of the run, kept in its checkpoints (a resume with another init is refused,
+        cli.py): the method's registry name (``none`` for the model's own), its settings, the filter and seed."""
+        return init_record(self.method, self.name_filter, self.seed)
+
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.method is None:
             model_name = pl_module.hparams.get("model_name") if hasattr(pl_module, "hparams") else None
@@ -85,3 +90,13 @@ class DepthwiseInit(Callback):
                 # SummaryWriter.add_text would name the tag "init/summary/text_summary"
                 summary = text_pb("init/summary", "```\n" + text + "\n```")
                 logger.experiment._get_file_writer().add_summary(summary, global_step=0)
+
+
+def init_record(method: InitMethod | None, name_filter: str | None, seed: int | None) -> dict[str, Any]:
+    """What a checkpoint records of the run's ``init.*`` (plain values, for a ``weights_only`` load)."""
+    return {
+        "method": NONE if method is None else method.name,
+        "settings": {} if method is None else {str(k): v for k, v in method.settings().items()},
+        "name_filter": name_filter,
+        "seed": seed,
+    }

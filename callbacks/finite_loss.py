@@ -27,9 +27,14 @@ class FiniteLossGuard(Callback):
         checkpoint = getattr(trainer.checkpoint_callback, "last_model_path", "") or getattr(
             trainer.checkpoint_callback, "best_model_path", ""
         )
-        kept = f"the last good checkpoint is {checkpoint}" if checkpoint else "no checkpoint had been written yet"
+        if checkpoint:
+            kept = f"the last good checkpoint is {checkpoint}"
+            then = f"then resume from that checkpoint with --ckpt_path {checkpoint}"
+        else:
+            kept = "no checkpoint had been written yet"
+            then = "then start the run again"
         raise NonFiniteLossError(
             f"training loss is {loss.item()} at step {trainer.global_step} (epoch {trainer.current_epoch}); "
             f"stopped before the update, {kept}. Lower model.lr, set trainer.gradient_clip_val, "
-            "or check the data, then resume from that checkpoint with --ckpt_path."
+            f"or check the data, {then}."
         )

@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from datamodules.batch_transforms import normalize, random_crop_flip
-from neural_echos.errors import ConfigError, NeuralEchosError
+from neural_echos.errors import ConfigError, NeuralEchosError, one_line
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -210,13 +210,23 @@ def _read_batch(path: Path) -> tuple[Tensor, Tensor]:
     batch = _unpickle(path)
     if not isinstance(batch, dict) or "data" not in batch or "labels" not in batch:
         raise CIFAR10FormatError(f"{str(path)!r} is not a CIFAR-10 batch (no 'data' and 'labels' entries)")
-    data, labels = np.asarray(batch["data"]), np.asarray(batch["labels"])
+    try:
+        data, labels = np.asarray(batch["data"]), np.asarray(batch["labels"])
+    except (ValueError, TypeError) as err:  # a ragged list
+        raise CIFAR10FormatError(
+            f"{str(path)!r} is not a CIFAR-10 batch ('data' or 'labels' is not an array: {one_line(str(err), 120)}); "
+            "replace it with the file from the official archive"
+        ) from None
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise CIFAR10FormatError(
             f"{str(path)!r}: 'data' should be an N x 3072 uint8 array, got {data.shape} {data.dtype}"
         )
-    if labels.shape != (data.shape[0],) or labels.min(initial=0) < 0 or labels.max(initial=0) > 9:
-        raise CIFAR10FormatError(f"{str(path)!r}: 'labels' should be {data.shape[0]} integers in 0..9")
+    integers = labels.dtype.kind in "iu" or labels.size == 0  # not strings, objects, floats (NaN), booleans
+    if labels.shape != (data.shape[0],) or not integers or labels.min(initial=0) < 0 or labels.max(initial=0) > 9:
+        raise CIFAR10FormatError(
+            f"{str(path)!r}: 'labels' should be {data.shape[0]} integers in 0..9, got {labels.shape} {labels.dtype}; "
+            "replace the file with the one from the official archive"
+        )
     images = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
     return images, torch.from_numpy(labels.astype(np.int64))
 
@@ -347,6 +357,11 @@ class CIFAR10DataModule(pl.LightningDataModule):
                 f"the CIFAR-10 training set in {str(find_batches_dir(self.root))!r} is empty{held_out}: "
                 f"{len(arrays.train_labels)} images in data_batch_1..5. Point --data.root at the full batches"
                 + (" or lower --data.val_split" if self.val_split > 0 else "")
+            )
+        if len(arrays.test_labels) == 0:
+            raise CIFAR10FormatError(
+                f"{str(find_batches_dir(self.root) / TEST_FILE)!r} holds no images: validation (val_split 0) and "
+                "test would run on nothing. Replace it with the file from the official archive"
             )
         self.train_set = InMemoryImages(train_images, train_labels)
 

@@ -34,7 +34,9 @@ from __future__ import annotations
 import json
 import math
 import random
+import tarfile
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -53,7 +55,7 @@ from datamodules.imagenet import (
     encode_for_device,
     warn_skipped,
 )
-from neural_echos.errors import ConfigError
+from neural_echos.errors import ConfigError, one_line
 
 INFO_FILE = "_info.json"
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
@@ -139,7 +141,17 @@ class ShardStream(IterableDataset):
     def raw_samples(self, shard_index: int):
         import webdataset as wds
 
-        for sample in wds.tarfile_samples([{"url": self.shards[shard_index]}]):
+        samples = iter(wds.tarfile_samples([{"url": self.shards[shard_index]}]))
+        while True:
+            try:
+                sample = next(samples)
+            except StopIteration:
+                return
+            except (tarfile.TarError, EOFError, OSError, zlib.error) as err:  # a truncated, empty or non-tar file
+                raise ImageNetFormatError(
+                    f"cannot read shard {self.shards[shard_index]!r} ({type(err).__name__}: {one_line(str(err), 160)}): "
+                    "it is truncated, empty or not a tar file. Re-copy it, or re-write the shards with scripts/make_shards.py"
+                ) from None
             key = next((k for k in IMAGE_KEYS if k in sample), None)
             if key is None or "cls" not in sample:
                 raise ImageNetFormatError(
@@ -166,14 +178,22 @@ class ShardStream(IterableDataset):
             return buffer.pop()
 
         while True:  # passes over this worker's shards until the quota is met
+            read = 0
             for s in shards:
                 for sample in self.raw_samples(s):
+                    read += 1
                     buffer.append(sample)
                     if len(buffer) >= self.shuffle_buffer:
                         yield take()
                         produced += 1
                         if produced == quota:
                             return
+            if read == 0:  # a whole pass without a sample: another would spin forever
+                raise ImageNetFormatError(
+                    f"the shards {', '.join(repr(self.shards[i]) for i in shards[:3])}{', ...' if len(shards) > 3 else ''} "
+                    f"hold no samples, though {INFO_FILE} counts {sum(self.lengths[i] for i in shards)}: re-write the "
+                    "shards with scripts/make_shards.py"
+                )
             while buffer:  # end of a pass: empty the buffer before any sample comes round again
                 yield take()
                 produced += 1

@@ -81,6 +81,8 @@ class ImageClassifier(pl.LightningModule):
     ):
         super().__init__()
         _check_hparams(optimizer, lr, weight_decay, warmup_epochs, label_smoothing, mixup_alpha, cutmix_alpha, mixup_prob, num_classes)
+        _check_more_hparams(momentum=momentum, warmup_lr=warmup_lr, min_lr=min_lr, mixup_switch_prob=mixup_switch_prob,
+                            in_chans=in_chans)
         _check_compile(compile_mode, compile_backend)
         self.save_hyperparameters()
         self.model = build_timm_model(model_name, num_classes, in_chans, image_size, model_kwargs)
@@ -112,6 +114,26 @@ class ImageClassifier(pl.LightningModule):
         self.val_acc5 = MulticlassAccuracy(num_classes, top_k=top5, average="micro")
         self.test_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.test_acc5 = MulticlassAccuracy(num_classes, top_k=top5, average="micro")
+
+    def setup(self, stage: str) -> None:
+        """Check the model against the data before the first batch (each mismatch was a traceback
+        from inside the first forward or Mixup)."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is None:
+            return
+        channels = getattr(datamodule, "channels", 3)  # the project's DataModules yield RGB
+        if self.hparams.in_chans != channels:
+            raise ConfigError(
+                f"--model.in_chans {self.hparams.in_chans}, but {type(datamodule).__name__} yields {channels}-channel "
+                f"images: set --model.in_chans {channels} (or leave it at its default)"
+            )
+        batch_size = getattr(datamodule, "batch_size", None)
+        if stage == "fit" and self.mixup is not None and isinstance(batch_size, int) and batch_size % 2:
+            raise ConfigError(
+                f"Mixup/CutMix pairs the images of a batch, so the batch size must be even; got --data.batch_size "
+                f"{batch_size}: use {batch_size + 1} or {batch_size - 1}, or switch Mixup off "
+                "(--model.mixup_alpha 0 --model.cutmix_alpha 0)"
+            )
 
     def forward(self, images: Tensor) -> Tensor:
         if self.channels_last:
@@ -189,6 +211,19 @@ def _check_compile(mode: str, backend: str) -> None:
     backends = torch.compiler.list_backends(exclude_tags=())
     if backend not in backends:
         raise ConfigError(f"unknown compile_backend {backend!r}; use one of {', '.join(sorted(backends))}")
+
+
+def _check_more_hparams(momentum: float, warmup_lr: float, min_lr: float, mixup_switch_prob: float, in_chans: int) -> None:
+    checks = [
+        (momentum >= 0, f"momentum must be >= 0, got {momentum}"),
+        (warmup_lr >= 0, f"warmup_lr (the learning rate the warmup starts from) must be >= 0, got {warmup_lr}"),
+        (min_lr >= 0, f"min_lr must be >= 0, got {min_lr}"),
+        (0 <= mixup_switch_prob <= 1, f"mixup_switch_prob must be in [0, 1], got {mixup_switch_prob}"),
+        (in_chans >= 1, f"in_chans must be at least 1, got {in_chans}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
 
 
 def _check_hparams(optimizer, lr, weight_decay, warmup_epochs, label_smoothing, mixup_alpha, cutmix_alpha, mixup_prob, num_classes) -> None:

@@ -96,7 +96,9 @@ def _one_line(err: Exception) -> str:
 
 
 def _bad_kwargs(model_name: str, kwargs: dict, err: TypeError) -> ConfigError:
+    # name only the keys the TypeError names ("got an unexpected keyword argument 'x'"), not every key given
+    named = [key for key in sorted(kwargs) if f"'{key}'" in str(err)]
     return ConfigError(
-        f"timm model {model_name!r} does not accept model_kwargs {sorted(kwargs)}: {err}. "
+        f"timm model {model_name!r} does not accept model_kwargs {named or sorted(kwargs)}: {err}. "
         "Check the argument names of the model's class in timm (e.g. timm.models.convnext.ConvNeXt)."
     )

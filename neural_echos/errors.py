@@ -14,6 +14,7 @@ import argparse
 import difflib
 import errno
 import os
+import re
 import sys
 
 TRACEBACK_ENV = "NEURAL_ECHOS_TRACEBACK"
@@ -118,7 +119,13 @@ def user_error_message(err: BaseException) -> str | None:
 
 def _direct_message(err: BaseException) -> str | None:
     if isinstance(err, NeuralEchosError):
-        return str(err)
+        return worker_message(str(err), type(err))
+    # an error of ours raised in a DataLoader worker process, re-raised in the main process as
+    # another type (torch tries the original type first, which for ours works: handled above)
+    if str(err).startswith("Caught ") and "Original Traceback" in str(err):
+        message = worker_message(str(err), NeuralEchosError)
+        if message != str(err):
+            return message
     # Lightning's own configuration errors (negative max_epochs, an accelerator this machine
     # lacks, ...); looked up only if Lightning is loaded, so that analyze/report never import it
     exceptions = sys.modules.get("lightning.fabric.utilities.exceptions")
@@ -135,6 +142,30 @@ def _direct_message(err: BaseException) -> str | None:
             "and the free space, then run again"
         )
     return None
+
+
+def worker_message(message: str, kind: type) -> str:
+    """The original message of an error re-raised from a DataLoader worker process.
+
+    torch re-raises a worker's exception as ``kind("Caught X in DataLoader worker process N.\n
+    Original Traceback ...\nmodule.X: <message>")``: the worker's whole traceback, which the
+    600-character line would cut before the message (the file, the fix). The message is what
+    follows the last ``X: `` line of an error of ours (``kind`` or a subclass of NeuralEchosError);
+    other messages come back unchanged.
+    """
+    if not message.startswith("Caught ") or "\nOriginal Traceback" not in message:
+        return message
+    names = {cls.__name__ for cls in _subclasses(NeuralEchosError)} | {kind.__name__}
+    pattern = re.compile(rf"^(?:[\w.]+\.)?(?:{'|'.join(map(re.escape, sorted(names)))}): ", re.MULTILINE)
+    found = list(pattern.finditer(message))
+    return message[found[-1].end():].strip() if found else message
+
+
+def _subclasses(cls: type) -> list[type]:
+    out = [cls]
+    for sub in cls.__subclasses__():
+        out += _subclasses(sub)
+    return out
 
 
 def report_and_exit(err: BaseException) -> None:

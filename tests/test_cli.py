@@ -303,6 +303,8 @@ def test_under_slurm_the_hpc_checkpoint_lives_in_the_run_folder(trained, tmp_pat
          "--init.method.scale (DoGInit): Expected a typing.Literal['unit', 'kaiming', 'match']. Got value: big "
          "(run `python run.py fit --init.method.help DoGInit` for its options)"),
         (["--init.method", "DoGInit", "--init.method.gain", "2"], "--init.method (DoGInit): Option 'gain' is not accepted"),
+        (["--data.nosuch", "1"], "--data (CIFAR10DataModule): Option 'nosuch' is not accepted (run `python run.py fit "
+                                 "--data.help CIFAR10DataModule` for its options)"),
         (["--config", str(REPO / "configs/init/covariance_transfer.yaml")],
          "--init.method (CovarianceTransferInit): the following arguments are required: checkpoint"),
     ],
@@ -361,3 +363,83 @@ def test_a_datamodule_named_by_a_checkpoint_is_never_imported(run_copy, capsys, 
     line = _error(capsys, args)
     assert "names the DataModule 'planted_data_module.Data'" in line and "never imported" in line
     assert not marker.exists() and "planted_data_module" not in __import__("sys").modules
+
+
+# ---------------------------------------------------------------- issue 19 item 3: a resume never relabels a run
+
+def test_the_checkpoint_records_the_init_and_a_resume_under_another_init_is_an_error(run_copy, capsys):
+    folder, cifar_root = run_copy
+    ckpt = folder / "checkpoints" / "last.ckpt"
+    record = torch.load(ckpt, weights_only=True)["callbacks"]["DepthwiseInit"]
+    assert record == {"method": "none", "settings": {}, "name_filter": None, "seed": None}
+    line = _error(capsys, _args(cifar_root, "--config", str(REPO / "configs/init/dog.yaml"), "--trainer.max_epochs", "2",
+                                "--ckpt_path", str(ckpt), version=None))
+    assert "init.method dog (given) vs none (checkpoint)" in line
+    line = _error(capsys, _args(cifar_root, "--init.seed", "7", "--trainer.max_epochs", "2", "--ckpt_path", "last"))
+    assert "init.seed 7 (given) vs None (checkpoint)" in line
+    assert not Path("logs/quickstart/dog").exists() and not list(folder.glob("config.resume-*.yaml"))
+
+
+@pytest.mark.slow
+def test_a_dog_run_resumed_without_its_init_config_is_an_error(cifar_root, tmp_path, monkeypatch, capsys):
+    """The reviewer's case: a DoG run resumed with its checkpoint but without configs/init/dog.yaml
+    trained on into quickstart/none/version_0, filed by report as a `none` run."""
+    monkeypatch.chdir(tmp_path)
+    dog = ["--config", str(REPO / "configs/init/dog.yaml")]
+    steps = cli.main(_args(cifar_root, *dog, "--trainer.max_epochs", "1", version=None)).trainer.global_step
+    ckpt = tmp_path / "logs/quickstart/dog/version_0/checkpoints/last.ckpt"
+    assert torch.load(ckpt, weights_only=True)["callbacks"]["DepthwiseInit"]["method"] == "dog"
+    line = _error(capsys, _args(cifar_root, "--trainer.max_epochs", "2", "--ckpt_path", str(ckpt), version=None))
+    assert "init.method none (given) vs dog (checkpoint)" in line
+    line = _error(capsys, _args(cifar_root, *dog, "--init.method.scale", "match", "--trainer.max_epochs", "2",
+                                "--ckpt_path", str(ckpt), version=None))
+    assert "init.method.scale 'match' (given) vs" in line
+    assert not (tmp_path / "logs/quickstart/none").exists()
+    resumed = cli.main(_args(cifar_root, *dog, "--trainer.max_epochs", "2", "--ckpt_path", str(ckpt), version=None))
+    assert resumed.trainer.global_step == 2 * steps and Path(resumed.trainer.log_dir).resolve() == ckpt.parents[1].resolve()
+
+
+def test_a_resume_under_another_run_name_continues_in_the_checkpoints_folder(run_copy):
+    """README's "Running experiments" form with a run that had its own name: the run folder is the
+    checkpoint's, not a new <recipe name>/<init>/version_N."""
+    folder, cifar_root = run_copy
+    ckpt = folder / "checkpoints" / "last.ckpt"
+    resumed = cli.main(_args(cifar_root, "--trainer.logger.init_args.name", "ctrlc", "--trainer.max_epochs", "2",
+                             "--ckpt_path", str(ckpt), version=None))
+    assert resumed.trainer.global_step == 4 and Path(resumed.trainer.log_dir).resolve() == folder.resolve()
+    assert (folder / "config.resume-1.yaml").is_file() and not Path("logs/ctrlc").exists()
+
+
+def test_a_resume_into_another_fixed_version_is_refused(run_copy, capsys):
+    folder, cifar_root = run_copy
+    line = _error(capsys, _args(cifar_root, "--trainer.max_epochs", "2", "--ckpt_path",
+                                str(folder / "checkpoints" / "last.ckpt"), version="elsewhere"))
+    assert "belongs to run folder" in line and "Drop --trainer.logger.init_args.version" in line
+    assert not Path("logs/quickstart/none/elsewhere").exists()
+
+
+def test_with_the_logger_off_a_fit_never_overwrites_a_checkpoint(cifar_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    off = ["--trainer.logger", "false", "--seed_everything", "3"]
+    steps = cli.main(_args(cifar_root, *off, "--trainer.max_epochs", "1", version=None)).trainer.global_step
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+    line = _error(capsys, _args(cifar_root, *off, "--trainer.max_epochs", "1", version=None))
+    assert f"{str(last)!r} already exists" in line and f"--ckpt_path {last}" in line and "--trainer.default_root_dir" in line
+    assert last.read_bytes() == before
+    resumed = cli.main(_args(cifar_root, *off, "--trainer.max_epochs", "2", "--ckpt_path", str(last), version=None))
+    assert resumed.trainer.global_step == 2 * steps
+
+
+# ---------------------------------------------------------------- issue 19 item 5: YAML read within bounds
+
+def test_a_yaml_alias_bomb_or_deep_nesting_is_one_error_line(cifar_root, tmp_path, capsys):
+    from tests.neural_echos.test_safe_yaml import alias_bomb
+
+    (tmp_path / "bomb.yaml").write_text(alias_bomb())
+    (tmp_path / "deep.yaml").write_text("model:\n  model_kwargs: " + "[" * 5000 + "]" * 5000 + "\n")
+    line = _error(capsys, _args(cifar_root, "--config", str(tmp_path / "bomb.yaml")))
+    assert f"config file {str(tmp_path / 'bomb.yaml')!r} is refused: its aliases expand" in line
+    assert "nests deeper than 64 levels" in _error(capsys, _args(cifar_root, "--config", str(tmp_path / "deep.yaml")))
+    inline = "{" + alias_bomb().strip().replace("\n", ", ") + "}"
+    assert "aliases expand" in _error(capsys, _args(cifar_root, "--model.model_kwargs", inline))

@@ -87,3 +87,22 @@ def test_bad_files_are_parse_errors(tmp_path, files, message):
         write(tmp_path / name, text)
     with pytest.raises(ArgumentError, match=message):
         parser().parse_args(["--config", str(tmp_path / "a.yaml")])
+
+
+def test_base_chains_and_base_files_are_read_within_bounds(tmp_path):
+    """A `base:` chain deeper than MAX_BASE_CHAIN (a RecursionError at ~500) and a base file that is
+    an alias bomb are parse errors that say so."""
+    from cli_configs import MAX_BASE_CHAIN
+    from tests.neural_echos.test_safe_yaml import alias_bomb
+
+    for i in range(MAX_BASE_CHAIN + 5):
+        write(tmp_path / f"c{i}.yaml", f"base: c{i + 1}.yaml\n")
+    write(tmp_path / f"c{MAX_BASE_CHAIN + 5}.yaml", "model: {lr: 1}\n")
+    with pytest.raises(ArgumentError, match=f"extend each other more than {MAX_BASE_CHAIN} deep"):
+        parser().parse_args(["--config", str(tmp_path / "c0.yaml")])
+    write(tmp_path / "bomb.yaml", alias_bomb())
+    write(tmp_path / "a.yaml", "base: bomb.yaml\n")
+    with pytest.raises(ArgumentError, match="bomb.yaml' is refused: its aliases expand"):
+        parser().parse_args(["--config", str(tmp_path / "a.yaml")])
+    write(tmp_path / "short.yaml", "base: c30.yaml\n")  # a chain within the bound still works
+    assert parser().parse_args(["--config", str(tmp_path / "short.yaml")]).model.lr == 1

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import cli  # noqa: F401  (Lightning imported here: its log handlers take the real stderr, not one test's capture)
 import run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -270,3 +271,25 @@ def test_argparse_subcommands_give_one_error_line(args, message, capsys):
 def test_report_with_a_file_as_logdir_is_one_line(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("not a log folder")
     assert "is a file, not a log directory" in _one_error_line(capsys, ["report", str(tmp_path / "notes.txt")])
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--model.optimizer", "sgd", "--model.momentum", "-1"], "error: momentum must be >= 0, got -1"),
+        (["--model.warmup_lr", "-1"], "error: warmup_lr (the learning rate the warmup starts from) must be >= 0"),
+        (["--model.in_chans", "1"], "error: --model.in_chans 1, but CIFAR10DataModule yields 3-channel images: set "
+                                    "--model.in_chans 3"),
+        (["--model.mixup_alpha", "0.8", "--data.batch_size", "7"], "the batch size must be even; got --data.batch_size 7"),
+        (["--trainer.precision", "64-true"], "error: --trainer.precision 64-true: the data pipelines give float32"),
+        (["--seed_everything", "99999999999"], "error: --seed_everything 99999999999 is out of range"),
+    ],
+    ids=["momentum", "warmup_lr", "in_chans", "mixup-odd-batch", "precision-64", "seed"],
+)
+def test_settings_that_failed_inside_the_run_are_one_line(extra, message, cifar_root, tmp_path, monkeypatch, capsys):
+    """Each was a traceback from inside the first step (or trained silently: warmup_lr -1)."""
+    monkeypatch.chdir(tmp_path)
+    args = ["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), "--data.root", str(cifar_root), *TINY_MODEL,
+            "--trainer.fast_dev_run", "true", "--trainer.logger", "false"]
+    line = _one_error_line(capsys, [*args, *extra])
+    assert line.startswith(message) or message in line

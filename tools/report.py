@@ -67,6 +67,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from neural_echos import safe_yaml
 from neural_echos.errors import NeuralEchosError, OneLineArgumentParser, one_line
 
 ACC_TAG = "val/acc1"
@@ -268,8 +269,7 @@ _LenientLoader.add_multi_constructor("", _construct_unknown)
 def _load_yaml(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
-    with open(path, encoding="utf-8") as f:
-        data = yaml.load(f, Loader=_LenientLoader)  # noqa: S506  (a SafeLoader subclass)
+    data = safe_yaml.load_file(path, safe_yaml.bounded(_LenientLoader))  # size, depth, aliases bounded
     return data if isinstance(data, dict) else {}
 
 

@@ -90,3 +90,18 @@ def test_nan_loss_through_the_cli_is_one_error_line(tmp_path, cifar_root):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "error: training loss is nan" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("written", [False, True])
+def test_the_nan_message_offers_a_resume_only_when_there_is_a_checkpoint(written):
+    from types import SimpleNamespace
+
+    callback = SimpleNamespace(last_model_path="logs/r/checkpoints/last.ckpt" if written else "", best_model_path="")
+    trainer = SimpleNamespace(checkpoint_callback=callback, global_step=3, current_epoch=0)
+    with pytest.raises(NonFiniteLossError) as caught:
+        FiniteLossGuard().on_before_backward(trainer, None, torch.tensor(float("nan")))
+    if written:
+        assert "resume from that checkpoint with --ckpt_path logs/r/checkpoints/last.ckpt" in str(caught.value)
+    else:
+        assert "no checkpoint had been written yet" in str(caught.value) and "resume" not in str(caught.value)
+        assert "start the run again" in str(caught.value)

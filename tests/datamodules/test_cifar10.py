@@ -245,3 +245,27 @@ def test_augmentation_only_while_training(cifar_root):
     torch.manual_seed(0)
     x_train, _ = dm.on_after_batch_transfer(batch, 0)
     assert x_train.shape == x_eval.shape and not torch.equal(x_train, x_eval)
+
+
+@pytest.mark.parametrize(("labels", "message"), [
+    (["0", "1", "2", "3"], r"'labels' should be 4 integers in 0\.\.9, got \(4,\) <U1"),
+    (np.array([0, 1, 2, None], dtype=object), r"'labels' should be 4 integers in 0\.\.9, got \(4,\) object"),
+    ([0.0, 1.0, float("nan"), 3.0], r"'labels' should be 4 integers in 0\.\.9, got \(4,\) float64"),
+    ([[0], [1, 2], 3, 4], r"not a CIFAR-10 batch \('data' or 'labels' is not an array"),
+])
+def test_labels_that_are_not_integers_are_named(cifar_root, labels, message):
+    """Strings, an object array and a ragged list gave 50-line tracebacks; NaN floats passed the
+    check and crashed in training (IndexError)."""
+    with open(cifar_root / "cifar-10-batches-py" / "data_batch_5", "wb") as f:
+        pickle.dump({"data": np.zeros((4, 3072), np.uint8), "labels": labels}, f)
+    with pytest.raises(CIFAR10FormatError, match=r"data_batch_5.*" + message):
+        _quiet_load(cifar_root)
+
+
+def test_an_empty_test_batch_is_an_error(cifar_root):
+    root = cifar_root
+    with open(root / "cifar-10-batches-py" / "test_batch", "wb") as f:
+        pickle.dump({"data": np.zeros((0, 3072), np.uint8), "labels": []}, f)
+    dm = CIFAR10DataModule(root=str(root), download=False)
+    with pytest.warns(UserWarning), pytest.raises(CIFAR10FormatError, match=r"test_batch' holds no images"):
+        dm.setup("fit")

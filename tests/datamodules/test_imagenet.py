@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -438,3 +439,19 @@ def test_data_config_builds_the_datamodule(tree):
     args = yaml.safe_load((REPO / "configs" / "data" / "imagenet.yaml").read_text())["data"]["init_args"]
     dm = ImageNetDataModule(**{**args, "root": str(tree), "num_workers": 0})
     assert dm.num_classes == 4 and dm.pipeline == "workers"
+
+
+def test_a_bad_image_in_a_worker_process_is_one_line_naming_the_file_and_the_fix(tree):
+    """torch re-raises a worker's error with the worker's whole traceback as its message; the
+    error line is the original message (it was cut at 600 characters, before the file)."""
+    from neural_echos.errors import user_error_message
+
+    for name in sorted((tree / "train").glob("*/*.JPEG")):
+        name.write_bytes(b"")  # every image empty: whichever the worker reads first fails
+    dm = make(tree, num_workers=1, persistent_workers=False)
+    with pytest.raises(ImageNetFormatError) as caught:
+        list(dm.train_dataloader())
+    assert "Original Traceback" in str(caught.value)  # the worker's traceback, as torch re-raises it
+    line = user_error_message(caught.value)
+    assert re.fullmatch(rf"cannot read image '{tree}/train/.*\.JPEG' \(.*\)\. Replace or delete the file .*"
+                        r"or set --data.on_bad_image skip to train on without it\.", line), line

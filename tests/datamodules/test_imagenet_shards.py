@@ -186,3 +186,38 @@ def test_fit_from_shards_through_run_py(shards, tmp_path, monkeypatch):
               "--data.image_size", "32", "--data.batch_size", "4", "--data.num_workers", "2",
               "--model.model_name", "convnext_atto", "--trainer.accelerator", "cpu", "--trainer.max_epochs", "1",
               "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false", "--trainer.logger", "false"])
+
+
+def _damaged_copy(shards: Path, tmp_path: Path, damage) -> Path:
+    """The shards copied, with ``damage(path)`` applied to every training shard."""
+    import shutil
+
+    copy = tmp_path / "damaged"
+    shutil.copytree(shards, copy)
+    for name in json.loads((copy / "_info.json").read_text())["splits"]["train"]["filenames"]:
+        damage(copy / name)
+    return copy
+
+
+@pytest.mark.parametrize("damage", ["zero-byte", "truncated", "garbage"])
+def test_an_unreadable_shard_is_one_error_naming_it(shards, tmp_path, damage):
+    def apply(path: Path) -> None:
+        data = path.read_bytes()
+        path.write_bytes({"zero-byte": b"", "truncated": data[:1000], "garbage": b"\x00junk" * 300}[damage])
+
+    stream = _stream(_damaged_copy(shards, tmp_path, apply))
+    with pytest.raises(NeuralEchosError, match=r"cannot read shard '.*\.tar' \(.*\): it is truncated, empty or not a tar"):
+        _epoch(stream, epoch=0)
+
+
+def test_shards_without_samples_are_an_error_after_one_pass_not_a_spin(shards, tmp_path):
+    """Empty tars (a valid tar with no member) made worker_stream loop forever at full CPU."""
+    import tarfile
+
+    def empty(path: Path) -> None:
+        with tarfile.open(path, "w"):
+            pass
+
+    stream = _stream(_damaged_copy(shards, tmp_path, empty))
+    with pytest.raises(NeuralEchosError, match=r"hold no samples, though _info.json counts \d+"):
+        _epoch(stream, epoch=0)

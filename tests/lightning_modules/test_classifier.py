@@ -32,6 +32,10 @@ def test_unknown_model_name_suggests_close_names():
 def test_unknown_model_kwarg_names_the_model():
     with pytest.raises(ConfigError, match=r"'convnext_atto' does not accept model_kwargs \['kernel_size_typo'\]"):
         build_timm_model("convnext_atto", num_classes=10, image_size=32, model_kwargs={"kernel_size_typo": 3})
+    # only the key timm refused, not the valid ones given beside it (drop_path_rate was blamed too)
+    with pytest.raises(ConfigError, match=r"does not accept model_kwargs \['kernel_size_typo'\]"):
+        build_timm_model("convnext_atto", num_classes=10, image_size=32,
+                         model_kwargs={"drop_path_rate": 0.1, "kernel_size_typo": 3})
 
 
 @pytest.mark.parametrize(
@@ -72,7 +76,9 @@ def test_reserved_kwargs_are_refused(key):
     [({"optimizer": "adamm"}, "unknown optimizer 'adamm'.*adam"), ({"lr": 0}, "lr must be > 0"),
      ({"weight_decay": -1}, "weight_decay"), ({"warmup_epochs": -1}, "warmup_epochs"),
      ({"label_smoothing": 1.0}, "label_smoothing"), ({"mixup_alpha": -0.1}, "mixup_alpha"),
-     ({"mixup_prob": 2}, "mixup_prob"), ({"num_classes": 1}, "num_classes")],
+     ({"mixup_prob": 2}, "mixup_prob"), ({"num_classes": 1}, "num_classes"),
+     ({"optimizer": "sgd", "momentum": -1}, "momentum must be >= 0, got -1"), ({"warmup_lr": -1}, "warmup_lr .* >= 0"),
+     ({"min_lr": -1}, "min_lr"), ({"mixup_switch_prob": 1.5}, "mixup_switch_prob"), ({"in_chans": 0}, "in_chans")],
 )
 def test_out_of_range_hyperparameters(kwargs, message):
     with pytest.raises(ConfigError, match=message):

@@ -62,3 +62,22 @@ def test_one_line_argument_parser(capsys, monkeypatch):
     monkeypatch.setenv("NEURAL_ECHOS_TRACEBACK", "1")
     with pytest.raises(UsageError, match="did you mean --threshold"):
         parser.parse_args(["x", "--treshold", "1"])
+
+
+def test_an_error_of_ours_from_a_dataloader_worker_is_its_own_message():
+    """torch's ExceptionWrapper re-raises ``type(err)(<the worker's traceback>)``; the line is the message."""
+    import sys
+
+    from torch._utils import ExceptionWrapper
+
+    from neural_echos.errors import ConfigError, user_error_message
+
+    try:
+        raise ConfigError("cannot read image 'a.JPEG' (OSError: empty). Fix: x\n" + "y" * 5)
+    except ConfigError:
+        wrapper = ExceptionWrapper(sys.exc_info(), where="in DataLoader worker process 0")
+    with pytest.raises(ConfigError) as caught:
+        wrapper.reraise()
+    assert str(caught.value).startswith("Caught ConfigError in DataLoader worker process 0")
+    assert user_error_message(caught.value) == "cannot read image 'a.JPEG' (OSError: empty). Fix: x yyyyy"
+    assert user_error_message(ConfigError("Caught it, no traceback")) == "Caught it, no traceback"
