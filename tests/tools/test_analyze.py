@@ -509,7 +509,8 @@ def test_survey_of_two_models_and_a_checkpoint(our_cifar_ckpt, tmp_path, capsys)
             "--include-regular", "--out", str(tmp_path)]
     assert survey_main(argv) == 0
     printed = capsys.readouterr().out
-    assert printed.startswith("| subject | group | kernel size |")
+    assert printed.startswith("Classifier: TemplateClassifier(")  # which classifier read every row
+    assert "\n| subject | group | kernel size |" in printed
     with (tmp_path / "survey.csv").open() as f:
         rows = list(csv.DictReader(f))
     subjects = {row["subject"] for row in rows}
@@ -523,7 +524,8 @@ def test_survey_of_two_models_and_a_checkpoint(our_cifar_ckpt, tmp_path, capsys)
     assert int(stem["kernels"]) == 40 * 3
     for row in rows:
         assert float(row["excess_on_off"]) == pytest.approx(float(row["on_off"]) - float(row["chance_on_off"]), abs=1e-3)
-    assert (tmp_path / "survey.md").read_text().count("\n") == len(rows) + 2
+    table = (tmp_path / "survey.md").read_text()
+    assert table.count("\n| ") == len(rows) + 1 and "Notes:" not in table  # the header and the rows; no note
     with Image.open(tmp_path / "survey.png") as image:
         image.verify()
     assert len(list(tmp_path.glob("0*_*/summary.json"))) == 3
