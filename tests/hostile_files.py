@@ -45,3 +45,11 @@ def check_archive_runs_code(path: Path, marker: Path) -> None:
         torch.jit.load(str(path))
     assert marker.exists(), "the hostile archive did not write its marker: the test could not fail"
     marker.unlink()
+
+
+def planted_archive(folder: Path, name: str) -> tuple[Path, Path]:
+    """``(archive, marker)``: a TorchScript archive named ``name`` in ``folder`` whose loading writes
+    ``marker``, checked to really do so (so that a test of its refusal can fail)."""
+    archive = torchscript_archive(folder / name, folder / "marker")
+    check_archive_runs_code(archive, folder / "marker")
+    return archive, folder / "marker"

@@ -285,12 +285,9 @@ def test_no_depthwise_kernel_counts_every_entry(tmp_path, suffix):
 @pytest.fixture(scope="module")
 def hostile_archive(tmp_path_factory):
     """A TorchScript archive whose scripted __setstate__ writes a marker file when loaded."""
-    from tests.hostile_files import check_archive_runs_code, torchscript_archive
+    from tests.hostile_files import planted_archive
 
-    folder = tmp_path_factory.mktemp("hostile")
-    archive = torchscript_archive(folder / "model.pt", folder / "marker")
-    check_archive_runs_code(archive, folder / "marker")
-    return archive, folder / "marker"
+    return planted_archive(tmp_path_factory.mktemp("hostile"), "model.pt")
 
 
 @pytest.mark.parametrize("name", ["model.pt", "model.ckpt", "model.bin", "model"])

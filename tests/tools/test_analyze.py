@@ -556,12 +556,9 @@ def test_run_py_dispatches_survey(capsys):
 
 @pytest.fixture(scope="module")
 def hostile_archive(tmp_path_factory):
-    from tests.hostile_files import check_archive_runs_code, torchscript_archive
+    from tests.hostile_files import planted_archive
 
-    folder = tmp_path_factory.mktemp("hostile")
-    archive = torchscript_archive(folder / "model.pth", folder / "marker")
-    check_archive_runs_code(archive, folder / "marker")
-    return archive, folder / "marker"
+    return planted_archive(tmp_path_factory.mktemp("hostile"), "model.pth")
 
 
 @pytest.mark.parametrize("entry", ["analyze --checkpoint", "survey --checkpoint", "analyze --model --weights",
