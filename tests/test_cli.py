@@ -297,14 +297,14 @@ def test_under_slurm_the_hpc_checkpoint_lives_in_the_run_folder(trained, tmp_pat
         (["--init.method", "DogInit"], "--init.method: unknown class 'DogInit'; did you mean DoGInit? choose one of "),
         (["--init.method", "dog"], "--init.method: unknown class 'dog'; did you mean DoGInit?"),
         (["--snapshot.classifier", "TemplateClassifer"],
-         "--snapshot.classifier: unknown class 'TemplateClassifer'; did you mean TemplateClassifier? choose one of "
-         "KMeansClassifier, TemplateClassifier"),
+         ("--snapshot.classifier: unknown class 'TemplateClassifer'; did you mean TemplateClassifier? choose one of "
+          "KMeansClassifier, TemplateClassifier")),
         (["--init.method", "DoGInit", "--init.method.scale", "big"],
-         "--init.method.scale (DoGInit): Expected a typing.Literal['unit', 'kaiming', 'match']. Got value: big "
-         "(run `python run.py fit --init.method.help DoGInit` for its options)"),
+         ("--init.method.scale (DoGInit): Expected a typing.Literal['unit', 'kaiming', 'match']. Got value: big "
+          "(run `python run.py fit --init.method.help DoGInit` for its options)")),
         (["--init.method", "DoGInit", "--init.method.gain", "2"], "--init.method (DoGInit): Option 'gain' is not accepted"),
-        (["--data.nosuch", "1"], "--data (CIFAR10DataModule): Option 'nosuch' is not accepted (run `python run.py fit "
-                                 "--data.help CIFAR10DataModule` for its options)"),
+        (["--data.nosuch", "1"], ("--data (CIFAR10DataModule): Option 'nosuch' is not accepted (run `python run.py fit "
+                                  "--data.help CIFAR10DataModule` for its options)")),
         (["--config", str(REPO / "configs/init/covariance_transfer.yaml")],
          "--init.method (CovarianceTransferInit): the following arguments are required: checkpoint"),
     ],

@@ -278,8 +278,8 @@ def test_report_with_a_file_as_logdir_is_one_line(tmp_path, capsys):
     [
         (["--model.optimizer", "sgd", "--model.momentum", "-1"], "error: momentum must be >= 0, got -1"),
         (["--model.warmup_lr", "-1"], "error: warmup_lr (the learning rate the warmup starts from) must be >= 0"),
-        (["--model.in_chans", "1"], "error: --model.in_chans 1, but CIFAR10DataModule yields 3-channel images: set "
-                                    "--model.in_chans 3"),
+        (["--model.in_chans", "1"], ("error: --model.in_chans 1, but CIFAR10DataModule yields 3-channel images: set "
+                                     "--model.in_chans 3")),
         (["--model.mixup_alpha", "0.8", "--data.batch_size", "7"], "the batch size must be even; got --data.batch_size 7"),
         (["--trainer.precision", "64-true"], "error: --trainer.precision 64-true: the data pipelines give float32"),
         (["--seed_everything", "99999999999"], "error: --seed_everything 99999999999 is out of range"),

@@ -651,8 +651,8 @@ def _write_survey(out: Path, rows: list[dict[str, Any]], classifier: KernelClass
     lines = [
         f"Classifier: {classifier!r}. Chance: the same classifier on each kernel's pixel-permuted null.",
         "",
-        "| subject | group | kernel size | kernels | threshold | on (chance) | off (chance) | excess on+off "
-        "| named by the taxonomy (chance) |",
+        ("| subject | group | kernel size | kernels | threshold | on (chance) | off (chance) | excess on+off "
+         "| named by the taxonomy (chance) |"),
         "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
