@@ -221,3 +221,36 @@ def test_shards_without_samples_are_an_error_after_one_pass_not_a_spin(shards, t
     stream = _stream(_damaged_copy(shards, tmp_path, empty))
     with pytest.raises(NeuralEchosError, match=r"hold no samples, though _info.json counts \d+"):
         _epoch(stream, epoch=0)
+
+
+@pytest.mark.slow
+def test_a_process_reading_shards_ends_on_sigterm(shards):
+    """SIGTERM is honoured while shards are being read (an empty shard set once made the reader
+    spin at full CPU, ignoring SIGTERM for 17 minutes): a process reading epoch after epoch ends
+    with SIGTERM's status within seconds of the signal."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys; from pathlib import Path\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "from tests.datamodules.test_imagenet_shards import _epoch, _stream\n"
+        f"stream = _stream(Path({str(shards)!r}))\n"
+        "_epoch(stream, 0); print('ready', flush=True)\n"
+        "epoch = 1\n"
+        "while True:\n"
+        "    _epoch(stream, epoch); epoch += 1\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        time.sleep(0.5)  # reading
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+        assert proc.returncode == -signal.SIGTERM and time.monotonic() - sent < 20
+    finally:
+        proc.kill()
