@@ -106,15 +106,6 @@ class CenterSurround:
     score: Tensor
     antagonism: Tensor
 
-    def polar(self, threshold: float) -> Tensor:
-        """``[n]`` +1 on-center, -1 off-center, 0 neither, judged on the kernel alone."""
-        passes = (self.score.abs() >= threshold) & (self.antagonism >= ANTAGONISM_MIN)
-        return torch.sign(self.score) * passes
-
-    def strength(self) -> Tensor:
-        """``[n]`` the largest threshold at which the kernel alone is on/off-center (0: never)."""
-        return self.score.abs() * (self.antagonism >= ANTAGONISM_MIN)
-
 
 def center_surround(kernels: Tensor) -> CenterSurround:
     """Score and antagonism of each ``[n, kh, kw]`` kernel against its best DoG template.
