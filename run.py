@@ -1,4 +1,4 @@
-"""neural-echos entry point (the CLI itself is in cli.py).
+"""neural-echos entry point (the CLI itself is in neural_echos/cli).
 
     python run.py fit --config configs/cifar10/convnext_atto.yaml
     python run.py fit --config configs/trainer/cpu.yaml --config configs/data/cifar10.yaml \
@@ -10,8 +10,8 @@
 
 fit/validate/test/predict are LightningCLI subcommands; ``analyze`` inspects the depthwise
 kernels of a checkpoint or a timm model and ``survey`` compares several
-(``tools.analyze``); ``report`` tabulates
-and plots the TensorBoard logs of several runs (``tools.report``).
+(``neural_echos.tools.analyze``); ``report`` tabulates
+and plots the TensorBoard logs of several runs (``neural_echos.tools.report``).
 
 Every subcommand reports bad input the same way: one line ``error: ...`` saying what to do, and
 exit status 2 (``neural_echos.errors``); ``NEURAL_ECHOS_TRACEBACK=1`` shows the traceback instead.
@@ -33,22 +33,22 @@ def main(argv: list[str] | None = None) -> None:
     try:
         _check_subcommand(args)
         if args[0] == "analyze":
-            from tools.analyze import main as analyze_main
+            from neural_echos.tools.analyze import main as analyze_main
 
             analyze_main(args[1:])
             return
         if args[0] == "survey":
-            from tools.analyze import survey_main
+            from neural_echos.tools.analyze import survey_main
 
             survey_main(args[1:])
             return
         if args[0] == "report":
-            from tools.report import main as report_main
+            from neural_echos.tools.report import main as report_main
 
             report_main(args[1:])
             return
         # imported here so that `analyze` and `report` start without loading Lightning
-        from cli import main as cli_main
+        from neural_echos.cli import main as cli_main
 
         cli_main(argv)  # None: LightningCLI reads sys.argv
     except Exception as err:

@@ -23,7 +23,7 @@ from _common import REPO, machine, median
 CHILD = r"""
 import json, sys, time, torch, timm
 sys.path.insert(0, {repo!r})
-import models
+import neural_echos.models
 args = json.loads(sys.argv[1])
 torch.manual_seed(0)
 model = timm.create_model(args["model"], num_classes=10, **args["kwargs"]).to(memory_format=torch.channels_last)

@@ -24,7 +24,7 @@ from lightning.pytorch.callbacks import Callback, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from callbacks import LearningRateLogger
-from cli import PROGRESS_REFRESH_STEPS
+from neural_echos.cli.app import PROGRESS_REFRESH_STEPS
 from datamodules.batch_transforms import normalize, random_crop_flip
 from datamodules.cifar10 import CIFAR10_MEAN, CIFAR10_STD, CIFAR10DataModule, InMemoryImages
 from lightning_modules import ImageClassifier

@@ -58,7 +58,7 @@ class DepthwiseInit(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         """The init record of the run, kept in its checkpoints (a resume with another init is refused,
-        cli.py): the method's registry name (``none`` for the model's own), its settings, the filter and seed."""
+        neural_echos/cli): the method's registry name (``none`` for the model's own), its settings, the filter and seed."""
         return init_record(self.method, self.name_filter, self.seed)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -23,7 +23,7 @@ class RNGStateCheckpoint(Callback):
     every rank restores them.
 
     The run's ``seed_everything`` seed is stored as well (``seed``), so that a resume takes the
-    seed, and with it the data order, from the checkpoint (``cli.py``).
+    seed, and with it the data order, from the checkpoint (``neural_echos.cli``).
     """
 
     def state_dict(self) -> dict[str, Any]:

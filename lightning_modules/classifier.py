@@ -14,7 +14,7 @@ from timm.scheduler import CosineLRScheduler
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from models.build import build_timm_model
+from neural_echos.models.build import build_timm_model
 from neural_echos.errors import ConfigError
 
 

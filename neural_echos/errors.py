@@ -56,7 +56,7 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 
     argparse prints the whole usage before its error; this parser says what is wrong, suggests
     the option meant by a misspelt one (``did you mean --threshold?``) and points at ``--help``
-    (which still prints the full help), like the ``fit`` parser of ``cli.py``. It reports through
+    (which still prints the full help), like the ``fit`` parser of ``neural_echos.cli``. It reports through
     :func:`report_and_exit`, so ``NEURAL_ECHOS_TRACEBACK=1`` raises :class:`UsageError` instead.
     """
 

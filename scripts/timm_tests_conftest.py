@@ -16,7 +16,7 @@ from pathlib import Path as _Path
 _REPO = _Path(_os.environ["NEURAL_ECHOS_REPO"])
 _sys.path.insert(0, str(_REPO))
 
-import models as _our_models  # noqa: E402,F401  (registers our models with timm's registry)
+import neural_echos.models as _our_models  # noqa: E402,F401  (registers our models with timm's registry)
 import timm as _timm  # noqa: E402
 
 OUR_MODELS = sorted(

@@ -113,7 +113,7 @@ def merged(old: dict, new: dict) -> dict:
 
 def composed(path: Path, own: bool = True) -> dict:
     """A config file with its `base:` files (relative to it) applied first, key by key: what
-    run.py's --config does (cli_configs.py), written independently here. ``own=False``: the bases only."""
+    run.py's --config does (neural_echos/cli/config_files.py), written independently here. ``own=False``: the bases only."""
     data = load(path)
     bases = data.pop("base", [])
     out: dict = {}

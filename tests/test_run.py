@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import cli  # noqa: F401  (Lightning imported here: its log handlers take the real stderr, not one test's capture)
+from neural_echos import cli  # noqa: F401  (Lightning imported here: its log handlers take the real stderr, not one test's capture)
 import run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -219,7 +219,7 @@ def test_gpu_accelerator_without_a_gpu_is_one_line(cifar_root, tmp_path, monkeyp
 
 
 def test_neural_echos_traceback_keeps_the_traceback(tmp_path, monkeypatch):
-    from cli import ConfigParseError
+    from neural_echos.cli.parse_errors import ConfigParseError
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NEURAL_ECHOS_TRACEBACK", "1")

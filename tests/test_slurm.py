@@ -79,7 +79,7 @@ def _sbatch_command(tmp_path: Path, *args: str) -> list[str]:
 def _parsed(command: list[str], capsys, monkeypatch) -> dict:
     """The config run.py would train with: the command's arguments parsed by run.py's CLI."""
     assert command[:3] == [sys.executable, "run.py", "fit"], command
-    import cli
+    from neural_echos import cli
 
     monkeypatch.chdir(REPO)  # the submit directory: the configs are relative to it
     capsys.readouterr()

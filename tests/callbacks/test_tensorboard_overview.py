@@ -18,7 +18,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 import run
 from callbacks.hparams_session import METRICS
-from cli import name_run_by_init
+from neural_echos.cli.app import name_run_by_init
 from neural_echos.grids import CLASS_COLOURS, WIDTH
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ import sys
 import matplotlib.pyplot  # noqa: F401  (the libraries first: the limit is for the analysis)
 import sklearn.cluster  # noqa: F401
 
-from tools.analyze import main
+from neural_echos.tools.analyze import main
 
 with open("/proc/self/status") as status:
     vm = next(int(line.split()[1]) for line in status if line.startswith("VmSize")) * 1024

@@ -1,4 +1,4 @@
-"""Run by tests/plugins/test_atomic_checkpoint_io.py: `run.py fit` that meets a fault while it
+"""Run by tests/neural_echos/cli/test_atomic_checkpoint_io.py: `run.py fit` that meets a fault while it
 rewrites ``last.ckpt`` at the end of a given epoch (a real fault: no cleanup code of ours runs).
 
     python checkpoint_fault_run.py MODE EPOCH ARGS...    (ARGS go to run.py)
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from lightning.pytorch.callbacks import Callback
 
-import cli
+from neural_echos import cli
 import run
 
 

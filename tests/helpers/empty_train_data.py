@@ -1,5 +1,5 @@
 """A DataModule whose training set is empty after setup, with no error of its own: it reaches
-the CLI's generic check (tests/test_cli.py)."""
+the CLI's generic check (tests/neural_echos/cli/test_app.py)."""
 
 from datamodules.cifar10 import CIFAR10DataModule, InMemoryImages
 

@@ -10,7 +10,7 @@ import sys
 
 from lightning.pytorch.callbacks import Callback
 
-import cli
+from neural_echos import cli
 import run
 
 

@@ -52,7 +52,7 @@ def test_the_projects_configs_read_as_safe_load_reads_them(path):
 
 
 def test_a_bound_error_is_a_yaml_error_so_report_skips_such_a_run(tmp_path):
-    from tools.report import _load_yaml
+    from neural_echos.tools.report import _load_yaml
 
     (tmp_path / "hparams.yaml").write_text(alias_bomb())
     with pytest.raises(yaml.YAMLError, match="aliases expand"):

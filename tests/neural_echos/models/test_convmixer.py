@@ -1,11 +1,11 @@
-"""ConvMixer of any size (models/convmixer.py): the size-dependent cfg and feature defaults."""
+"""ConvMixer of any size (neural_echos/models/convmixer.py): the size-dependent cfg and feature defaults."""
 
 import pytest
 import timm
 import torch
 
-import models  # noqa: F401  (registers convmixer with timm)
-from models.convmixer import feature_blocks
+import neural_echos.models  # noqa: F401  (registers convmixer with timm)
+from neural_echos.models.convmixer import feature_blocks
 
 
 @pytest.mark.parametrize("patch", [2, 4, 7, 14])

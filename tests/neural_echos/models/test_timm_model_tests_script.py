@@ -5,7 +5,7 @@ The full run downloads timm's source package and takes minutes; it is run by han
 import subprocess
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "timm_model_tests.sh"
+SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "timm_model_tests.sh"
 
 
 def test_no_timm_is_one_error_line(tmp_path):

@@ -13,7 +13,7 @@ import timm
 import torch
 from torch import nn
 
-import models  # noqa: F401  (registers HorNet and ConvMixer with timm)
+import neural_echos.models  # noqa: F401  (registers HorNet and ConvMixer with timm)
 from neural_echos.errors import ConfigError, one_line
 
 

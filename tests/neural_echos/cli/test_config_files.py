@@ -1,4 +1,4 @@
-"""cli_configs.ConfigFile: `--config` files with a `base:` and plain dicts merged key by key (a bare
+"""neural_echos.cli.config_files.ConfigFile: `--config` files with a `base:` and plain dicts merged key by key (a bare
 jsonargparse parser here; tests/test_experiment_configs.py checks the real configs through run.py)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from jsonargparse import ArgumentError, ArgumentParser
 
-from cli_configs import ConfigFile
+from neural_echos.cli.config_files import ConfigFile
 from neural_echos.init import InitMethod
 
 
@@ -92,7 +92,7 @@ def test_bad_files_are_parse_errors(tmp_path, files, message):
 def test_base_chains_and_base_files_are_read_within_bounds(tmp_path):
     """A `base:` chain deeper than MAX_BASE_CHAIN (a RecursionError at ~500) and a base file that is
     an alias bomb are parse errors that say so."""
-    from cli_configs import MAX_BASE_CHAIN
+    from neural_echos.cli.config_files import MAX_BASE_CHAIN
     from tests.neural_echos.test_safe_yaml import alias_bomb
 
     for i in range(MAX_BASE_CHAIN + 5):

@@ -18,7 +18,7 @@ import torch
 from timm.models import FeatureInfo
 from timm.models._features_fx import create_feature_extractor, get_graph_node_names
 
-import models  # noqa: F401  (registers our models with timm)
+import neural_echos.models  # noqa: F401  (registers our models with timm)
 
 OUR_MODELS = sorted(
     name for name in timm.list_models() if timm.models.model_entrypoint(name).__module__.startswith("models.")

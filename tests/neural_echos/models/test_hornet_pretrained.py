@@ -1,6 +1,6 @@
 """Official HorNet weights: pretrained cfgs, reading the files, and the key mapping.
 
-No network: the checkpoints are written here in the official layout (tests/models/
+No network: the checkpoints are written here in the official layout (tests/neural_echos/models/
 official_hornet.py, from the official module structure) with random values, and checked
 against an independent functional forward pass of the official architecture. The download
 itself (``pretrained=True`` online) is timm's code; here the file is put where timm's cache
@@ -16,8 +16,8 @@ import timm
 import timm.models._hub as timm_hub
 import torch
 
-import models  # noqa: F401  (registers the HorNet variants with timm)
-from models.hornet import HorNetCheckpointError, checkpoint_filter_fn, read_checkpoint
+import neural_echos.models  # noqa: F401  (registers the HorNet variants with timm)
+from neural_echos.models.hornet import HorNetCheckpointError, checkpoint_filter_fn, read_checkpoint
 
 VARIANTS = ["hornet_tiny_7x7", "hornet_tiny_gf", "hornet_small_7x7", "hornet_small_gf"]
 FAST_DEPTHS = (1, 1, 2, 1)  # every stage, a block index > 0, the GF stages; far fewer blocks
@@ -203,7 +203,7 @@ def test_analyze_reads_the_paper_s_hornet_kernels_from_an_official_file(official
     """`run.py analyze --model hornet_tiny_7x7 --weights FILE` (what `--pretrained` downloads):
     the official file's depthwise kernels arrive in the analysis, layer by layer."""
     from neural_echos.dog import dog_kernels
-    from tools.analyze import main
+    from neural_echos.tools.analyze import main
 
     state = official.random_official_state_dict("hornet_tiny_7x7")
     state["stages.0.0.gnconv.dwconv.weight"] = dog_kernels(torch.full((96,), 0.4), 7)[:, None]

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from tools.analyze import AnalysisError, Subject, analyze, main, survey, survey_main
+from neural_echos.tools.analyze import AnalysisError, Subject, analyze, main, survey, survey_main
 from neural_echos.classifiers import get_classifier
 from neural_echos.grids import image_groups
 from neural_echos.dog import dog_kernels
@@ -595,7 +595,7 @@ def test_a_previous_summary_that_is_a_device_is_not_read(tmp_path):
     not read it (it once read until the OOM killer came), and analyze then writes its own."""
     import os
 
-    from tools.analyze import _earlier_outputs
+    from neural_echos.tools.analyze import _earlier_outputs
 
     if not os.path.exists("/dev/zero"):
         pytest.skip("no /dev/zero")

@@ -21,7 +21,7 @@ import math
 import numpy as np
 import pytest
 
-from tools.analyze import main
+from neural_echos.tools.analyze import main
 
 SIZES = ("3x3", "5x5")
 
@@ -107,7 +107,7 @@ def test_paper_k3_loses_both_polarities_and_says_so(efficientnet_lite1, tmp_path
             assert any(f"on the {size} kernels" in note and f"are {name}" in note and "k fixed at 3" in note
                        for note in summary["notes"])
     assert printed.count("note: k-means (k=3)") == 4 + len(summary["regular"]["notes"])
-    from tools.analyze import survey_main
+    from neural_echos.tools.analyze import survey_main
 
     assert survey_main(["--checkpoint", str(efficientnet_lite1), "--method", "kmeans", "--clusters", "3",
                         "--out", str(tmp_path / "survey")]) == 0

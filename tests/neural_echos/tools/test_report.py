@@ -1,4 +1,4 @@
-"""Tests of ``tools.report`` on synthetic TensorBoard runs with known accuracy curves."""
+"""Tests of ``neural_echos.tools.report`` on synthetic TensorBoard runs with known accuracy curves."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from tools.report import REQUIRED, ReportError, init_label, main, method_defaults, model_label, report
+from neural_echos.tools.report import REQUIRED, ReportError, init_label, main, method_defaults, model_label, report
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 STEPS_PER_EPOCH = 10
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -546,10 +546,10 @@ def test_shares_without_their_chance_are_noted(tmp_path):
 
 @pytest.mark.slow
 def test_cli_through_run_py(reported, tmp_path):
-    """``python run.py report`` once the lead wires it; until then ``python -m tools.report``."""
+    """``python run.py report`` once the lead wires it; until then ``python -m neural_echos.tools.report``."""
     logs, _, _ = reported
     run_py = (REPO / "run.py").read_text(encoding="utf-8")
-    command = [sys.executable, "run.py", "report"] if '"report"' in run_py else [sys.executable, "-m", "tools.report"]
+    command = [sys.executable, "run.py", "report"] if '"report"' in run_py else [sys.executable, "-m", "neural_echos.tools.report"]
     done = subprocess.run([*command, str(logs), "--out", str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "wrote" in done.stdout and (tmp_path / "out" / "results.csv").exists()
@@ -627,7 +627,7 @@ def test_a_non_utf8_hparams_yaml_skips_that_run_with_a_warning(tmp_path, capsys)
 def test_a_garbage_events_file_costs_a_bounded_time(tmp_path):
     import time
 
-    from tools import report as report_module
+    from neural_echos.tools import report as report_module
 
     logs = tmp_path / "logs"
     run_dir = write_run(logs / "a" / "version_0", CONVNEXT, DOG, 0, [0.5, 0.6])

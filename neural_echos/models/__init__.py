@@ -3,12 +3,12 @@
 ``import models`` makes every architecture defined here available by name through
 ``timm.create_model`` / ``timm.list_models`` like timm's built-in models:
 
-* :mod:`models.hornet`: HorNet (``hornet_tiny_7x7``, ``hornet_small_7x7``, ``hornet_tiny_gf``,
+* :mod:`neural_echos.models.hornet`: HorNet (``hornet_tiny_7x7``, ``hornet_small_7x7``, ``hornet_tiny_gf``,
   ``hornet_small_gf``), not part of timm; ``pretrained=True`` loads the official ImageNet-1k weights.
-* :mod:`models.convmixer`: ``convmixer`` with any dim/depth/kernel/patch (timm's ``ConvMixer``).
+* :mod:`neural_echos.models.convmixer`: ``convmixer`` with any dim/depth/kernel/patch (timm's ``ConvMixer``).
 """
 
-from models import convmixer, hornet
-from models.hornet import HorNet
+from neural_echos.models import convmixer, hornet
+from neural_echos.models.hornet import HorNet
 
 __all__ = ["HorNet", "convmixer", "hornet"]

@@ -1,4 +1,4 @@
-"""Fixtures of the model tests: the official HorNet layout helpers (tests/models/official_hornet.py),
+"""Fixtures of the model tests: the official HorNet layout helpers (tests/neural_echos/models/official_hornet.py),
 loaded by path because the test folders are not packages."""
 
 import importlib.util
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import models  # noqa: F401  (registers our models with timm)
+import neural_echos.models  # noqa: F401  (registers our models with timm)
 
 
 def _load_official():

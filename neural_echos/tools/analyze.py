@@ -299,8 +299,8 @@ def create_model(
     """
     import timm
 
-    import models  # noqa: F401  (registers HorNet and ConvMixer with timm)
-    from models.build import build_timm_model
+    import neural_echos.models  # noqa: F401  (registers HorNet and ConvMixer with timm)
+    from neural_echos.models.build import build_timm_model
 
     if not timm.is_model(name):
         names = timm.list_models()

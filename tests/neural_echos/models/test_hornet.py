@@ -1,4 +1,4 @@
-"""HorNet (models/hornet.py): timm registration, sizes, forward/backward, kernels."""
+"""HorNet (neural_echos/models/hornet.py): timm registration, sizes, forward/backward, kernels."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import timm
 import torch
 from torch import nn
 
-import models  # noqa: F401  (registers the HorNet variants with timm)
-from models.hornet import GlobalLocalFilter, GnConv, HorNet, global_filter
+import neural_echos.models  # noqa: F401  (registers the HorNet variants with timm)
+from neural_echos.models.hornet import GlobalLocalFilter, GnConv, HorNet, global_filter
 from neural_echos.depthwise import find_depthwise_convs
 
 VARIANTS = ["hornet_tiny_7x7", "hornet_tiny_gf", "hornet_small_7x7", "hornet_small_gf"]

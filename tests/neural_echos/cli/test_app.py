@@ -1,4 +1,4 @@
-"""cli.py: resumes that cannot surprise and run folders that never mix two runs.
+"""neural_echos/cli: resumes that cannot surprise and run folders that never mix two runs.
 
 One small run is trained once (module fixture); each test works on its own copy of it.
 """
@@ -13,11 +13,12 @@ import pytest
 import torch
 import yaml
 
-import cli
+from neural_echos import cli
+from neural_echos.cli import run_config, run_folders
 import run
 from tests.conftest import write_cifar10_tree
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 TINY = ["--model.model_name", "convmixer", "--model.model_kwargs", "{dim: 16, depth: 2, kernel_size: 5, patch_size: 4}",
         "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false", "--snapshot.every_n_epochs", "0"]
@@ -133,7 +134,7 @@ def test_another_runs_checkpoint_cannot_resume_into_a_run_folder(run_copy, capsy
 
 def test_a_second_process_cannot_train_into_a_locked_run_folder(run_copy, capsys):
     folder, cifar_root = run_copy
-    lock = cli.lock_run_folder(folder)  # as a fit running in another process holds it
+    lock = run_folders.lock_run_folder(folder)  # as a fit running in another process holds it
     try:
         line = _error(capsys, _args(cifar_root, "--ckpt_path", "last", "--trainer.max_epochs", "2"))
     finally:
@@ -217,11 +218,11 @@ def test_config_yaml_is_never_overwritten_by_a_process_that_raced_for_it(tmp_pat
     parser = SimpleNamespace(dump=lambda config, skip_none: "seed_everything: 2\n")
     trainer = SimpleNamespace(is_global_zero=True, loggers=[object()], log_dir=str(tmp_path), default_root_dir=str(tmp_path),
                               strategy=SimpleNamespace(broadcast=lambda value: value))
-    saver = cli.RunConfig(parser, Namespace(ckpt_path=None))
+    saver = run_config.RunConfig(parser, Namespace(ckpt_path=None))
     with pytest.raises(ResumeError, match="written by another process"):
         saver.setup(trainer, None, "fit")
     assert (tmp_path / "config.yaml").read_text() == "seed_everything: 1\n"
-    resumed = cli.RunConfig(parser, Namespace(ckpt_path="x.ckpt"))
+    resumed = run_config.RunConfig(parser, Namespace(ckpt_path="x.ckpt"))
     resumed.setup(trainer, None, "fit")
     assert (tmp_path / "config.resume-1.yaml").read_text() == "seed_everything: 2\n"
 

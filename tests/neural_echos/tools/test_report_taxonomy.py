@@ -3,7 +3,7 @@
 from torch.utils.tensorboard import SummaryWriter
 
 from tests.tools.test_report import CONVNEXT, DOG, KAIMING, STEPS_PER_EPOCH, read_csv, write_run
-from tools.report import TAXONOMY, report
+from neural_echos.tools.report import TAXONOMY, report
 
 
 def add_taxonomy(run_dir, shares, chance, epochs):
