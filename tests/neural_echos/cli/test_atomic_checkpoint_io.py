@@ -13,7 +13,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from neural_echos.cli.app import with_atomic_checkpoints
 from neural_echos.cli.atomic_checkpoint_io import AtomicCheckpointIO, CheckpointWriteError
-from neural_echos.cli.atomic_checkpoint_io import atomic_checkpoint_io as atomic
+from neural_echos.cli import atomic_checkpoint_io as atomic
 
 REPO = Path(__file__).resolve().parents[3]
 HELPER = REPO / "tests" / "helpers" / "checkpoint_fault_run.py"

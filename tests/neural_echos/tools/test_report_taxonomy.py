@@ -2,7 +2,7 @@
 
 from torch.utils.tensorboard import SummaryWriter
 
-from tests.tools.test_report import CONVNEXT, DOG, KAIMING, STEPS_PER_EPOCH, read_csv, write_run
+from tests.neural_echos.tools.test_report import CONVNEXT, DOG, KAIMING, STEPS_PER_EPOCH, read_csv, write_run
 from neural_echos.tools.report import TAXONOMY, report
 
 
