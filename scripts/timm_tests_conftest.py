@@ -21,7 +21,7 @@ import timm as _timm  # noqa: E402
 
 OUR_MODELS = sorted(
     name for name in _timm.list_models()
-    if _timm.models.model_entrypoint(name).__module__.startswith("models.")
+    if _timm.models.model_entrypoint(name).__module__.startswith("neural_echos.models.")
 )
 
 

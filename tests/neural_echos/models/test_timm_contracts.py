@@ -21,7 +21,7 @@ from timm.models._features_fx import create_feature_extractor, get_graph_node_na
 import neural_echos.models  # noqa: F401  (registers our models with timm)
 
 OUR_MODELS = sorted(
-    name for name in timm.list_models() if timm.models.model_entrypoint(name).__module__.startswith("models.")
+    name for name in timm.list_models() if timm.models.model_entrypoint(name).__module__.startswith("neural_echos.models.")
 )
 # reduced for the tests that compute: one block per stage at half the width (HorNet), 5 narrow
 # blocks (ConvMixer); the variants keep what tells them apart (GF filters, small = 1.5x tiny)
