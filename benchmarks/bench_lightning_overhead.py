@@ -16,18 +16,17 @@ import argparse
 import tempfile
 import time
 
+import lightning.pytorch as pl
 import torch
 from _common import machine, median
-
-import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from callbacks import LearningRateLogger
-from neural_echos.cli.app import PROGRESS_REFRESH_STEPS
 from datamodules.batch_transforms import normalize, random_crop_flip
 from datamodules.cifar10 import CIFAR10_MEAN, CIFAR10_STD, CIFAR10DataModule, InMemoryImages
 from lightning_modules import ImageClassifier
+from neural_echos.cli.app import PROGRESS_REFRESH_STEPS
 
 
 class StepClock(Callback):
@@ -80,16 +79,15 @@ def plain_run(args, images, labels) -> float:
         InMemoryImages(images, labels), batch_size=args.batch_size, shuffle=True, drop_last=True, collate_fn=lambda b: b
     )
     model.train()
-    start, step = None, 0
-    for x, y in loader:
-        if step == args.warmup:
+    start = None
+    for step, (x, y) in enumerate(loader, start=1):
+        if step == args.warmup + 1:
             start = time.perf_counter()
         x = normalize(random_crop_flip(x, 4), CIFAR10_MEAN, CIFAR10_STD).contiguous(memory_format=torch.channels_last)
         loss = criterion(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        step += 1
         scheduler.step_update(num_updates=step)
         if step == total:
             break

@@ -31,11 +31,10 @@ import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
-from _common import REPO, machine  # noqa: F401  (REPO: puts the repository on sys.path)
-
 import lightning.pytorch as pl
 import timm
 import torch
+from _common import REPO, machine  # noqa: F401  (REPO: puts the repository on sys.path)
 from lightning.pytorch.callbacks import Callback
 from timm.loss import LabelSmoothingCrossEntropy
 from timm.optim import create_optimizer_v2
@@ -182,7 +181,7 @@ def loader_rates(cfg, device) -> dict[str, float]:
             for epoch in range(cfg.loader_epochs):
                 start, count = None, 0
                 for batch in loader:
-                    images, labels = dm.on_after_batch_transfer(dm.transfer_batch_to_device(batch, device, 0), 0)
+                    _images, labels = dm.on_after_batch_transfer(dm.transfer_batch_to_device(batch, device, 0), 0)
                     if start is None:  # from the first batch: worker start-up excluded
                         sync(device)
                         start = time.perf_counter()

@@ -16,7 +16,6 @@ from torch import nn
 
 from neural_echos.errors import ConfigError, NeuralEchosError
 
-
 T = TypeVar("T")
 
 

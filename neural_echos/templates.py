@@ -129,7 +129,7 @@ def template_bank(size: int | tuple[int, int], families: tuple[str, ...] = FAMIL
 @lru_cache(maxsize=64)
 def _cached_bank(kh: int, kw: int, families: tuple[str, ...]) -> TemplateBank:
     parts: list[tuple[Tensor, list[str], int, Tensor]] = []  # images, names, family, centre masks
-    no_centre = lambda images: torch.zeros(images.shape[0], kh * kw, dtype=torch.float64)  # noqa: E731
+    no_centre = lambda images: torch.zeros(images.shape[0], kh * kw, dtype=torch.float64)
     if "dog" in families and dog_fits((kh, kw)):
         images, names, radius = dog_templates((kh, kw))
         parts.append((images, names, FAMILIES.index("dog"), _centre_masks(radius, (kh, kw))))

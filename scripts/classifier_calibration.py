@@ -31,8 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a file, the script's folder is on the path, not the repository
     sys.path.insert(0, str(REPO))
 
-from neural_echos.classifiers import CLASSIFIERS, get_classifier  # noqa: E402
-from neural_echos.dog import dog_kernels  # noqa: E402
+from neural_echos.classifiers import CLASSIFIERS, get_classifier
+from neural_echos.dog import dog_kernels
 
 
 def unit(kernels: torch.Tensor) -> torch.Tensor:

@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from datamodules.imagenet import list_images, scan_classes, select_fraction  # noqa: E402
-from neural_echos.errors import NeuralEchosError  # noqa: E402
+from datamodules.imagenet import list_images, scan_classes, select_fraction
+from neural_echos.errors import NeuralEchosError
 
 EXTENSIONS = {".jpeg": "jpg", ".jpg": "jpg", ".png": "png", ".webp": "webp"}
 

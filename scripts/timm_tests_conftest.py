@@ -16,8 +16,9 @@ from pathlib import Path as _Path
 _REPO = _Path(_os.environ["NEURAL_ECHOS_REPO"])
 _sys.path.insert(0, str(_REPO))
 
-import neural_echos.models as _our_models  # noqa: E402,F401  (registers our models with timm's registry)
-import timm as _timm  # noqa: E402
+import timm as _timm
+
+import neural_echos.models as _our_models  # noqa: F401  (registers our models with timm's registry)
 
 OUR_MODELS = sorted(
     name for name in _timm.list_models()

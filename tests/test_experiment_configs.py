@@ -455,6 +455,7 @@ def test_sweep_then_report(tmp_path, cifar_root):
     report = subprocess.run([sys.executable, "run.py", "report", str(logs), "--out", str(out)], cwd=REPO,
                             capture_output=True, text=True, timeout=300)
     assert report.returncode == 0, report.stderr
-    rows = list(__import__("csv").DictReader(open(out / "results.csv", encoding="utf-8")))
+    with open(out / "results.csv", encoding="utf-8") as f:
+        rows = list(__import__("csv").DictReader(f))
     assert [(row["init"], row["n"], row["seeds"]) for row in rows] == [("kaiming_normal", "1", "0"), ("dog", "1", "0")]
     assert rows[1]["delta_final"] != "n/a"

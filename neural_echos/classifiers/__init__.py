@@ -63,8 +63,8 @@ for _module in pkgutil.iter_modules(__path__):  # each module registers its clas
     if _module.name != "base":
         importlib.import_module(f"{__name__}.{_module.name}")
 
-from neural_echos.classifiers.kmeans import KMeansClassifier  # noqa: E402  (registered above)
-from neural_echos.classifiers.template import TemplateClassifier  # noqa: E402
+from neural_echos.classifiers.kmeans import KMeansClassifier
+from neural_echos.classifiers.template import TemplateClassifier
 
 __all__ = [
     "CLASSES",

@@ -84,8 +84,8 @@ class DoGSummary(InitSummary):
 
     def detail_lines(self) -> list[str]:
         gamma_min, gamma_mean, gamma_max = self.gamma_stats()
-        lines = [f"  on-center {self.n_on}, off-center {self.n_off}, "
-                 f"gamma min/mean/max {_fmt(gamma_min)}/{_fmt(gamma_mean)}/{_fmt(gamma_max)}"]
+        lines = [(f"  on-center {self.n_on}, off-center {self.n_off}, "
+                 f"gamma min/mean/max {_fmt(gamma_min)}/{_fmt(gamma_mean)}/{_fmt(gamma_max)}")]
         if self.n_radius_adjusted:
             lines.append(
                 f"  centre radius moved inside the window for {self.n_radius_adjusted} of {self.n_initialized} "
@@ -145,9 +145,9 @@ class DoGInit(InitMethod, name="dog"):
     def settings(self) -> dict[str, Any]:
         low, high = self.gamma_range
         radius = self.radius
-        return dict(gamma_low=low, gamma_high=high, on_center_prob=self.on_center_prob, dog_share=self.dog_share,
-                    scale=self.scale,
-                    radius="gamma*(k+1)/2" if radius is None else repr(radius) if callable(radius) else float(radius))
+        return {"gamma_low": low, "gamma_high": high, "on_center_prob": self.on_center_prob, "dog_share": self.dog_share,
+                    "scale": self.scale,
+                    "radius": "gamma*(k+1)/2" if radius is None else repr(radius) if callable(radius) else float(radius)}
 
     def init_layers(self, layers: list[DepthwiseLayer], generator: torch.Generator) -> list[LayerInit]:
         low, high = self.gamma_range

@@ -62,7 +62,7 @@ class GaussianCovarianceInit(InitMethod, name="gaussian_covariance"):
         self.eps, self.scale = float(eps), scale
 
     def settings(self) -> dict[str, Any]:
-        return dict(scale=self.scale, sigma=_jsonable(self.sigma), tau=_jsonable(self.tau), eps=self.eps)
+        return {"scale": self.scale, "sigma": _jsonable(self.sigma), "tau": _jsonable(self.tau), "eps": self.eps}
 
     def init_layers(self, layers: list[DepthwiseLayer], generator: torch.Generator) -> list[LayerInit]:
         # depth = position among all depthwise layers of the model, so a name filter does not

@@ -15,7 +15,15 @@ from typing import Any
 
 import torch
 
-from neural_echos.init.base import KAIMING_GAIN, DepthwiseLayer, InitMethod, LayerInit, kaiming_std, layer_stds, plain_records
+from neural_echos.init.base import (
+    KAIMING_GAIN,
+    DepthwiseLayer,
+    InitMethod,
+    LayerInit,
+    kaiming_std,
+    layer_stds,
+    plain_records,
+)
 
 
 class _Kaiming(InitMethod):

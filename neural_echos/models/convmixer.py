@@ -55,14 +55,14 @@ def _create(variant: str, pretrained: bool, **kwargs) -> ConvMixer:
         raise ValueError(f"{variant} has no pretrained weights in this project; use pretrained=False")
     # pool_size of this model's own patch size (the registered cfg cannot know it)
     stride = kwargs["patch_size"]
-    overlay = dict(pool_size=(_INPUT_SIZE[1] // stride, _INPUT_SIZE[2] // stride))
+    overlay = {"pool_size": (_INPUT_SIZE[1] // stride, _INPUT_SIZE[2] // stride)}
     overlay.update(kwargs.pop("pretrained_cfg_overlay", None) or {})
     return build_model_with_cfg(
         ConvMixer,
         variant,
         pretrained=False,
         pretrained_cfg_overlay=overlay,
-        feature_cfg=dict(feature_cls="getter", out_indices=feature_blocks(kwargs["depth"])),
+        feature_cfg={"feature_cls": "getter", "out_indices": feature_blocks(kwargs["depth"])},
         **kwargs,
     )
 

@@ -64,8 +64,8 @@ layout (``model.state_dict()``) loads the same way.
 # no `from __future__ import annotations`: FX-generated code that TorchScript compiles needs real
 # annotation types, not strings
 import re
+from collections.abc import Sequence
 from functools import partial
-from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -87,12 +87,12 @@ from timm.models._features import feature_take_indices
 from torch import Tensor, nn
 
 __all__ = [
-    "HorNet",
-    "GnConv",
     "GlobalLocalFilter",
+    "GnConv",
+    "HorNet",
     "HorNetBlock",
-    "HorNetStage",
     "HorNetCheckpointError",
+    "HorNetStage",
     "checkpoint_filter_fn",
     "read_checkpoint",
 ]
@@ -115,7 +115,7 @@ class HorNetCheckpointError(RuntimeError):
     """A HorNet checkpoint file is missing or cannot be read."""
 
 
-def _order_dims(dim: int, order: int) -> List[int]:
+def _order_dims(dim: int, order: int) -> list[int]:
     """Channel widths ``C_k = C / 2**(order - k - 1)`` of the gnConv orders, smallest first."""
     if order < 1:
         raise ValueError(f"gnConv order must be >= 1, got {order}")
@@ -155,7 +155,7 @@ class GlobalLocalFilter(nn.Module):
     def __init__(
         self,
         dim: int,
-        filter_size: Tuple[int, int] = (14, 8),
+        filter_size: tuple[int, int] = (14, 8),
         local_kernel_size: int = 3,
         device=None,
         dtype=None,
@@ -202,7 +202,7 @@ class GnConv(nn.Module):
         order: int = 5,
         kernel_size: int = 7,
         scale: float = 1.0 / 3.0,
-        gf_size: Optional[Tuple[int, int]] = None,
+        gf_size: tuple[int, int] | None = None,
         device=None,
         dtype=None,
     ):
@@ -241,7 +241,7 @@ class HorNetBlock(nn.Module):
         order: int,
         kernel_size: int = 7,
         gnconv_scale: float = 1.0 / 3.0,
-        gf_size: Optional[Tuple[int, int]] = None,
+        gf_size: tuple[int, int] | None = None,
         mlp_ratio: float = 4.0,
         drop_path: float = 0.0,
         layer_scale_init_value: float = 1e-6,
@@ -340,7 +340,7 @@ class HorNet(nn.Module):
         base_dim: int = 64,
         orders: Sequence[int] = (2, 3, 4, 5),
         kernel_size: int = 7,
-        gf_sizes: Sequence[Optional[Tuple[int, int]]] = (None, None, None, None),
+        gf_sizes: Sequence[tuple[int, int] | None] = (None, None, None, None),
         gnconv_scale: float = 1.0 / 3.0,
         mlp_ratio: float = 4.0,
         drop_rate: float = 0.0,
@@ -390,7 +390,7 @@ class HorNet(nn.Module):
                     **dd,
                 )
             )
-            self.feature_info.append(dict(num_chs=dims[i], reduction=4 * 2**i, module=f"stages.{i}"))
+            self.feature_info.append({"num_chs": dims[i], "reduction": 4 * 2**i, "module": f"stages.{i}"})
             in_dim = dims[i]
         self.stages = nn.Sequential(*stages)
 
@@ -433,12 +433,12 @@ class HorNet(nn.Module):
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:
-        return dict(
-            stem=r"^stem",
-            blocks=r"^stages\.(\d+)"
+        return {
+            "stem": r"^stem",
+            "blocks": r"^stages\.(\d+)"
             if coarse
             else [(r"^stages\.(\d+)\.downsample", (0,)), (r"^stages\.(\d+)\.blocks\.(\d+)", None)],
-        )
+        }
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -450,7 +450,7 @@ class HorNet(nn.Module):
         return self.head.fc
 
     def reset_classifier(
-        self, num_classes: int, global_pool: Optional[str] = None, reset_other: bool = False
+        self, num_classes: int, global_pool: str | None = None, reset_other: bool = False
     ) -> None:
         """New classifier (``num_classes=0``: none), optionally new pooling; ``reset_other``: no head norm."""
         dd = get_device_dtype(self)
@@ -465,12 +465,12 @@ class HorNet(nn.Module):
     def forward_intermediates(
         self,
         x: Tensor,
-        indices: Optional[Union[int, List[int]]] = None,
+        indices: int | list[int] | None = None,
         norm: bool = False,
         stop_early: bool = False,
         output_fmt: str = "NCHW",
         intermediates_only: bool = False,
-    ) -> Union[List[Tensor], Tuple[Tensor, List[Tensor]]]:
+    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
         """The outputs of the stages ``indices`` (int n: the last n; None: all), and the final features.
 
         Args:
@@ -500,10 +500,10 @@ class HorNet(nn.Module):
 
     def prune_intermediate_layers(
         self,
-        indices: Union[int, List[int]] = 1,
+        indices: int | list[int] = 1,
         prune_norm: bool = False,
         prune_head: bool = True,
-    ) -> List[int]:
+    ) -> list[int]:
         """Drop the stages after the last of ``indices`` and (``prune_head``) the classifier head.
 
         When stages are dropped the head (its norm is sized for the last stage) goes too and
@@ -616,7 +616,7 @@ def _create_hornet(variant: str, pretrained: bool = False, **kwargs) -> HorNet:
         variant,
         pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,  # used for pretrained_cfg_overlay=dict(state_dict=...)
-        feature_cfg=dict(out_indices=(0, 1, 2, 3), flatten_sequential=True),
+        feature_cfg={"out_indices": (0, 1, 2, 3), "flatten_sequential": True},
         **kwargs,
     )
 
@@ -658,26 +658,26 @@ _GF_STAGES = (None, None, *GF_SIZES_224)
 @register_model
 def hornet_tiny_7x7(pretrained: bool = False, **kwargs) -> HorNet:
     """HorNet-T 7x7 (22M params): base dim 64, depths 2-3-18-2, 7x7 depthwise gnConv."""
-    args = dict(depths=(2, 3, 18, 2), base_dim=64)
+    args = {"depths": (2, 3, 18, 2), "base_dim": 64}
     return _create_hornet("hornet_tiny_7x7", pretrained=pretrained, **dict(args, **kwargs))
 
 
 @register_model
 def hornet_tiny_gf(pretrained: bool = False, **kwargs) -> HorNet:
     """HorNet-T GF (23M params): as HorNet-T 7x7 with global-local filters in stages 3-4."""
-    args = dict(depths=(2, 3, 18, 2), base_dim=64, gf_sizes=_GF_STAGES)
+    args = {"depths": (2, 3, 18, 2), "base_dim": 64, "gf_sizes": _GF_STAGES}
     return _create_hornet("hornet_tiny_gf", pretrained=pretrained, **dict(args, **kwargs))
 
 
 @register_model
 def hornet_small_7x7(pretrained: bool = False, **kwargs) -> HorNet:
     """HorNet-S 7x7 (50M params): base dim 96, depths 2-3-18-2, 7x7 depthwise gnConv."""
-    args = dict(depths=(2, 3, 18, 2), base_dim=96)
+    args = {"depths": (2, 3, 18, 2), "base_dim": 96}
     return _create_hornet("hornet_small_7x7", pretrained=pretrained, **dict(args, **kwargs))
 
 
 @register_model
 def hornet_small_gf(pretrained: bool = False, **kwargs) -> HorNet:
     """HorNet-S GF (50M params): as HorNet-S 7x7 with global-local filters in stages 3-4."""
-    args = dict(depths=(2, 3, 18, 2), base_dim=96, gf_sizes=_GF_STAGES)
+    args = {"depths": (2, 3, 18, 2), "base_dim": 96, "gf_sizes": _GF_STAGES}
     return _create_hornet("hornet_small_gf", pretrained=pretrained, **dict(args, **kwargs))

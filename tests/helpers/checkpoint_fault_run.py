@@ -24,8 +24,8 @@ from pathlib import Path
 
 from lightning.pytorch.callbacks import Callback
 
-from neural_echos import cli
 import run
+from neural_echos import cli
 
 
 class Fault(Callback):

@@ -17,10 +17,10 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from callbacks import DepthwiseInit, KernelSnapshot
-from neural_echos.init.dog import DoGInit
 from datamodules import CIFAR10DataModule
 from lightning_modules import ImageClassifier
 from neural_echos.depthwise import find_depthwise_convs
+from neural_echos.init.dog import DoGInit
 
 
 class SaveWeights(Callback):

@@ -10,8 +10,8 @@ import sys
 
 from lightning.pytorch.callbacks import Callback
 
-from neural_echos import cli
 import run
+from neural_echos import cli
 
 
 class KillAtStep(Callback):

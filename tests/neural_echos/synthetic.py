@@ -9,6 +9,7 @@ from torch import Tensor
 
 from neural_echos.dog import dog_kernels
 from neural_echos.templates import MIN_SIGMA
+
 SYNTHETIC_KINDS = ("on_center", "off_center", "first_derivative", "second_derivative", "noise")
 
 

@@ -43,8 +43,8 @@ def test_one_line_argument_parser(capsys, monkeypatch):
     parser.add_argument("--threshold")
     parser.add_argument("--max-bytes", type=positive_int)
     cases = [
-        (["x", "--treshold", "1"], "error: unrecognized arguments: --treshold 1; did you mean --threshold? "
-                                   "(run `python run.py demo --help` for the options)"),
+        (["x", "--treshold", "1"], ("error: unrecognized arguments: --treshold 1; did you mean --threshold? "
+                                   "(run `python run.py demo --help` for the options)")),
         (["x", "--treshold=1", "--zzz"], "error: unrecognized arguments: --treshold=1 --zzz; did you mean --threshold?"),
         (["x", "--zzz"], "error: unrecognized arguments: --zzz (run `python run.py demo --help` for the options)"),
         ([], "error: the following arguments are required: path (run"),

@@ -19,7 +19,15 @@ from timm.models.convmixer import ConvMixer
 from torch import nn
 
 from neural_echos.depthwise import NoDepthwiseLayersError, find_depthwise_convs
-from neural_echos.init import KAIMING_GAIN, InitMethod, InitSummary, create_init, init_methods, initialize_depthwise, method_name
+from neural_echos.init import (
+    KAIMING_GAIN,
+    InitMethod,
+    InitSummary,
+    create_init,
+    init_methods,
+    initialize_depthwise,
+    method_name,
+)
 from neural_echos.init.base import LayerInit
 from neural_echos.init.dog import DoGInit
 

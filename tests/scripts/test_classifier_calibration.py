@@ -21,7 +21,7 @@ def test_runs_as_a_file_from_the_repository_root():
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    rows = [line for line in result.stdout.splitlines() if line.startswith("| kmeans") or line.startswith("| template")]
+    rows = [line for line in result.stdout.splitlines() if line.startswith(("| kmeans", "| template"))]
     assert len(rows) == 2 and all(row.count("|") == 11 for row in rows)
 
 

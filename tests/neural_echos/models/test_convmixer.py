@@ -13,7 +13,7 @@ def test_pool_size_follows_the_patch_size(patch):
     model = timm.create_model("convmixer", patch_size=patch, device="meta")
     feats = model.forward_features(torch.empty(1, *model.pretrained_cfg["input_size"], device="meta"))
     assert tuple(feats.shape[-2:]) == model.pretrained_cfg["pool_size"] == (224 // patch, 224 // patch)
-    assert timm.create_model("convmixer", patch_size=patch, pretrained_cfg_overlay=dict(crop_pct=1.0),
+    assert timm.create_model("convmixer", patch_size=patch, pretrained_cfg_overlay={"crop_pct": 1.0},
                              device="meta").pretrained_cfg["pool_size"] == (224 // patch, 224 // patch)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
 import pytest
@@ -10,8 +11,8 @@ import torch
 from torch import nn
 
 import neural_echos.models  # noqa: F401  (registers the HorNet variants with timm)
-from neural_echos.models.hornet import GlobalLocalFilter, GnConv, HorNet, global_filter
 from neural_echos.depthwise import find_depthwise_convs
+from neural_echos.models.hornet import GlobalLocalFilter, GnConv, HorNet, global_filter
 
 VARIANTS = ["hornet_tiny_7x7", "hornet_tiny_gf", "hornet_small_7x7", "hornet_small_gf"]
 TINY = ["hornet_tiny_7x7", "hornet_tiny_gf"]
@@ -115,7 +116,7 @@ def test_drop_path_rates_increase(tiny_models):
     assert len(blocks) == sum(DEPTHS)
     rates = [getattr(b.drop_path, "drop_prob", 0.0) for b in blocks]
     assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.1)
-    assert all(b > a for a, b in zip(rates, rates[1:]))
+    assert all(b > a for a, b in itertools.pairwise(rates))
     no_dp = timm.create_model("hornet_tiny_7x7", num_classes=10)
     assert all(isinstance(b.drop_path, nn.Identity) for s in no_dp.stages for b in s.blocks)
 

@@ -46,7 +46,7 @@ def _checkpoint(official, tmp_path, variant, depths=FAST_DEPTHS, **kwargs):
 
 def _from_file(variant, path, depths=FAST_DEPTHS, **kwargs):
     return timm.create_model(
-        variant, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), depths=depths, **kwargs
+        variant, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, depths=depths, **kwargs
     ).eval()
 
 
@@ -133,7 +133,7 @@ def test_pretrained_adapts_in_chans_and_num_classes(official, tmp_path):
 
 def test_features_only_pretrained(official, tmp_path):
     variant = "hornet_tiny_gf"
-    state, path = _checkpoint(official, tmp_path, variant)
+    _state, path = _checkpoint(official, tmp_path, variant)
     features = _from_file(variant, path, features_only=True)
     full = _from_file(variant, path)
     x = torch.randn(1, 3, 64, 64)
@@ -152,7 +152,7 @@ def test_a_checkpoint_of_our_own_layout_loads_too(tmp_path):
 def test_in_memory_state_dict_goes_through_the_filter(official):
     state = official.random_official_state_dict("hornet_tiny_7x7", depths=FAST_DEPTHS)
     model = timm.create_model(
-        "hornet_tiny_7x7", pretrained=True, pretrained_cfg_overlay=dict(state_dict=state), depths=FAST_DEPTHS
+        "hornet_tiny_7x7", pretrained=True, pretrained_cfg_overlay={"state_dict": state}, depths=FAST_DEPTHS
     )
     assert torch.equal(model.stages[3].blocks[0].mlp.fc2.weight, state["stages.3.0.pwconv2.weight"])
 

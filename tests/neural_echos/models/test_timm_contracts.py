@@ -25,9 +25,9 @@ OUR_MODELS = sorted(
 )
 # reduced for the tests that compute: one block per stage at half the width (HorNet), 5 narrow
 # blocks (ConvMixer); the variants keep what tells them apart (GF filters, small = 1.5x tiny)
-SMALL = {name: dict(depths=(1, 1, 1, 1), base_dim=32 if "tiny" in name else 48)
+SMALL = {name: {"depths": (1, 1, 1, 1), "base_dim": 32 if "tiny" in name else 48}
          for name in OUR_MODELS if name.startswith("hornet_")}
-SMALL["convmixer"] = dict(dim=64, depth=5)
+SMALL["convmixer"] = {"dim": 64, "depth": 5}
 SIZE = 64
 
 
