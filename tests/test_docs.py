@@ -92,7 +92,7 @@ def test_every_docs_page_is_linked_from_readme():
 def test_the_setup_commands_and_the_picture_are_on_the_first_screen():
     first_screen = "\n".join(README.read_text(encoding="utf-8").splitlines()[:FIRST_SCREEN_LINES])
     for command in SETUP_COMMANDS:
-        assert re.search(rf"^{command}\b", first_screen, re.MULTILINE), command
+        assert re.search(rf"^{command}\s", first_screen, re.MULTILINE), command
     assert re.search(r"!\[[^\]]+\]\(docs/images/[\w.-]+\.png\)", first_screen)
     makefile = (REPO / "Makefile").read_text(encoding="utf-8")
     for command in SETUP_COMMANDS:  # they are real targets, and CI runs the second one
@@ -118,3 +118,34 @@ def test_paths_and_tests_named_in_the_docs_exist(page):
             missing.append(f"{path}::{test}")
     assert missing == []
     assert OLD_PATHS.findall(text) == [], "paths from before the move under neural_echos/"
+
+
+DOTTED = re.compile(r"`((?:neural_echos|callbacks|datamodules|lightning_modules)(?:\.\w+)+)")
+
+
+def defines(module: Path, name: str) -> bool:
+    """Whether ``module`` (a .py file or a package folder) defines or imports ``name`` at its top level."""
+    source = module / "__init__.py" if module.is_dir() else module
+    pattern = rf"^(?:def|class) {name}\b|^{name}\s*[:=]|^from \S+ import .*\b{name}\b"
+    return bool(re.search(pattern, source.read_text("utf-8"), re.MULTILINE))
+
+
+@pytest.mark.parametrize("page", PAGES, ids=relative)
+def test_dotted_names_in_the_docs_exist(page):
+    """`package.module.name` names a module of the repository, and at most one name defined in it."""
+    missing = []
+    for dotted in DOTTED.findall(FENCE.sub("", page.read_text(encoding="utf-8"))):
+        parts = dotted.split(".")
+        path, rest = REPO, []
+        for i, part in enumerate(parts):
+            if (path / part).is_dir():
+                path = path / part
+            elif (path / f"{part}.py").is_file():
+                path, rest = path / f"{part}.py", parts[i + 1:]
+                break
+            else:
+                rest = parts[i:]
+                break
+        if len(rest) > 1 or (rest and not defines(path, rest[0])):
+            missing.append(dotted)
+    assert missing == []
