@@ -6,10 +6,13 @@ the rule (inline links and images outside code) is all the documentation uses.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import re
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -149,3 +152,38 @@ def test_dotted_names_in_the_docs_exist(page):
         if len(rest) > 1 or (rest and not defines(path, rest[0])):
             missing.append(dotted)
     assert missing == []
+
+
+def compose_script():
+    """docs/images/compose_readme_figure.py, which is a script in a folder that is no package."""
+    path = REPO / "docs" / "images" / "compose_readme_figure.py"
+    spec = importlib.util.spec_from_file_location("compose_readme_figure", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_readme_figure_stacks_analyzes_pictures_under_its_numbers(tmp_path):
+    summary = {"kernels": 1234, "method": "template",
+               "proportions": {"on_center": 0.058, "off_center": 0.064},
+               "chance": {"on_center": 0.006, "off_center": 0.005}}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    Image.new("RGB", (300, 100), "red").save(tmp_path / "centroids.png")
+    Image.new("RGB", (200, 50), "blue").save(tmp_path / "taxonomy.png")
+    script = compose_script()
+    assert "on-center 5.8% (chance 0.6%), off-center 6.4% (chance 0.5%)" in script.header_lines(summary)[1]
+    assert script.main([str(tmp_path), str(tmp_path / "out.png")]) == 0
+    picture = Image.open(tmp_path / "out.png").convert("RGB")
+    header = picture.height - 100 - (50 - script.TAXONOMY_TITLE_ROW) - script.MARGIN
+    assert picture.width == 300 and header > 0
+    assert picture.getpixel((150, header + 50)) == (255, 0, 0)  # the class means, unchanged
+    assert picture.getpixel((100, header + 100 + 10)) == (0, 0, 255)  # the taxonomy below, its title row cut
+
+
+@pytest.mark.parametrize("arguments, message", [([], "give two arguments"), (["."], "give two arguments"),
+                                                (["{empty}", "out.png"], "lacks summary.json")])
+def test_the_readme_figure_script_refuses_bad_input_in_one_line(tmp_path, capsys, arguments, message):
+    arguments = [a.format(empty=tmp_path) for a in arguments]
+    assert compose_script().main(arguments) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1

@@ -54,7 +54,20 @@ def compose(analysis: Path, target: Path) -> Path:
     return target
 
 
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("error: give two arguments: ANALYZE_OUT_FOLDER TARGET.png", file=sys.stderr)
+        return 2
+    analysis = Path(argv[0])
+    needed = ("summary.json", "centroids.png", "taxonomy.png")
+    missing = [name for name in needed if not (analysis / name).is_file()]
+    if missing:
+        print(f"error: {analysis} lacks {', '.join(missing)}: give the --out folder of `run.py analyze`",
+              file=sys.stderr)
+        return 2
+    print(compose(analysis, Path(argv[1])))
+    return 0
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit("usage: compose_readme_figure.py ANALYZE_OUT_FOLDER TARGET.png")
-    print(compose(Path(sys.argv[1]), Path(sys.argv[2])))
+    sys.exit(main(sys.argv[1:]))
