@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine:
 #   make quickstart   create .venv, install requirements, train the quickstart recipe on a CPU
-#   make test         create .venv, install requirements, run the test suite
+#   make test         create .venv, install requirements, fetch real test weights, run the test suite
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
