@@ -72,7 +72,7 @@ from torch import Tensor, nn
 
 from neural_echos.depthwise import find_depthwise_convs, select_by_name
 from neural_echos.dog import dog_fits
-from neural_echos.errors import NeuralEchosError
+from neural_echos.errors import NeuralEchosError, one_line
 
 DEFAULT_MAX_BYTES = 256 * 2**20
 DEFAULT_MAX_FILE_BYTES = 8 * 2**30
@@ -384,7 +384,7 @@ def _read_safetensors(path: Path, only_depthwise: bool, max_bytes: int, max_file
         raise
     except Exception as err:  # safetensors raises its own error types for bad headers
         raise CheckpointError(
-            f"cannot read safetensors file {str(path)!r} ({_one_line(err)}); it may be truncated or not a "
+            f"cannot read safetensors file {str(path)!r} ({one_line(err, 240)}); it may be truncated or not a "
             "safetensors file: re-save it with safetensors.torch.save_file"
         ) from err
     if only_depthwise:
@@ -476,7 +476,7 @@ def _torch_load(path: Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tup
         # torch's weights_only message is long advice about trusting the file; the plain error is clearer
         error = err if str(first_error).startswith("Weights only load failed") else first_error
         raise CheckpointError(
-            f"cannot read checkpoint {str(path)!r} ({_one_line(error)}); is it a file written by torch.save, "
+            f"cannot read checkpoint {str(path)!r} ({one_line(error, 240)}); is it a file written by torch.save, "
             "a Lightning .ckpt or a .safetensors file? It may be truncated or corrupt."
         ) from err
 
@@ -575,11 +575,6 @@ def _plain_mapping(value: Any) -> dict[str, Any]:
 
 def _tensors(mapping: Mapping) -> dict[str, Tensor]:
     return {str(k): v for k, v in mapping.items() if isinstance(v, Tensor)}
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split()).rstrip(" .") or type(err).__name__
-    return text if len(text) <= 240 else text[:240].rstrip() + " ..."
 
 
 class _Placeholder:
