@@ -54,7 +54,6 @@ wraps give the same names (``stages.0.blocks.0.conv_dw``). ``LayerKernels.key`` 
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
 import pickle
@@ -70,6 +69,13 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from neural_echos.checkpoints import (
+    Reader,
+    check_file,
+    is_torchscript_archive,
+    no_torchscript,
+    torchscript_message,
+)
 from neural_echos.depthwise import find_depthwise_convs, select_by_name
 from neural_echos.dog import dog_fits
 from neural_echos.errors import NeuralEchosError, one_line
@@ -86,6 +92,10 @@ class AnalysisError(NeuralEchosError, ValueError):
 
 class CheckpointError(AnalysisError):
     """A checkpoint file is missing, unreadable, or holds no depthwise kernels."""
+
+
+# analyze --checkpoint, survey --checkpoint and the covariance-transfer init
+CHECKPOINT = Reader(what="checkpoint", error=CheckpointError, accepts="a .ckpt, .pt, .pth or .safetensors file")
 
 
 @dataclass
@@ -306,14 +316,7 @@ def read_checkpoint(
         CheckpointError: the file is missing, not a checkpoint, corrupt or truncated, holds no
             state dict (or, with ``only_depthwise``, no depthwise kernel), or is beyond a bound.
     """
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist; check the path")
-    if not path.is_file():
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} is not a file; pass a .ckpt, .pt, .pth or .safetensors file"
-        )
-    refuse_torchscript(path, "checkpoint")
+    path = check_file(path, CHECKPOINT)  # the checks every checkpoint reader shares (neural_echos.checkpoints)
     if path.suffix == ".safetensors":
         return _read_safetensors(path, only_depthwise, max_bytes, max_file_bytes)
 
@@ -448,7 +451,7 @@ def _no_depthwise_error(
 def _torch_load(path: Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[Any, str]:
     """``torch.load`` with weights_only, then with the restricted unpickler; never ``torch.jit.load``.
 
-    The caller refused TorchScript archives by content (:func:`refuse_torchscript`); both loads
+    The caller refused TorchScript archives by content (:func:`neural_echos.checkpoints.check_file`); both loads
     also run under :func:`no_torchscript`, so a file swapped in between cannot reach the
     TorchScript loader either.
     """
@@ -481,64 +484,11 @@ def _torch_load(path: Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tup
         ) from err
 
 
-ZIP_MAGIC = b"PK\x03\x04"  # what torch.load tests (torch.serialization._is_zipfile) before its zip reader
-
-
-def is_torchscript_archive(path: str | Path) -> bool:
-    """True for a TorchScript archive (``torch.jit.save``), judged by content, reading no data.
-
-    ``torch.load`` hands a zip whose records hold ``constants.pkl`` to ``torch.jit.load``, which
-    runs the archive's scripted code (``__setstate__``, which may write and read files). The
-    records are listed with torch's own zip reader (the one ``torch.load`` uses) and, if that
-    cannot open the file, with :mod:`zipfile`; ``constants.pkl`` or a ``code/`` folder means
-    TorchScript.
-    """
-    path = Path(path)
-    try:
-        with path.open("rb") as f:
-            if f.read(4) != ZIP_MAGIC:
-                return False
-            f.seek(0)
-            records = list(torch._C.PyTorchFileReader(f).get_all_records())
-    except Exception:  # noqa: BLE001  (not readable by torch's zip reader: torch.load cannot dispatch either)
-        records = []
-    try:
-        with zipfile.ZipFile(path) as archive:  # names carry the archive's folder: "name/constants.pkl"
-            records += [name.split("/", 1)[-1] for name in archive.namelist()]
-    except (zipfile.BadZipFile, OSError, ValueError):
-        pass
-    return any(record == "constants.pkl" or record.startswith("code/") for record in records)
-
-
-def torchscript_message(path: str | Path, what: str = "checkpoint") -> str:
-    return (
-        f"{what} {str(path)!r} is a TorchScript archive (torch.jit.save), whose loading runs the code inside it, so "
-        "it is not read; only state dicts are: save model.state_dict() with torch.save (or "
-        "safetensors.torch.save_file) and pass that file"
-    )
-
-
 def refuse_torchscript(path: str | Path, what: str = "checkpoint") -> None:
-    """Raise :class:`CheckpointError` if ``path`` is a TorchScript archive (:func:`is_torchscript_archive`)."""
+    """Raise :class:`CheckpointError` if ``path`` is a TorchScript archive
+    (:func:`neural_echos.checkpoints.is_torchscript_archive`)."""
     if is_torchscript_archive(path):
         raise CheckpointError(torchscript_message(path, what))
-
-
-@contextlib.contextmanager
-def no_torchscript(path: str | Path, what: str = "checkpoint"):
-    """``torch.jit.load`` (which ``torch.load`` calls for TorchScript archives) raises
-    :class:`CheckpointError` inside this block: a second guard behind :func:`refuse_torchscript`."""
-    jit = torch.jit
-    original = jit.load
-
-    def refused(*args: Any, **kwargs: Any) -> Any:
-        raise CheckpointError(torchscript_message(path, what))
-
-    jit.load = refused
-    try:
-        yield
-    finally:
-        jit.load = original
 
 
 def _find_state_dict(obj: Any, path: Path) -> tuple[dict[str, Tensor], str | None]:
