@@ -40,6 +40,10 @@ class NeuralEchosError(Exception):
     """Bad input that the user can fix; the message says what is wrong and what to do."""
 
 
+class AnalysisError(NeuralEchosError, ValueError):
+    """Bad input to the kernel analysis: the message names the file or model and the fix."""
+
+
 class ConfigError(NeuralEchosError, ValueError):
     """An out-of-range or unknown configuration value."""
 

@@ -29,6 +29,7 @@ CKPT_PATH = Reader(
     missing_hint="pass a .ckpt written by run.py fit (logs/<name>/<version>/checkpoints/last.ckpt), or 'last' with "
     "the run's --trainer.logger.init_args.version",
     empty_hint="Pass another checkpoint of that run (e.g. a best-*.ckpt beside it)", zip_only=True,
+    trust_hint="pass --weights_only false", state_dicts=False,
 )
 
 

@@ -810,7 +810,11 @@ def classifier_from_args(args: argparse.Namespace) -> KernelClassifier:
             if flag == "threshold" and value != "auto":
                 value = _number(value, "--threshold")
             tokens += [f"--classifier.{option}", str(value)]
-    return build_classifier([*tokens, *getattr(args, "classifier_options", [])])
+    options = list(getattr(args, "classifier_options", []))
+    for i, token in enumerate(options[:-1]):  # --classifier.help NAME: jsonargparse wants the class
+        if token == "--classifier.help":
+            options[i + 1] = _classifier_class_path(options[i + 1])
+    return build_classifier([*tokens, *options])
 
 
 def build_classifier(tokens: list[str]) -> KernelClassifier:
@@ -819,6 +823,9 @@ def build_classifier(tokens: list[str]) -> KernelClassifier:
     their type and message."""
     from jsonargparse import ArgumentParser
 
+    from neural_echos import safe_yaml
+
+    safe_yaml.bound_jsonargparse()  # a YAML dict (or file) given to --classifier is read within the bounds
     parser = ArgumentParser(prog="run.py analyze", exit_on_error=False)
     parser.add_subclass_arguments(KernelClassifier, "classifier", required=True)
     _check_classifier_options(tokens)
@@ -883,12 +890,25 @@ def _check_classifier_options(tokens: list[str]) -> None:
                             f"--classifier.{option}{shorthand}; {mean}its options: {', '.join(accepted)}")
 
 
+_NESTED_KEY = re.compile(r'Parser key "(?P<key>\w+)":\s*(?P<rest>[^\n]+)')
+_NOT_ACCEPTED = re.compile(r"Option '(?P<key>\w+)' is not accepted")
+_NO_CLASS = re.compile(r"Expected a dot import path string: (?P<name>.+)")
+
+
 def _classifier_parse_message(message: str) -> str:
-    """jsonargparse's message for ``--classifier`` lists every Union member it tried; keep the first real error."""
-    lines = [line.strip().removeprefix("- ").strip() for line in message.splitlines()]
-    reasons = [line for line in lines if line and not line.startswith(("Expected a <class 'NoneType'>", "Subtypes:",
-               "Errors:", "Given value", "Does not validate", "Parser key", "Problem with given class_path"))]
-    return f"--classifier: {one_line(reasons[0] if reasons else message, 300)}"
+    """jsonargparse's message for ``--classifier`` lists every Union member it tried; keep what the user got wrong."""
+    nested = [found for found in _NESTED_KEY.finditer(message) if found["key"] != "classifier"]
+    if nested:
+        return f"--classifier.{nested[0]['key']}: {one_line(nested[0]['rest'], 300)}"
+    rejected = _NOT_ACCEPTED.search(message)
+    if rejected:
+        return f"--classifier: option {rejected['key']!r} is not accepted by that classifier"
+    unknown = _NO_CLASS.search(message)
+    if unknown:
+        return (f"--classifier: unknown classifier {one_line(unknown['name'], 100)!r}; choose one of "
+                f"{', '.join(sorted(CLASSIFIERS))}, a KernelClassifier subclass's import path, or a dict "
+                "{class_path: ..., init_args: {...}}")
+    return f"--classifier: {one_line(message, 300)}"
 
 
 def _clusters(text: str) -> int | str:
@@ -926,11 +946,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_bound_arguments(parser)
     args = parse_with_classifier(parser, argv)
 
+    classifier = classifier_from_args(args)  # first: --classifier.help prints the options and exits
     subject = Subject(
         checkpoint=None if args.checkpoint is None else Path(args.checkpoint), model=args.model,
         pretrained=args.pretrained, weights=None if args.weights is None else Path(args.weights),
     )
-    summary = analyze(subject, classifier_from_args(args), args.out, args.layers, args.max_kernels,
+    summary = analyze(subject, classifier, args.out, args.layers, args.max_kernels,
                       args.include_regular, args.max_regular_kernels, args.seed, args.max_bytes, args.max_file_bytes,
                       args.max_memory, args.max_layers, args.max_kernel_side)
     for group in (summary, summary.get("regular")):
@@ -961,6 +982,7 @@ def survey_main(argv: Sequence[str] | None = None) -> int:
     _add_classifier_arguments(parser)
     args = parse_with_classifier(parser, argv)
 
+    classifier = classifier_from_args(args)  # first: --classifier.help prints the options and exits
     weights = dict(_name_and_file(item) for item in args.weights)
     unused = set(weights) - set(args.pretrained)
     if unused:
@@ -968,7 +990,7 @@ def survey_main(argv: Sequence[str] | None = None) -> int:
     subjects = [Subject(model=name) for name in args.model]
     subjects += [Subject(model=name, pretrained=True, weights=weights.get(name)) for name in args.pretrained]
     subjects += [Subject(checkpoint=Path(path)) for path in args.checkpoint]
-    rows = survey(subjects, classifier_from_args(args), args.out, args.include_regular,
+    rows = survey(subjects, classifier, args.out, args.include_regular,
                   args.max_regular_kernels, args.seed)
     print((Path(args.out) / "survey.md").read_text(), end="")
     print(f"wrote {Path(args.out) / 'survey.csv'}, survey.md and survey.png ({len(rows)} rows)")

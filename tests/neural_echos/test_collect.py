@@ -374,7 +374,7 @@ def test_the_restricted_unpickler_sets_no_attribute_of_a_class():
     import io
     import pickle
 
-    from neural_echos.collect import _restricted_load
+    from neural_echos.checkpoints import _restricted_load
 
     data = b"\x80\x02ctorch.storage\nTypedStorage\nN}X\x04\x00\x00\x00flagK\x01s\x86b0}."  # TypedStorage.flag = 1
     with pytest.raises(pickle.UnpicklingError, match="sets attributes of 'TypedStorage'"):
