@@ -398,7 +398,7 @@ def _safetensors_problem(path: Path) -> str | None:
 
 
 def _model_error(name: str, pretrained: bool, weights: str | Path | None, err: Exception) -> AnalysisError:
-    reason = " ".join(str(err).split())[:300] or type(err).__name__
+    reason = one_line(err, 300)
     if pretrained and weights is not None:
         unreadable = _weights_read_problem(Path(weights))
         if unreadable is not None:
