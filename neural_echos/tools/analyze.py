@@ -73,10 +73,10 @@ from __future__ import annotations
 import argparse
 import csv
 import difflib
+import importlib
 import inspect
 import json
 import re
-import sys
 import time
 import zipfile
 from collections.abc import Sequence
@@ -861,9 +861,13 @@ def _classifier_class(value: str) -> type[KernelClassifier]:
 
 
 def _import_class(class_path: str) -> type[KernelClassifier] | None:
-    """An already registered or imported KernelClassifier subclass; a module is never imported for it."""
+    """The KernelClassifier subclass a class path on the command line names (its module imported, as
+    jsonargparse and ``run.py fit --snapshot.classifier`` do), or ``None``."""
     module_name, _, name = class_path.rpartition(".")
-    module = sys.modules.get(module_name)
+    try:
+        module = importlib.import_module(module_name) if module_name else None
+    except ImportError:
+        module = None
     cls = getattr(module, name, None) if module is not None else None
     if cls is None:  # jsonargparse may shorten the path (neural_echos.classifiers.KMeansClassifier)
         cls = {c.__name__: c for c in CLASSIFIERS.values()}.get(name)
@@ -876,7 +880,10 @@ def _check_classifier_options(tokens: list[str]) -> None:
     if value.lstrip().startswith("{"):
         return  # a dict: jsonargparse checks it
     cls = _classifier_class(value)
-    accepted = [name for name in inspect.signature(cls).parameters if name not in ("self", "args", "kwargs")]
+    parameters = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return  # **kwargs passed on: jsonargparse follows them and checks the options
+    accepted = [name for name, p in parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
     given = [token.removeprefix("--classifier.").split("=", 1)[0] for token in tokens[2:]
              if token.startswith("--classifier.")]
     for option in given:

@@ -642,3 +642,28 @@ def test_a_new_classifier_option_is_taken_by_analyze(spelling, monkeypatch, tmp_
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.count("\n") == 1
     assert "does not take --classifier.margni; did you mean --classifier.margin?" in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--classifier", "kmens"], "unknown classifier 'kmens'; did you mean kmeans?"),
+        (["--classifier", "kmeans", "--classifier.null_seed", "x"], "--classifier.null_seed: Expected a <class 'int'>"),
+        (["--classifier", "template", "--classifier.families", "dog"], "--classifier.families: Expected a <class 'tuple'>"),
+        (["--classifier", "kmeans", "--classifier.n_clusters", "1"], "clusters"),  # the classifier's own check
+        (["--classifier", '{"class_path": "KMeansClassifier", "init_args": {"sed": 2}}'], "option 'sed' is not accepted"),
+        (["--classifier", '{"class_path": "Nope"}'], "unknown classifier 'Nope'"),
+        (["--classifier", "kmeans", "--method", "template"], "disagree"),
+        (["--classifier", "template", "--clusters", "3"], "does not take --classifier.n_clusters (--clusters)"),
+    ],
+)
+def test_bad_classifier_options_are_one_error_line(extra, message, tmp_path, capsys):
+    err = run_main_error(capsys, ["--model", "convnext_atto", "--out", str(tmp_path / "o"), *extra])
+    assert message in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_classifier_options_are_listed_by_classifier_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--classifier", "kmeans", "--classifier.help", "kmeans"])
+    assert exit_info.value.code == 0 and "--classifier.n_clusters" in capsys.readouterr().out
