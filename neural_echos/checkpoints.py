@@ -85,9 +85,8 @@ def check_file(path: str | Path, reader: Reader) -> Path:
         )
     if reader.zip_only and not zipfile.is_zipfile(file):
         raise reader.error(
-            f"cannot read {shown}: it is not a zip archive as torch.save writes them, so it is truncated or "
-            "not a "
-            f"checkpoint. Pass {reader.accepts}"
+            f"cannot read {shown}: it is not a zip archive as torch.save writes them, so it is truncated "
+            f"or not a checkpoint. Pass {reader.accepts}"
         )
     if is_torchscript_archive(file):
         raise reader.error(
@@ -103,9 +102,8 @@ def check_size(
     if n_bytes > limit:
         raise error(
             f"{what} declare {_mib(n_bytes)} of data, beyond the {_mib(limit)} that analyze reads at most "
-            "(no depthwise model needs that much; a damaged or hostile file may declare any size). If the "
-            "file is "
-            f"genuine, raise the bound with {flag} BYTES"
+            "(no depthwise model needs that much; a damaged or hostile file may declare any size). "
+            f"If the file is genuine, raise the bound with {flag} BYTES"
         )
 
 
@@ -144,9 +142,8 @@ def load_torch_file(
         )
     try:
         with warnings.catch_warnings(), no_torchscript(file, reader.what, reader.error):
-            warnings.filterwarnings(
-                "ignore", "Validating sparse tensor invariants"
-            )  # sparse kernels: refused later
+            # sparse kernels are refused later, with the layer's name
+            warnings.filterwarnings("ignore", "Validating sparse tensor invariants")
             obj = torch.load(file, map_location="cpu", weights_only=weights_only, mmap=mmap)
         return obj, "weights_only" if weights_only else "full"
     except NeuralEchosError:
@@ -163,8 +160,7 @@ def load_torch_file(
         else:
             reason = (
                 f"{type(first_error).__name__}: {one_line(first_error, 200)}; it may be truncated or "
-                "corrupt, or "
-                "not a torch checkpoint"
+                "corrupt, or not a torch checkpoint"
             )
         raise reader.error(f"cannot read {shown}: {reason}. Pass {reader.accepts}") from first_error
     try:
@@ -180,9 +176,8 @@ def load_torch_file(
         # torch's weights_only message is long advice about trusting the file; the plain error is clearer
         error = err if refused else first_error
         raise reader.error(
-            f"cannot read {shown} ({one_line(error, 240)}); is it a file written by torch.save, a Lightning "
-            ".ckpt or "
-            "a .safetensors file? It may be truncated or corrupt."
+            f"cannot read {shown} ({one_line(error, 240)}); is it a file written by torch.save, a "
+            "Lightning .ckpt or a .safetensors file? It may be truncated or corrupt."
         ) from err
 
 
@@ -210,8 +205,7 @@ def load_lightning_checkpoint(
     if for_fit and not checkpoint.get("optimizer_states") and "loops" not in checkpoint:
         raise reader.error(
             f"{shown} holds weights only (saved with save_weights_only), so a fit cannot resume from it; "
-            "use it "
-            "with validate/test/predict"
+            "use it with validate/test/predict"
         )
     return checkpoint
 
@@ -244,16 +238,12 @@ def is_torchscript_archive(path: str | Path) -> bool:
 
 def torchscript_message(path: str | Path, what: str = "checkpoint", accepts: str | None = None) -> str:
     """Why a TorchScript archive is refused; what to pass instead (``accepts``; default: a state dict)."""
-    instead = (
-        f"pass {accepts}"
-        if accepts
-        else "only state dicts are: save model.state_dict() with torch.save (or "
-        "safetensors.torch.save_file) and pass that file"
-    )
+    state_dict = ("only state dicts are: save model.state_dict() with torch.save (or "
+                  "safetensors.torch.save_file) and pass that file")
+    instead = f"pass {accepts}" if accepts else state_dict
     return (
         f"{what} {str(path)!r} is a TorchScript archive (torch.jit.save), whose loading runs the code "
-        "inside it, "
-        f"so it is not read; {instead}"
+        f"inside it, so it is not read; {instead}"
     )
 
 
