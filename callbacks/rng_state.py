@@ -38,10 +38,6 @@ class RNGStateCheckpoint(Callback):
 
     def __init__(self, seed: int | None = None) -> None:
         self.seed = seed
-        self._trainer: pl.Trainer | None = None
-
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._trainer = trainer
 
     def state_dict(self) -> dict[str, Any]:
         # the NumPy key array as a tensor, so checkpoints load with torch.load(weights_only=True)
