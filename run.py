@@ -22,38 +22,35 @@ from __future__ import annotations
 import difflib
 import sys
 
-from neural_echos.errors import NeuralEchosError, report_and_exit
+from neural_echos.errors import NeuralEchosError, exits_on_user_error
 
 TRAINING = ("fit", "validate", "test", "predict")
 SUBCOMMANDS = (*TRAINING, "analyze", "survey", "report")
 
 
+@exits_on_user_error  # the one error exit of every subcommand (neural_echos.errors.report_and_exit)
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
-    try:
-        _check_subcommand(args)
-        if args[0] == "analyze":
-            from neural_echos.tools.analyze import main as analyze_main
+    _check_subcommand(args)
+    if args[0] == "analyze":
+        from neural_echos.tools.analyze import main as analyze_main
 
-            analyze_main(args[1:])
-            return
-        if args[0] == "survey":
-            from neural_echos.tools.analyze import survey_main
+        analyze_main(args[1:])
+        return
+    if args[0] == "survey":
+        from neural_echos.tools.analyze import survey_main
 
-            survey_main(args[1:])
-            return
-        if args[0] == "report":
-            from neural_echos.tools.report import main as report_main
+        survey_main(args[1:])
+        return
+    if args[0] == "report":
+        from neural_echos.tools.report import main as report_main
 
-            report_main(args[1:])
-            return
-        # imported here so that `analyze` and `report` start without loading Lightning
-        from neural_echos.cli import main as cli_main
+        report_main(args[1:])
+        return
+    # imported here so that `analyze` and `report` start without loading Lightning
+    from neural_echos.cli import main as cli_main
 
-        cli_main(argv)  # None: LightningCLI reads sys.argv
-    except Exception as err:
-        report_and_exit(err)  # exits with status 2 for a user error
-        raise
+    cli_main(argv)  # None: LightningCLI reads sys.argv
 
 
 def _check_subcommand(args: list[str]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import lightning.pytorch as pl
@@ -11,6 +10,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from tensorboard.plugins.text.summary_v2 import text_pb
 
+from callbacks.rng_state import run_seed
 from neural_echos.errors import ConfigError
 from neural_echos.init import InitMethod, InitSummary
 
@@ -71,7 +71,7 @@ class DepthwiseInit(Callback):
         if trainer.ckpt_path is not None:
             rank_zero_info(f"DepthwiseInit: resuming from {trainer.ckpt_path}: the checkpoint's weights are kept")
             return
-        seed = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+        seed = self.seed if self.seed is not None else run_seed(trainer, default=0)
         model = getattr(pl_module, "model", pl_module)
         model_name = pl_module.hparams.get("model_name") if hasattr(pl_module, "hparams") else None
         self.summary = self.method.initialize(

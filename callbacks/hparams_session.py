@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from callbacks.rng_state import run_seed
 from neural_echos.collect import kernels_from_module
 from neural_echos.depthwise import NoDepthwiseLayersError
 
@@ -77,7 +77,7 @@ def run_params(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, 
     params["model"] = hp.get("model_name", type(pl_module).__name__)
     params["model/kernel_sizes"] = _kernel_sizes(pl_module)
     params["model/kwargs"] = hp.get("model_kwargs") or {}
-    params["seed"] = int(os.environ.get("PL_GLOBAL_SEED", -1))
+    params["seed"] = run_seed(trainer, default=-1)
     snapshot = next((cb for cb in trainer.callbacks if isinstance(cb, KernelSnapshot)), None)
     if snapshot is not None:
         params["snapshot/classifier"] = snapshot.classifier.name

@@ -9,7 +9,6 @@ and never the bottleneck. Validation and test batches are only normalised.
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import warnings
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from callbacks.rng_state import run_seed
 from datamodules.batch_transforms import normalize, random_crop_flip
 from neural_echos.errors import ConfigError, NeuralEchosError, one_line
 
@@ -366,7 +366,7 @@ class CIFAR10DataModule(pl.LightningDataModule):
         self.train_set = InMemoryImages(train_images, train_labels)
 
     def _loader(self, dataset: InMemoryImages, train: bool) -> DataLoader:
-        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # the run's seed_everything seed
+        seed = run_seed(self.trainer, default=0)  # the run's seed_everything seed
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

@@ -44,6 +44,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision import transforms as T
 
+from callbacks.rng_state import run_seed
 from datamodules.cifar10 import EpochShuffle
 from datamodules.device_augment import JPEG_MAGIC, DeviceEvalTransform, DeviceTrainTransform, decode_batch
 from neural_echos.errors import ConfigError, NeuralEchosError
@@ -608,7 +609,7 @@ class ImageNetDataModule(pl.LightningDataModule):
             self.setup("fit" if train else "validate")
             dataset = self.train_set if train else self.val_set
         workers = self.num_workers
-        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # the run's seed_everything seed
+        seed = run_seed(self.trainer, default=0)  # the run's seed_everything seed
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

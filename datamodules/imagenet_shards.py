@@ -44,6 +44,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from callbacks.rng_state import run_seed
 from datamodules.imagenet import (
     _DECODE_ERRORS,
     ImageNetDataModule,
@@ -315,7 +316,8 @@ class ImageNetShardsDataModule(ImageNetDataModule):
         stream = ShardStream(
             [str(self.root / name) for name in entry["filenames"]], list(entry["shard_lengths"]), load,
             collate_encoded if device else collate_uint8, self.batch_size, train,
-            seed=_run_seed(), shuffle_buffer=self.shuffle_buffer, device_items=device, on_bad_image=self.on_bad_image,
+            seed=run_seed(self.trainer, default=0), shuffle_buffer=self.shuffle_buffer, device_items=device,
+            on_bad_image=self.on_bad_image,
         )
         trainer = self.trainer
         stream.rank = trainer.global_rank if trainer is not None else 0
@@ -367,9 +369,3 @@ class _PILLoad:
 
     def __call__(self, data: bytes):
         return self.transform(decode_pil(data))
-
-
-def _run_seed() -> int:
-    import os
-
-    return int(os.environ.get("PL_GLOBAL_SEED", 0))

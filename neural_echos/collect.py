@@ -54,38 +54,39 @@ wraps give the same names (``stages.0.blocks.0.conv_dw``). ``LayerKernels.key`` 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
-import pickle
 import re
-import types
-import warnings
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from neural_echos.checkpoints import (
+    DEFAULT_MAX_FILE_BYTES,
+    CheckpointError,
+    Placeholder,
+    Reader,
+    check_file,
+    check_size,
+    is_torchscript_archive,
+    load_torch_file,
+    no_torchscript,
+    torchscript_message,
+)
 from neural_echos.depthwise import find_depthwise_convs, select_by_name
 from neural_echos.dog import dog_fits
-from neural_echos.errors import NeuralEchosError
+from neural_echos.errors import AnalysisError, one_line
 
 DEFAULT_MAX_BYTES = 256 * 2**20
-DEFAULT_MAX_FILE_BYTES = 8 * 2**30
 NESTED_STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema", "module")
 WRAPPER_PREFIXES = ("model.", "module.", "_orig_mod.")
 
 
-class AnalysisError(NeuralEchosError, ValueError):
-    """Bad input to the kernel analysis: the message names the file or model and the fix."""
-
-
-class CheckpointError(AnalysisError):
-    """A checkpoint file is missing, unreadable, or holds no depthwise kernels."""
+# analyze --checkpoint, survey --checkpoint and the covariance-transfer init
+CHECKPOINT = Reader(what="checkpoint", error=CheckpointError, accepts="a .ckpt, .pt, .pth or .safetensors file")
 
 
 @dataclass
@@ -192,7 +193,7 @@ def kernels_from_state_dict(
     if not keys:
         raise _no_depthwise_error(source, len(state_dict), _first_shapes(state_dict.items()),
                                   _non_float_kernels(state_dict.items()))
-    _check_size(
+    check_size(
         sum(state_dict[key].numel() * state_dict[key].element_size() for key in keys), max_bytes, "--max-bytes",
         f"the {len(keys)} depthwise kernels of {source}",
     )
@@ -306,18 +307,11 @@ def read_checkpoint(
         CheckpointError: the file is missing, not a checkpoint, corrupt or truncated, holds no
             state dict (or, with ``only_depthwise``, no depthwise kernel), or is beyond a bound.
     """
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist; check the path")
-    if not path.is_file():
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} is not a file; pass a .ckpt, .pt, .pth or .safetensors file"
-        )
-    refuse_torchscript(path, "checkpoint")
+    path = check_file(path, CHECKPOINT)  # the checks every checkpoint reader shares (neural_echos.checkpoints)
     if path.suffix == ".safetensors":
         return _read_safetensors(path, only_depthwise, max_bytes, max_file_bytes)
 
-    obj, loader = _torch_load(path, max_file_bytes)
+    obj, loader = load_torch_file(path, CHECKPOINT, restricted_fallback=True, max_file_bytes=max_file_bytes)
     state_dict, nested_key = _find_state_dict(obj, path)
     if only_depthwise:
         kernels = {k: v for k, v in state_dict.items() if is_depthwise_kernel(v)}
@@ -325,7 +319,7 @@ def read_checkpoint(
             raise _no_depthwise_error(f"checkpoint {str(path)!r}", len(state_dict), _first_shapes(state_dict.items()),
                                       _non_float_kernels(state_dict.items()))
         # memory-mapped (zip format): nothing of these was read yet
-        _check_size(sum(v.numel() * v.element_size() for v in kernels.values()), max_bytes, "--max-bytes",
+        check_size(sum(v.numel() * v.element_size() for v in kernels.values()), max_bytes, "--max-bytes",
                     f"the {len(kernels)} depthwise kernels of {str(path)!r}")
         state_dict = kernels
     is_lightning = nested_key == "state_dict" and ("pytorch-lightning_version" in obj or "epoch" in obj)
@@ -374,35 +368,22 @@ def _read_safetensors(path: Path, only_depthwise: bool, max_bytes: int, max_file
                                  and shape[0] > 1 and shape[1] == 1 and max(shape[2:]) > 1]
                     raise _no_depthwise_error(f"checkpoint {str(path)!r}", len(shapes),
                                               [(k, tuple(v)) for k, v in shapes.items()], non_float)
-                _check_size(sum(sizes[k] for k in keys), max_bytes, "--max-bytes",
+                check_size(sum(sizes[k] for k in keys), max_bytes, "--max-bytes",
                             f"the {len(keys)} depthwise kernels of {str(path)!r}")
             else:
-                _check_size(sum(sizes.values()), max_file_bytes, "--max-file-bytes", f"the tensors of {str(path)!r}")
+                check_size(sum(sizes.values()), max_file_bytes, "--max-file-bytes", f"the tensors of {str(path)!r}")
             for key in keys:
                 state_dict[key] = f.get_tensor(key)
     except CheckpointError:
         raise
     except Exception as err:  # safetensors raises its own error types for bad headers
         raise CheckpointError(
-            f"cannot read safetensors file {str(path)!r} ({_one_line(err)}); it may be truncated or not a "
+            f"cannot read safetensors file {str(path)!r} ({one_line(err, 240)}); it may be truncated or not a "
             "safetensors file: re-save it with safetensors.torch.save_file"
         ) from err
     if only_depthwise:
         state_dict = {k: v for k, v in state_dict.items() if is_depthwise_kernel(v)}
     return Checkpoint(path, state_dict, "safetensors", None, "safetensors")
-
-
-def _check_size(n_bytes: int, limit: int, flag: str, what: str) -> None:
-    if n_bytes > limit:
-        raise CheckpointError(
-            f"{what} declare {_mib(n_bytes)} of data, beyond the {_mib(limit)} that analyze reads at most (no "
-            f"depthwise model needs that much; a damaged or hostile file may declare any size). If the file is "
-            f"genuine, raise the bound with {flag} BYTES"
-        )
-
-
-def _mib(n_bytes: int) -> str:
-    return f"{n_bytes / 2**20:,.1f} MiB"
 
 
 def _first_shapes(items: Any) -> list[tuple[str, tuple]]:
@@ -445,100 +426,11 @@ def _no_depthwise_error(
     )
 
 
-def _torch_load(path: Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[Any, str]:
-    """``torch.load`` with weights_only, then with the restricted unpickler; never ``torch.jit.load``.
-
-    The caller refused TorchScript archives by content (:func:`refuse_torchscript`); both loads
-    also run under :func:`no_torchscript`, so a file swapped in between cannot reach the
-    TorchScript loader either.
-    """
-    mmap = zipfile.is_zipfile(path)  # mmap needs the zip format of torch.save (the default since 1.6)
-    if not mmap:  # the legacy format is read whole into memory
-        _check_size(path.stat().st_size, max_file_bytes, "--max-file-bytes", f"{str(path)!r} (legacy torch format, read whole)")
-    try:
-        with warnings.catch_warnings(), no_torchscript(path):
-            warnings.filterwarnings("ignore", "Validating sparse tensor invariants")  # sparse kernels: refused later
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap), "weights_only"
-    except CheckpointError:
-        raise
-    except Exception as weights_only_error:
-        first_error = weights_only_error
-    try:
-        with warnings.catch_warnings(), no_torchscript(path):  # legacy files warn about the placeholders' source
-            warnings.simplefilter("ignore")
-            obj = torch.load(
-                path, map_location="cpu", weights_only=False, mmap=mmap, pickle_module=_restricted_pickle
-            )
-        return obj, "restricted_unpickler"
-    except CheckpointError:
-        raise
-    except Exception as err:
-        # torch's weights_only message is long advice about trusting the file; the plain error is clearer
-        error = err if str(first_error).startswith("Weights only load failed") else first_error
-        raise CheckpointError(
-            f"cannot read checkpoint {str(path)!r} ({_one_line(error)}); is it a file written by torch.save, "
-            "a Lightning .ckpt or a .safetensors file? It may be truncated or corrupt."
-        ) from err
-
-
-ZIP_MAGIC = b"PK\x03\x04"  # what torch.load tests (torch.serialization._is_zipfile) before its zip reader
-
-
-def is_torchscript_archive(path: str | Path) -> bool:
-    """True for a TorchScript archive (``torch.jit.save``), judged by content, reading no data.
-
-    ``torch.load`` hands a zip whose records hold ``constants.pkl`` to ``torch.jit.load``, which
-    runs the archive's scripted code (``__setstate__``, which may write and read files). The
-    records are listed with torch's own zip reader (the one ``torch.load`` uses) and, if that
-    cannot open the file, with :mod:`zipfile`; ``constants.pkl`` or a ``code/`` folder means
-    TorchScript.
-    """
-    path = Path(path)
-    try:
-        with path.open("rb") as f:
-            if f.read(4) != ZIP_MAGIC:
-                return False
-            f.seek(0)
-            records = list(torch._C.PyTorchFileReader(f).get_all_records())
-    except Exception:  # noqa: BLE001  (not readable by torch's zip reader: torch.load cannot dispatch either)
-        records = []
-    try:
-        with zipfile.ZipFile(path) as archive:  # names carry the archive's folder: "name/constants.pkl"
-            records += [name.split("/", 1)[-1] for name in archive.namelist()]
-    except (zipfile.BadZipFile, OSError, ValueError):
-        pass
-    return any(record == "constants.pkl" or record.startswith("code/") for record in records)
-
-
-def torchscript_message(path: str | Path, what: str = "checkpoint") -> str:
-    return (
-        f"{what} {str(path)!r} is a TorchScript archive (torch.jit.save), whose loading runs the code inside it, so "
-        "it is not read; only state dicts are: save model.state_dict() with torch.save (or "
-        "safetensors.torch.save_file) and pass that file"
-    )
-
-
 def refuse_torchscript(path: str | Path, what: str = "checkpoint") -> None:
-    """Raise :class:`CheckpointError` if ``path`` is a TorchScript archive (:func:`is_torchscript_archive`)."""
+    """Raise :class:`CheckpointError` if ``path`` is a TorchScript archive
+    (:func:`neural_echos.checkpoints.is_torchscript_archive`)."""
     if is_torchscript_archive(path):
         raise CheckpointError(torchscript_message(path, what))
-
-
-@contextlib.contextmanager
-def no_torchscript(path: str | Path, what: str = "checkpoint"):
-    """``torch.jit.load`` (which ``torch.load`` calls for TorchScript archives) raises
-    :class:`CheckpointError` inside this block: a second guard behind :func:`refuse_torchscript`."""
-    jit = torch.jit
-    original = jit.load
-
-    def refused(*args: Any, **kwargs: Any) -> Any:
-        raise CheckpointError(torchscript_message(path, what))
-
-    jit.load = refused
-    try:
-        yield
-    finally:
-        jit.load = original
 
 
 def _find_state_dict(obj: Any, path: Path) -> tuple[dict[str, Tensor], str | None]:
@@ -565,7 +457,7 @@ def _find_state_dict(obj: Any, path: Path) -> tuple[dict[str, Tensor], str | Non
 
 def _plain_mapping(value: Any) -> dict[str, Any]:
     """A hyper-parameter mapping with the restricted unpickler's placeholders removed."""
-    if isinstance(value, _Placeholder):  # a dict subclass (Lightning's AttributeDict) replaced
+    if isinstance(value, Placeholder):  # a dict subclass (Lightning's AttributeDict) replaced
         value = value.__dict__.get("items", {})
     if not isinstance(value, Mapping):
         return {}
@@ -577,70 +469,6 @@ def _tensors(mapping: Mapping) -> dict[str, Tensor]:
     return {str(k): v for k, v in mapping.items() if isinstance(v, Tensor)}
 
 
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split()).rstrip(" .") or type(err).__name__
-    return text if len(text) <= 240 else text[:240].rstrip() + " ..."
-
-
-class _Placeholder:
-    """Stands in for a class or function the restricted unpickler does not allow; does nothing."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.args, self.kwargs = args, kwargs
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-    def __setitem__(self, key: Any, value: Any) -> None:  # dict subclasses (e.g. AttributeDict)
-        self.__dict__.setdefault("items", {})[key] = value
-
-    def append(self, value: Any) -> None:  # list subclasses
-        self.__dict__.setdefault("values", []).append(value)
-
-    def extend(self, values: Any) -> None:
-        self.__dict__.setdefault("values", []).extend(values)
-
-
-class _RestrictedUnpickler(pickle._Unpickler):  # the Python unpickler: its BUILD can be guarded
-    """Pickle's documented way to restrict globals: ``find_class`` is the only door to code.
-
-    BUILD (``__setstate__`` / attribute assignment) is refused on anything but an instance: on an
-    allowed class or function it would set attributes of torch's own classes in this process.
-    """
-
-    dispatch: ClassVar[dict] = dict(pickle._Unpickler.dispatch)
-
-    def load_build(self) -> None:
-        target = self.stack[-2]  # below the state
-        if isinstance(target, (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
-                               types.ModuleType)):
-            raise pickle.UnpicklingError(f"the file sets attributes of {getattr(target, '__name__', target)!r}")
-        super().load_build()
-
-    dispatch[pickle.BUILD[0]] = load_build
-
-    def find_class(self, module: str, name: str) -> Any:
-        allowed = _allowed_globals().get(f"{module}.{name}")
-        if allowed is not None:
-            return allowed
-        return type(name, (_Placeholder,), {"__module__": f"placeholder:{module}"})
-
-
-def _allowed_globals() -> dict[str, Any]:
-    """torch's own weights_only allow-list (tensor rebuild functions, dtypes, OrderedDict...)."""
-    from torch import _weights_only_unpickler
-
-    return _weights_only_unpickler._get_allowed_globals()
-
-
-def _restricted_load(file: io.IOBase, **kwargs: Any) -> Any:
-    return _RestrictedUnpickler(file, **kwargs).load()
-
-
-_restricted_pickle = types.ModuleType("neural_echos_restricted_pickle")
-_restricted_pickle.Unpickler = _RestrictedUnpickler
-_restricted_pickle.load = _restricted_load
-_restricted_pickle.__dict__["__name__"] = "neural_echos_restricted_pickle"
 
 
 __all__ = [

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import errno
+import functools
 import os
 import re
 import sys
@@ -37,6 +38,10 @@ MAX_MESSAGE_CHARS = 600
 
 class NeuralEchosError(Exception):
     """Bad input that the user can fix; the message says what is wrong and what to do."""
+
+
+class AnalysisError(NeuralEchosError, ValueError):
+    """Bad input to the kernel analysis: the message names the file or model and the fix."""
 
 
 class ConfigError(NeuralEchosError, ValueError):
@@ -94,8 +99,13 @@ def positive_int(text: str) -> int:
     return value
 
 
-def one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """Whitespace (newlines included) collapsed to single spaces, cut at ``limit`` characters."""
+def one_line(text: object, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """Whitespace (newlines included) collapsed to single spaces, cut at ``limit`` characters.
+
+    An exception gives its message, or its type's name when the message is empty.
+    """
+    if isinstance(text, BaseException):
+        text = str(text) or type(text).__name__
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 4].rstrip() + " ..."
 
@@ -166,6 +176,21 @@ def _subclasses(cls: type) -> list[type]:
     for sub in cls.__subclasses__():
         out += _subclasses(sub)
     return out
+
+
+def exits_on_user_error(command):
+    """Decorate an entry point (``run.py``'s main, analyze's, survey's, report's) so that a user error
+    it raises goes through :func:`report_and_exit`: one ``error: ...`` line and exit status 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except Exception as err:
+            report_and_exit(err)  # exits with status 2 for a user error
+            raise
+
+    return wrapper
 
 
 def report_and_exit(err: BaseException) -> None:

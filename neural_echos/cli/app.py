@@ -121,7 +121,10 @@ class NeuralEchosCLI(LightningCLI):
         # summary) join whatever `trainer.callbacks` lists; the last five only when the setting they
         # depend on is on (Lightning refuses a progress bar callback with enable_progress_bar=false).
         config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
-        defaults = [FiniteLossGuard(), RNGStateCheckpoint(), latest_checkpoint()]
+        # the run's seed, passed explicitly: every seeded part reads it there (callbacks.rng_state.run_seed)
+        seed = self._get(self.config, "seed_everything")  # the int seeded with (LightningCLI._set_seed), or False
+        seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+        defaults = [FiniteLossGuard(), RNGStateCheckpoint(seed=seed), latest_checkpoint()]
         if config.get("logger") is not False:
             defaults += [LearningRateLogger(), ScalarsLayout(), HParamsSession()]
         if config.get("enable_progress_bar") is not False:

@@ -6,15 +6,14 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 from jsonargparse import Namespace
 
-from neural_echos.collect import is_torchscript_archive, no_torchscript
-from neural_echos.errors import NeuralEchosError, ResumeError, one_line
+from neural_echos.checkpoints import Reader, load_lightning_checkpoint
+from neural_echos.errors import ResumeError, one_line
 from neural_echos.init import method_name
 
 SEED_DEFAULT = 42
@@ -25,59 +24,24 @@ LINKED_MODEL_KEYS = {"num_classes", "image_size"}
 INTERNAL_KEYS = {"_instantiator", "_class_path"}
 
 
+CKPT_PATH = Reader(
+    what="--ckpt_path", error=ResumeError, accepts="a .ckpt file written by run.py fit",
+    missing_hint="pass a .ckpt written by run.py fit (logs/<name>/<version>/checkpoints/last.ckpt), or 'last' with "
+    "the run's --trainer.logger.init_args.version",
+    empty_hint="Pass another checkpoint of that run (e.g. a best-*.ckpt beside it)", zip_only=True,
+    trust_hint="pass --weights_only false", state_dicts=False,
+)
+
+
 def load_checkpoint_for(subcommand: str, path: str, weights_only: bool = True) -> dict:
-    """Read ``--ckpt_path`` (memory-mapped: tensors stay on disk) and check it can serve ``subcommand``.
+    """Read ``--ckpt_path`` (memory-mapped: tensors stay on disk) and check it can serve ``subcommand``
+    (:func:`neural_echos.checkpoints.load_lightning_checkpoint`, the checks every checkpoint reader shares).
 
     Raises:
         ResumeError: missing, a folder, unreadable, not a Lightning checkpoint, or (for fit)
             without the optimizer and loop states.
     """
-    import torch
-
-    file = Path(path)
-    if not file.exists():
-        raise ResumeError(f"--ckpt_path {path!r} does not exist; pass a .ckpt written by run.py fit "
-                          "(logs/<name>/<version>/checkpoints/last.ckpt), or 'last' with the run's --trainer.logger.init_args.version")
-    if file.is_dir():
-        inside = sorted(file.glob("*.ckpt")) or sorted(file.glob("checkpoints/*.ckpt"))
-        hint = f" (e.g. {str(inside[0])!r})" if inside else ""
-        raise ResumeError(f"--ckpt_path {path!r} is a folder; pass a .ckpt file{hint}")
-    if file.stat().st_size == 0:
-        raise ResumeError(f"--ckpt_path {path!r} is empty (0 bytes): its write was interrupted. Pass another "
-                          f"checkpoint of that run (e.g. a best-*.ckpt beside it)")
-    if not zipfile.is_zipfile(file):
-        raise ResumeError(
-            f"cannot read --ckpt_path {path!r}: it is not a zip archive as torch.save writes them, so it is truncated "
-            "or not a checkpoint. Pass a .ckpt written by run.py fit"
-        )
-    if is_torchscript_archive(file):  # torch.load(weights_only=False) would run its code via torch.jit.load
-        raise ResumeError(
-            f"--ckpt_path {path!r} is a TorchScript archive (torch.jit.save), whose loading runs the code inside it, "
-            "so it is not read: pass a .ckpt written by run.py fit"
-        )
-    try:
-        with no_torchscript(file, "--ckpt_path"):
-            checkpoint = torch.load(file, map_location="cpu", weights_only=weights_only, mmap=True)
-    except NeuralEchosError as err:
-        raise ResumeError(str(err)) from err
-    except Exception as err:  # EOFError, UnpicklingError, RuntimeError (zip) ...
-        if str(err).startswith("Weights only load failed"):
-            reason = ("it holds Python objects that torch's safe loader refuses; if you trust the file, "
-                      "pass --weights_only false")
-        else:
-            reason = f"{type(err).__name__}: {one_line(str(err), 200)}; it is truncated or not a torch checkpoint"
-        raise ResumeError(f"cannot read --ckpt_path {path!r}: {reason}") from err
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "pytorch-lightning_version" not in checkpoint:
-        raise ResumeError(
-            f"--ckpt_path {path!r} is not a Lightning checkpoint (no state_dict and pytorch-lightning_version): "
-            "pass a .ckpt written by run.py fit; for a plain state dict use `run.py analyze --checkpoint`"
-        )
-    if subcommand == "fit" and not checkpoint.get("optimizer_states") and "loops" not in checkpoint:
-        raise ResumeError(
-            f"--ckpt_path {path!r} holds weights only (saved with save_weights_only), so a fit cannot resume from "
-            "it; use it with validate/test/predict"
-        )
-    return checkpoint
+    return load_lightning_checkpoint(path, CKPT_PATH, for_fit=subcommand == "fit", weights_only=weights_only)
 
 
 def reconcile_with_checkpoint(

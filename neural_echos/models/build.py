@@ -68,7 +68,7 @@ def _create(model_name: str, num_classes: int, in_chans: int, image_size: int | 
         raise _bad_kwargs(model_name, kwargs, err) from err
     except _BUILD_ERRORS as err:
         raise ConfigError(
-            f"timm cannot build model {model_name!r} with model_kwargs {kwargs}: {_one_line(err)}. "
+            f"timm cannot build model {model_name!r} with model_kwargs {kwargs}: {one_line(err, 300)}. "
             "Check the values in model_kwargs (e.g. kernel sizes: odd, positive, one per stage)."
         ) from err
 
@@ -85,14 +85,10 @@ def _check_forward(model: nn.Module, model_name: str, kwargs: dict, in_chans: in
     except _BUILD_ERRORS as err:
         raise ConfigError(
             f"timm model {model_name!r} with model_kwargs {kwargs} fails on a {in_chans}x{image_size}x{image_size} "
-            f"input: {_one_line(err)}. Check model_kwargs (e.g. kernel sizes must be odd) and data.image_size."
+            f"input: {one_line(err, 300)}. Check model_kwargs (e.g. kernel sizes must be odd) and data.image_size."
         ) from err
     finally:
         model.train(was_training)
-
-
-def _one_line(err: Exception) -> str:
-    return one_line(str(err), limit=300) or type(err).__name__
 
 
 def _bad_kwargs(model_name: str, kwargs: dict, err: TypeError) -> ConfigError:

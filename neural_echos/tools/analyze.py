@@ -73,10 +73,10 @@ from __future__ import annotations
 import argparse
 import csv
 import difflib
+import importlib
+import inspect
 import json
-import os
 import re
-import sys
 import time
 import zipfile
 from collections.abc import Sequence
@@ -89,6 +89,7 @@ import torch
 from torch import nn
 
 from neural_echos.budget import DEFAULT_MAX_MEMORY, MAX_KERNEL_SIDE, MAX_LAYERS, check_budget
+from neural_echos.checkpoints import Reader, check_file
 from neural_echos.classifiers import (
     CLASSES,
     CLASSIFIERS,
@@ -109,11 +110,16 @@ from neural_echos.collect import (
     kernels_from_module,
     kernels_from_state_dict,
     read_checkpoint,
-    refuse_torchscript,
     regular_kernels_from_module,
     regular_kernels_from_state_dict,
 )
-from neural_echos.errors import NeuralEchosError, OneLineArgumentParser, one_line, positive_int
+from neural_echos.errors import (
+    NeuralEchosError,
+    OneLineArgumentParser,
+    exits_on_user_error,
+    one_line,
+    positive_int,
+)
 from neural_echos.taxonomy import DETAILED_CLASSES
 
 DEFAULT_SEED = 0
@@ -336,14 +342,18 @@ WEIGHTS_FORMATS = (
 )
 
 
+WEIGHTS = Reader(what="weights file", error=AnalysisError, accepts=WEIGHTS_FORMATS.removeprefix("--weights takes "),
+                 empty_hint=f"{WEIGHTS_FORMATS}; re-download or re-save it")
+
+
 def _check_weights_file(weights: Path) -> None:
     """Refuse a ``--weights`` file that is missing, or no weights file at all (garbage, truncated),
     before timm reads it: from timm, torch's messages for such a file speak of trusting a
     checkpoint (``weights_only=False``), which no option here can do. Reads the header only."""
     path = str(weights)
-    if not weights.is_file():
-        raise AnalysisError(f"weights file {path!r} does not exist or is not a file; check the path")
-    refuse_torchscript(weights, "weights file")  # timm's loader refuses it too, but our error path would read it
+    # the checks every checkpoint reader shares (neural_echos.checkpoints); timm's loader refuses a
+    # TorchScript archive too, but our error path would read it
+    check_file(weights, WEIGHTS)
     if path.endswith(".safetensors"):
         problem = _safetensors_problem(weights)
         if problem is not None:
@@ -357,9 +367,7 @@ def _check_weights_file(weights: Path) -> None:
     # torch.save's zip format, or its legacy format: a pickle of protocol 2 to 5
     if zipfile.is_zipfile(weights) or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
         return
-    if not head:
-        what = "it is empty"
-    elif head[:2] == b"PK":
+    if head[:2] == b"PK":
         what = "it is a zip archive without its end (torch.save's format, truncated)"
     elif _safetensors_problem(weights) is None:
         what = "it is a safetensors file under another name: rename it to end in .safetensors"
@@ -390,7 +398,7 @@ def _safetensors_problem(path: Path) -> str | None:
 
 
 def _model_error(name: str, pretrained: bool, weights: str | Path | None, err: Exception) -> AnalysisError:
-    reason = " ".join(str(err).split())[:300] or type(err).__name__
+    reason = one_line(err, 300)
     if pretrained and weights is not None:
         unreadable = _weights_read_problem(Path(weights))
         if unreadable is not None:
@@ -701,22 +709,39 @@ def describe_taxonomy(group: dict[str, Any]) -> str:
 # command line
 
 
+# The shorter spellings analyze had before --classifier.OPTION (kept: scripts and tests use them):
+# flag dest -> the classifier's option. A new classifier option needs no entry here.
+CLASSIFIER_SHORTHANDS = {"threshold": "threshold", "alpha": "alpha", "null_model": "null_model",
+                         "null_seed": "null_seed", "clusters": "n_clusters", "cluster_seed": "seed"}
+
+
 def _add_classifier_arguments(parser: argparse.ArgumentParser) -> None:
     names = ", ".join(sorted(CLASSIFIERS))
-    parser.add_argument("--method", default=DEFAULT_CLASSIFIER,
-                        help=f"classifier, one of {names} (default: {DEFAULT_CLASSIFIER})")
+    parser.add_argument(
+        "--classifier", default=None, metavar="NAME_OR_CLASS",
+        help=f"kernel classifier: a registered name ({names}; default {DEFAULT_CLASSIFIER}), the class name or "
+        "import path of a KernelClassifier subclass, or a JSON/YAML dict {class_path: ..., init_args: {...}}. "
+        "Its options, taken from its signature as for `run.py fit --snapshot.classifier`: --classifier.OPTION VALUE "
+        "(e.g. --classifier kmeans --classifier.n_clusters 3); `--classifier NAME --classifier.help NAME` lists them",
+    )
+    parser.add_argument("--method", default=None, help="same as --classifier NAME")
     parser.add_argument(
         "--threshold", default=None,
-        help='correlation threshold in (0, 1), or "auto" (default): calibrated per kernel size on Gaussian noise',
+        help='= --classifier.threshold: correlation threshold in (0, 1), or "auto" (default): calibrated per kernel '
+        "size on Gaussian noise",
     )
-    parser.add_argument("--alpha", type=float, default=None, help="for auto: share of noise allowed on/off (default 0.05)")
+    parser.add_argument("--alpha", type=float, default=None,
+                        help="= --classifier.alpha: for auto, share of noise allowed on/off (default 0.05)")
     parser.add_argument("--null-model", default=None,
-                        help=f"null model of the chance share: {', '.join(NULL_MODELS)} (default permute)")
-    parser.add_argument("--null-seed", type=int, default=None, help="seed of the null kernels (default 0)")
+                        help=f"= --classifier.null_model: null model of the chance share: {', '.join(NULL_MODELS)} "
+                        "(default permute)")
+    parser.add_argument("--null-seed", type=int, default=None,
+                        help="= --classifier.null_seed: seed of the null kernels (default 0)")
     parser.add_argument("--clusters", type=_clusters, default=None,
-                        help='kmeans: k, or "auto" (default): the smallest k from 3 to 12 that carries every polarity '
-                        "the kernels hold; 3 is the paper's")
-    parser.add_argument("--cluster-seed", type=int, default=None, help="kmeans: random_state (default 0)")
+                        help='= --classifier.n_clusters (kmeans): k, or "auto" (default): the smallest k from 3 to 12 '
+                        "that carries every polarity the kernels hold; 3 is the paper's")
+    parser.add_argument("--cluster-seed", type=int, default=None,
+                        help="= --classifier.seed (kmeans): random_state (default 0)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                         help="seed of a fresh model's initialisation and of the regular-slice sample (default: 0)")
     parser.add_argument("--include-regular", action="store_true",
@@ -744,14 +769,153 @@ def _add_bound_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: 8 GiB)")
 
 
+def parse_with_classifier(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parser.parse_args`` that also takes ``--classifier.OPTION VALUE`` (or ``--classifier.OPTION=VALUE``)
+    pairs, kept in ``args.classifier_options`` for :func:`classifier_from_args`; any other unknown
+    argument is argparse's one-line error with its did-you-mean."""
+    args, rest = parser.parse_known_args(argv)
+    options, unknown = [], []
+    while rest:
+        token = rest.pop(0)
+        if token.startswith("--classifier.") and token != "--classifier.":
+            options.append(token)
+            if "=" not in token and rest:
+                options.append(rest.pop(0))
+        else:
+            unknown.append(token)
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.classifier_options = options
+    return args
+
+
 def classifier_from_args(args: argparse.Namespace) -> KernelClassifier:
-    """The classifier the command line asks for (options it did not set keep their defaults)."""
-    settings: dict[str, Any] = {}
-    if args.threshold is not None:
-        settings["threshold"] = args.threshold if args.threshold == "auto" else _number(args.threshold, "--threshold")
-    options = {"alpha": "alpha", "null_model": "null_model", "null_seed": "null_seed", "clusters": "n_clusters", "cluster_seed": "seed"}
-    settings.update({key: getattr(args, option) for option, key in options.items() if getattr(args, option) is not None})
-    return get_classifier(args.method, **settings)
+    """The classifier the command line asks for, built by jsonargparse from its class's signature
+    (like ``run.py fit --snapshot.classifier``), so every option of every registered classifier is
+    accepted as ``--classifier.OPTION``; options not set keep their defaults.
+
+    Raises:
+        AnalysisError: an unknown classifier or option (with a did-you-mean), or a value of the wrong type.
+        Whatever the classifier raises for a bad value (an AnalysisError naming the option).
+    """
+    if args.classifier is not None and args.method is not None and args.classifier != args.method:
+        raise AnalysisError(f"--classifier {args.classifier} and --method {args.method} disagree; give one of them")
+    name = args.classifier or args.method or DEFAULT_CLASSIFIER
+    if args.method is not None and args.method not in CLASSIFIERS:
+        raise AnalysisError(f"unknown method {args.method!r}; use one of {', '.join(sorted(CLASSIFIERS))}")
+    tokens = ["--classifier", _classifier_class_path(name)]
+    for flag, option in CLASSIFIER_SHORTHANDS.items():  # before the --classifier.OPTION pairs, which win
+        value = getattr(args, flag, None)
+        if value is not None:
+            if flag == "threshold" and value != "auto":
+                value = _number(value, "--threshold")
+            tokens += [f"--classifier.{option}", str(value)]
+    options = list(getattr(args, "classifier_options", []))
+    for i, token in enumerate(options[:-1]):  # --classifier.help NAME: jsonargparse wants the class
+        if token == "--classifier.help":
+            options[i + 1] = _classifier_class_path(options[i + 1])
+    return build_classifier([*tokens, *options])
+
+
+def build_classifier(tokens: list[str]) -> KernelClassifier:
+    """A :class:`KernelClassifier` from ``--classifier X --classifier.OPTION VALUE ...`` tokens, parsed by
+    jsonargparse (``add_subclass_arguments``) and built here, so that the classifier's own errors keep
+    their type and message."""
+    from jsonargparse import ArgumentParser
+
+    from neural_echos import safe_yaml
+
+    safe_yaml.bound_jsonargparse()  # a YAML dict (or file) given to --classifier is read within the bounds
+    parser = ArgumentParser(prog="run.py analyze", exit_on_error=False)
+    parser.add_subclass_arguments(KernelClassifier, "classifier", required=True)
+    _check_classifier_options(tokens)
+    try:
+        config = parser.parse_args(tokens)
+    except Exception as err:  # jsonargparse's ArgumentError / ValueError: a value of the wrong type
+        raise AnalysisError(_classifier_parse_message(str(err))) from None
+    cls = _import_class(config.classifier.class_path)
+    settings = config.classifier.get("init_args")
+    return cls(**(settings.as_dict() if settings is not None else {}))
+
+
+def _classifier_class_path(name: str) -> str:
+    """A registry name's class path; anything else (a class name or path, a dict) for jsonargparse."""
+    cls = CLASSIFIERS.get(name)
+    return f"{cls.__module__}.{cls.__qualname__}" if cls is not None else name
+
+
+def _classifier_class(value: str) -> type[KernelClassifier]:
+    """The class ``--classifier`` names (a registered name, its class name or an imported class path)."""
+    by_name = {cls.__name__: cls for cls in CLASSIFIERS.values()}
+    by_path = {f"{cls.__module__}.{cls.__qualname__}": cls for cls in CLASSIFIERS.values()}
+    cls = CLASSIFIERS.get(value) or by_name.get(value) or by_path.get(value)
+    if cls is None and "." in value and not value.lstrip().startswith("{"):
+        cls = _import_class(value)
+    if cls is None:
+        choices = sorted(CLASSIFIERS) + sorted(by_name)
+        close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
+        mean = f"did you mean {close[0]}? " if close else ""
+        raise AnalysisError(f"--classifier: unknown classifier {value!r}; {mean}choose one of "
+                            f"{', '.join(sorted(CLASSIFIERS))} (or a KernelClassifier subclass's import path)")
+    return cls
+
+
+def _import_class(class_path: str) -> type[KernelClassifier] | None:
+    """The KernelClassifier subclass a class path on the command line names (its module imported, as
+    jsonargparse and ``run.py fit --snapshot.classifier`` do), or ``None``."""
+    module_name, _, name = class_path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name) if module_name else None
+    except ImportError:
+        module = None
+    cls = getattr(module, name, None) if module is not None else None
+    if cls is None:  # jsonargparse may shorten the path (neural_echos.classifiers.KMeansClassifier)
+        cls = {c.__name__: c for c in CLASSIFIERS.values()}.get(name)
+    return cls if isinstance(cls, type) and issubclass(cls, KernelClassifier) else None
+
+
+def _check_classifier_options(tokens: list[str]) -> None:
+    """Every ``--classifier.OPTION`` is a parameter of the chosen class: else one error with a did-you-mean."""
+    value = tokens[1]
+    if value.lstrip().startswith("{"):
+        return  # a dict: jsonargparse checks it
+    cls = _classifier_class(value)
+    parameters = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return  # **kwargs passed on: jsonargparse follows them and checks the options
+    accepted = [name for name, p in parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    given = [token.removeprefix("--classifier.").split("=", 1)[0] for token in tokens[2:]
+             if token.startswith("--classifier.")]
+    for option in given:
+        if option in accepted or option == "help":
+            continue
+        shorthand = next((f" (--{flag.replace('_', '-')})" for flag, o in CLASSIFIER_SHORTHANDS.items()
+                          if o == option), "")
+        close = difflib.get_close_matches(option, accepted, n=1, cutoff=0.6)
+        mean = f"did you mean --classifier.{close[0]}? " if close else ""
+        raise AnalysisError(f"classifier {getattr(cls, 'name', cls.__name__)!r} does not take "
+                            f"--classifier.{option}{shorthand}; {mean}its options: {', '.join(accepted)}")
+
+
+_NESTED_KEY = re.compile(r'Parser key "(?P<key>\w+)":\s*(?P<rest>[^\n]+)')
+_NOT_ACCEPTED = re.compile(r"Option '(?P<key>\w+)' is not accepted")
+_NO_CLASS = re.compile(r"Expected a dot import path string: (?P<name>.+)")
+
+
+def _classifier_parse_message(message: str) -> str:
+    """jsonargparse's message for ``--classifier`` lists every Union member it tried; keep what the user got wrong."""
+    nested = [found for found in _NESTED_KEY.finditer(message) if found["key"] != "classifier"]
+    if nested:
+        return f"--classifier.{nested[0]['key']}: {one_line(nested[0]['rest'], 300)}"
+    rejected = _NOT_ACCEPTED.search(message)
+    if rejected:
+        return f"--classifier: option {rejected['key']!r} is not accepted by that classifier"
+    unknown = _NO_CLASS.search(message)
+    if unknown:
+        return (f"--classifier: unknown classifier {one_line(unknown['name'], 100)!r}; choose one of "
+                f"{', '.join(sorted(CLASSIFIERS))}, a KernelClassifier subclass's import path, or a dict "
+                "{class_path: ..., init_args: {...}}")
+    return f"--classifier: {one_line(message, 300)}"
 
 
 def _clusters(text: str) -> int | str:
@@ -770,16 +934,7 @@ def _number(text: str, option: str) -> float:
         raise AnalysisError(f'{option} must be a number in (0, 1) or "auto"; got {text!r}') from None
 
 
-def _run(command) -> Any:
-    try:
-        return command()
-    except NeuralEchosError as err:  # AnalysisError, NoDepthwiseLayersError, ConfigError
-        if os.environ.get("NEURAL_ECHOS_TRACEBACK"):
-            raise
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
+@exits_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     """``run.py analyze``; returns 0, or exits with status 2 after ``error: ...`` on stderr."""
     parser = OneLineArgumentParser(
@@ -796,18 +951,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-kernels", type=int, default=MAX_KERNELS_DRAWN, help="kernels per grid image (default: 64)")
     _add_classifier_arguments(parser)
     _add_bound_arguments(parser)
-    args = parser.parse_args(argv)
+    args = parse_with_classifier(parser, argv)
 
-    def command() -> dict:
-        subject = Subject(
-            checkpoint=None if args.checkpoint is None else Path(args.checkpoint), model=args.model,
-            pretrained=args.pretrained, weights=None if args.weights is None else Path(args.weights),
-        )
-        return analyze(subject, classifier_from_args(args), args.out, args.layers, args.max_kernels,
-                       args.include_regular, args.max_regular_kernels, args.seed, args.max_bytes, args.max_file_bytes,
-                       args.max_memory, args.max_layers, args.max_kernel_side)
-
-    summary = _run(command)
+    classifier = classifier_from_args(args)  # first: --classifier.help prints the options and exits
+    subject = Subject(
+        checkpoint=None if args.checkpoint is None else Path(args.checkpoint), model=args.model,
+        pretrained=args.pretrained, weights=None if args.weights is None else Path(args.weights),
+    )
+    summary = analyze(subject, classifier, args.out, args.layers, args.max_kernels,
+                      args.include_regular, args.max_regular_kernels, args.seed, args.max_bytes, args.max_file_bytes,
+                      args.max_memory, args.max_layers, args.max_kernel_side)
     for group in (summary, summary.get("regular")):
         if group is not None:
             print(describe(group))
@@ -819,6 +972,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+@exits_on_user_error
 def survey_main(argv: Sequence[str] | None = None) -> int:
     """``run.py survey``; returns 0, or exits with status 2 after ``error: ...`` on stderr."""
     parser = OneLineArgumentParser(
@@ -833,20 +987,18 @@ def survey_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--checkpoint", action="append", default=[], help="checkpoint file (repeatable)")
     parser.add_argument("--out", default="survey_out", help="output folder (default: survey_out)")
     _add_classifier_arguments(parser)
-    args = parser.parse_args(argv)
+    args = parse_with_classifier(parser, argv)
 
-    def command() -> list:
-        weights = dict(_name_and_file(item) for item in args.weights)
-        unused = set(weights) - set(args.pretrained)
-        if unused:
-            raise AnalysisError(f"--weights given for {sorted(unused)}, which no --pretrained names")
-        subjects = [Subject(model=name) for name in args.model]
-        subjects += [Subject(model=name, pretrained=True, weights=weights.get(name)) for name in args.pretrained]
-        subjects += [Subject(checkpoint=Path(path)) for path in args.checkpoint]
-        return survey(subjects, classifier_from_args(args), args.out, args.include_regular,
-                      args.max_regular_kernels, args.seed)
-
-    rows = _run(command)
+    classifier = classifier_from_args(args)  # first: --classifier.help prints the options and exits
+    weights = dict(_name_and_file(item) for item in args.weights)
+    unused = set(weights) - set(args.pretrained)
+    if unused:
+        raise AnalysisError(f"--weights given for {sorted(unused)}, which no --pretrained names")
+    subjects = [Subject(model=name) for name in args.model]
+    subjects += [Subject(model=name, pretrained=True, weights=weights.get(name)) for name in args.pretrained]
+    subjects += [Subject(checkpoint=Path(path)) for path in args.checkpoint]
+    rows = survey(subjects, classifier, args.out, args.include_regular,
+                  args.max_regular_kernels, args.seed)
     print((Path(args.out) / "survey.md").read_text(), end="")
     print(f"wrote {Path(args.out) / 'survey.csv'}, survey.md and survey.png ({len(rows)} rows)")
     return 0

@@ -68,7 +68,7 @@ import pandas as pd
 import yaml
 
 from neural_echos import safe_yaml
-from neural_echos.errors import NeuralEchosError, OneLineArgumentParser, one_line
+from neural_echos.errors import NeuralEchosError, OneLineArgumentParser, exits_on_user_error, one_line
 
 ACC_TAG = "val/acc1"
 EPOCH_TAG = "epoch"
@@ -925,6 +925,7 @@ def _markdown(groups, skipped, notes, plots, logdirs, baseline, n_used) -> str:
     return "\n".join(lines) + "\n"
 
 
+@exits_on_user_error
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = OneLineArgumentParser(
         prog="run.py report",
@@ -939,11 +940,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "or a label with settings such as 'dog gamma∈(0,0.5)')",
     )
     args = parser.parse_args(argv)
-    try:
-        result = report(args.logdirs, args.out, baseline=args.baseline)
-    except ReportError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    result = report(args.logdirs, args.out, baseline=args.baseline)  # a ReportError exits as one error line
     for warning in result["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     groups, baseline = result["groups"], args.baseline or BASELINE

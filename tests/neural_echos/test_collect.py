@@ -164,7 +164,7 @@ def test_state_dict_filter():
 def test_errors(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         read_checkpoint(tmp_path / "missing.ckpt")
-    with pytest.raises(CheckpointError, match="not a file"):
+    with pytest.raises(CheckpointError, match="is a folder; pass a .ckpt, .pt, .pth or .safetensors file"):
         read_checkpoint(tmp_path)
 
     (tmp_path / "random.pt").write_bytes(os.urandom(4096))
@@ -304,10 +304,10 @@ def test_a_torchscript_archive_is_refused_by_content_and_runs_nothing(hostile_ar
 def test_the_loader_itself_never_reaches_the_torchscript_loader(hostile_archive, monkeypatch):
     """The second guard: even past the content check (a file swapped after it), torch.jit.load
     is disabled while torch.load runs, in both the weights-only and the restricted load."""
-    from neural_echos import collect
+    from neural_echos import checkpoints
 
     archive, marker = hostile_archive
-    monkeypatch.setattr(collect, "refuse_torchscript", lambda *args, **kwargs: None)
+    monkeypatch.setattr(checkpoints, "is_torchscript_archive", lambda *args, **kwargs: False)  # the content check
     with pytest.raises(CheckpointError, match="is a TorchScript archive"):
         read_checkpoint(archive)
     assert not marker.exists()
@@ -374,7 +374,7 @@ def test_the_restricted_unpickler_sets_no_attribute_of_a_class():
     import io
     import pickle
 
-    from neural_echos.collect import _restricted_load
+    from neural_echos.checkpoints import _restricted_load
 
     data = b"\x80\x02ctorch.storage\nTypedStorage\nN}X\x04\x00\x00\x00flagK\x01s\x86b0}."  # TypedStorage.flag = 1
     with pytest.raises(pickle.UnpicklingError, match="sets attributes of 'TypedStorage'"):

@@ -81,3 +81,30 @@ def test_an_error_of_ours_from_a_dataloader_worker_is_its_own_message():
     assert str(caught.value).startswith("Caught ConfigError in DataLoader worker process 0")
     assert user_error_message(caught.value) == "cannot read image 'a.JPEG' (OSError: empty). Fix: x yyyyy"
     assert user_error_message(ConfigError("Caught it, no traceback")) == "Caught it, no traceback"
+
+
+def test_one_line_of_an_exception_is_its_message_or_its_type():
+    from neural_echos.errors import one_line
+
+    assert one_line(ValueError("bad\n value  here")) == "bad value here"
+    assert one_line(EOFError()) == "EOFError"
+    assert one_line("x" * 50, 20) == "x" * 16 + " ..."
+
+
+def test_every_entry_point_exits_through_report_and_exit(capsys, monkeypatch):
+    from neural_echos.errors import NeuralEchosError, exits_on_user_error
+
+    monkeypatch.delenv("NEURAL_ECHOS_TRACEBACK", raising=False)
+
+    @exits_on_user_error
+    def entry(err):
+        raise err
+
+    with pytest.raises(SystemExit) as exit_info:
+        entry(NeuralEchosError("no such run:\n  logs/x"))
+    assert exit_info.value.code == 2 and capsys.readouterr().err == "error: no such run: logs/x\n"
+    with pytest.raises(KeyError):  # a bug keeps its traceback
+        entry(KeyError("x"))
+    monkeypatch.setenv("NEURAL_ECHOS_TRACEBACK", "1")
+    with pytest.raises(NeuralEchosError):  # the traceback on request
+        entry(NeuralEchosError("x"))

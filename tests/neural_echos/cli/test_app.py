@@ -62,7 +62,7 @@ def run_copy(trained, tmp_path, monkeypatch):
     return tmp_path / "logs" / "quickstart" / "none" / "r", cifar_root
 
 
-def test_unset_settings_and_the_seed_come_from_the_checkpoint(run_copy):
+def test_unset_settings_and_the_seed_come_from_the_checkpoint(run_copy, monkeypatch):
     folder, cifar_root = run_copy
     original = (folder / "config.yaml").read_bytes()
     # a resume without --seed_everything and without the batch size the run was trained with
@@ -70,6 +70,9 @@ def test_unset_settings_and_the_seed_come_from_the_checkpoint(run_copy):
     assert resumed.trainer.global_step == 4
     assert resumed.config.fit.seed_everything == 3 and resumed.datamodule.batch_size == 8
     assert resumed.datamodule.train_dataloader().sampler.seed == 3  # the data order of the run
+    # passed explicitly (the one source of the run's seed, callbacks.rng_state.run_seed), not read from PL_GLOBAL_SEED
+    monkeypatch.setenv("PL_GLOBAL_SEED", "11")
+    assert resumed.datamodule.train_dataloader().sampler.seed == 3
     assert (folder / "config.yaml").read_bytes() == original  # provenance kept
     saved = yaml.safe_load((folder / "config.resume-1.yaml").read_text())
     assert saved["seed_everything"] == 3 and saved["ckpt_path"].endswith("checkpoints/last.ckpt")

@@ -603,3 +603,67 @@ def test_a_previous_summary_that_is_a_device_is_not_read(tmp_path):
     out.mkdir()
     (out / "summary.json").symlink_to("/dev/zero")
     assert _earlier_outputs(out) == []
+
+
+# --- the classifier through jsonargparse: a new option needs no edit in analyze ------------------
+
+from neural_echos.classifiers import TemplateClassifier  # noqa: E402
+
+
+class TemplateWithMargin(TemplateClassifier):
+    """A classifier with an option no other has (``margin``), registered only by the test below."""
+
+    name = "template_with_margin"
+
+    def __init__(self, margin: float = 0.0, threshold: float | str = "auto"):
+        super().__init__(threshold=threshold)
+        self.margin = margin
+
+    def own_settings(self):
+        return {**super().own_settings(), "margin": self.margin}
+
+
+@pytest.mark.parametrize("spelling", [["--classifier", "template_with_margin", "--classifier.margin", "0.25"],
+                                      ["--classifier", "TemplateWithMargin", "--classifier.margin=0.25"],
+                                      ["--classifier", '{"class_path": "TemplateWithMargin", "init_args": {"margin": 0.25}}']])
+def test_a_new_classifier_option_is_taken_by_analyze(spelling, monkeypatch, tmp_path, capsys):
+    from neural_echos.classifiers import CLASSIFIERS
+
+    monkeypatch.setitem(CLASSIFIERS, TemplateWithMargin.name, TemplateWithMargin)
+    kernels = torch.randn(64, 1, 5, 5, generator=torch.Generator().manual_seed(0))
+    torch.save({"blocks.0.conv_dw.weight": kernels}, tmp_path / "k.pt")
+    argv = ["--checkpoint", str(tmp_path / "k.pt"), "--out", str(tmp_path / "o"), *spelling]
+    assert main(argv) == 0
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["method"] == "template_with_margin" and summary["settings"]["margin"] == 0.25
+    # a misspelt option is one error line naming the right one
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv[:4], "--classifier", "template_with_margin", "--classifier.margni", "0.25"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert "does not take --classifier.margni; did you mean --classifier.margin?" in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--classifier", "kmens"], "unknown classifier 'kmens'; did you mean kmeans?"),
+        (["--classifier", "kmeans", "--classifier.null_seed", "x"], "--classifier.null_seed: Expected a <class 'int'>"),
+        (["--classifier", "template", "--classifier.families", "dog"], "--classifier.families: Expected a <class 'tuple'>"),
+        (["--classifier", "kmeans", "--classifier.n_clusters", "1"], "clusters"),  # the classifier's own check
+        (["--classifier", '{"class_path": "KMeansClassifier", "init_args": {"sed": 2}}'], "option 'sed' is not accepted"),
+        (["--classifier", '{"class_path": "Nope"}'], "unknown classifier 'Nope'"),
+        (["--classifier", "kmeans", "--method", "template"], "disagree"),
+        (["--classifier", "template", "--clusters", "3"], "does not take --classifier.n_clusters (--clusters)"),
+    ],
+)
+def test_bad_classifier_options_are_one_error_line(extra, message, tmp_path, capsys):
+    err = run_main_error(capsys, ["--model", "convnext_atto", "--out", str(tmp_path / "o"), *extra])
+    assert message in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_classifier_options_are_listed_by_classifier_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--classifier", "kmeans", "--classifier.help", "kmeans"])
+    assert exit_info.value.code == 0 and "--classifier.n_clusters" in capsys.readouterr().out
