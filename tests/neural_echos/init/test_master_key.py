@@ -74,8 +74,10 @@ def test_resampled_center_surround_filters_keep_their_class(k, method):
 def test_resampled_filters_are_zero_sum_and_unit_norm(kh, kw):
     filters = resampled_master_keys((kh, kw))
     assert filters.shape == (8, kh, kw) and torch.isfinite(filters).all()
-    torch.testing.assert_close(filters.sum((1, 2)), torch.zeros(8, dtype=torch.float64), atol=1e-12, rtol=0)
-    torch.testing.assert_close(filters.flatten(1).norm(dim=1), torch.ones(8, dtype=torch.float64))
+    exact = (kh, kw) == (7, 7)  # the file's filters: zero sum and unit norm to their 6 printed digits
+    zeros, ones = torch.zeros(8, dtype=torch.float64), torch.ones(8, dtype=torch.float64)
+    torch.testing.assert_close(filters.sum((1, 2)), zeros, atol=1e-5 if exact else 1e-12, rtol=0)
+    torch.testing.assert_close(filters.flatten(1).norm(dim=1), ones, atol=1e-5 if exact else 1e-12, rtol=0)
 
 
 def test_resampling_keeps_the_centre_of_odd_windows():
