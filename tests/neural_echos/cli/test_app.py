@@ -472,3 +472,15 @@ def test_a_frozen_master_key_run_starts_from_its_config_and_resumes_frozen(cifar
         assert not conv.weight.requires_grad and torch.equal(conv.weight.detach(), initialised[name]), name
     # still marked frozen after the resume rewrote hparams.yaml
     assert yaml.safe_load((folder / "hparams.yaml").read_text())["init/freeze"] is True
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--init.freeze", "maybe"], 'Parser key "init.freeze": Expected a <class \'bool\'>'),
+    (["--config", str(REPO / "configs/init/master_key.yaml"), "--init.method.filters", "[9]"],
+     "filters must be a non-empty list of master key filter numbers 1-8; got [9]"),
+    (["--config", str(REPO / "configs/init/impulse.yaml"), "--init.method.noise", "-1"],
+     "noise is the random part's size relative to the impulse and must be a number >= 0"),
+])
+def test_bad_control_settings_are_one_line_errors(cifar_root, tmp_path, monkeypatch, capsys, extra, message):
+    monkeypatch.chdir(tmp_path)
+    assert message in _error(capsys, _args(cifar_root, *extra, "--trainer.max_epochs", "1"))
