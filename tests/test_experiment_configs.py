@@ -5,8 +5,9 @@
   (one subprocess runs all of them in turn, to pay for the imports once);
 * the controls (configs/experiments/controls/: trained vs frozen depthwise weights for four inits,
   each one --config over an experiment and an init config) come in complete twin pairs;
-* the CIFAR-10 experiments, the CIFAR-10 controls and the ablations train one step (``--trainer.fast_dev_run``) on a
-  synthetic CIFAR-10 tree; the ImageNet ones are only parsed (no ImageNet here);
+* the CIFAR-10 experiments, the CIFAR-10 controls and the ablations train one step
+  (``--trainer.fast_dev_run``) on a synthetic CIFAR-10 tree; the ImageNet ones are only parsed
+  (no ImageNet here);
 * ``scripts/sweep.sh --dry-run`` prints the documented commands, and a real two-run sweep
   feeds ``run.py report``.
 """
@@ -179,7 +180,8 @@ def test_yaml_and_header(path):
         assert load(path)["base"] == [f"../{CONTROL_BASES[dataset]}", f"../../init/{init}.yaml"]
         assert method_name(config["init"]["method"]["class_path"]) == init
         assert config["init"].get("freeze", False) is path.stem.endswith("_frozen")
-        assert f'Report label "{init}{"+frozen" if path.stem.endswith("_frozen") else ""}"' in path.read_text()
+        label = init + ("+frozen" if path.stem.endswith("_frozen") else "")
+        assert f'Report label "{label}"' in path.read_text()
     else:
         assert set(config) == {"trainer", "data", "model"}
         name = f"{path.parent.name}_{path.stem}"
