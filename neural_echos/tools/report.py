@@ -248,7 +248,7 @@ def init_from_hparams(session: dict[str, Any], hparams: dict[str, Any]) -> tuple
     name_filter = _canon(hparams.get("init/name_filter"))
     if name_filter is not None:
         settings["name_filter"] = name_filter
-    if _canon(hparams.get("init/freeze")) is True:  # DepthwiseInit(freeze=True): depthwise weights never trained
+    if _canon(hparams.get("init/freeze")) is True:  # DepthwiseInit(freeze=True): depthwise weights fixed
         settings["freeze"] = True
     return method, settings
 
