@@ -2,7 +2,7 @@
 
 After Zheng, Li & Lucey, "Convolutional Initialization for Data-Efficient Vision Transformers"
 (arXiv 2401.12511; code github.com/osiriszjq/impulse_init, ``SpatialConv2d_init(init='impulse')``),
-who found that ConvMixer with random impulse filters, frozen, nearly matches learned filters.
+who report that random impulse filters, kept fixed, come close to learned filters in CNNs.
 Their form, this method's default: every kernel is zero except one entry, at a position drawn
 uniformly from the k x k window (the convolution then shifts its channel), of value sqrt(1/3), so
 that its L2 norm equals the expected norm of PyTorch's default conv init U(-1/k, 1/k) on a k x k
