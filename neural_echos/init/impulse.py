@@ -9,7 +9,7 @@ that its L2 norm equals the expected norm of PyTorch's default conv init U(-1/k,
 depthwise kernel (k^2 * (1/k)^2 / 3 = 1/3; their ``random`` baseline).
 
 Options beyond the paper: ``position="center"`` puts every impulse at the window's centre (the
-identity kernel: the layer starts as a per-channel identity, as a residual branch would), and
+identity kernel: the layer starts as a per-channel identity), and
 ``noise`` adds a Gaussian random part so that the kernels are not exactly sparse.
 """
 
