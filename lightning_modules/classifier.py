@@ -176,6 +176,8 @@ class ImageClassifier(pl.LightningModule):
 
     def configure_optimizers(self) -> dict:
         hp = self.hparams
+        # timm's parameter groups leave out parameters with requires_grad False: depthwise weights
+        # frozen by `init.freeze` (callbacks/depthwise_init.py) get no optimizer entry, state or decay
         optimizer = create_optimizer_v2(
             self.model, opt=hp.optimizer, lr=hp.lr, weight_decay=hp.weight_decay, momentum=hp.momentum,
             filter_bias_and_bn=True,  # no weight decay on norm weights and biases

@@ -3,8 +3,11 @@
 * every YAML parses and its header comment holds a command whose configs exist;
 * that command, run with ``--print_config``, parses with run.py and yields the file's settings
   (one subprocess runs all of them in turn, to pay for the imports once);
-* the CIFAR-10 experiments and the ablations train one step (``--trainer.fast_dev_run``) on a
-  synthetic CIFAR-10 tree; the ImageNet ones are only parsed (no ImageNet here);
+* the controls (configs/experiments/controls/: trained vs frozen depthwise weights for four inits,
+  each one --config over an experiment and an init config) come in complete twin pairs;
+* the CIFAR-10 experiments, the CIFAR-10 controls and the ablations train one step
+  (``--trainer.fast_dev_run``) on a synthetic CIFAR-10 tree; the ImageNet ones are only parsed
+  (no ImageNet here);
 * ``scripts/sweep.sh --dry-run`` prints the documented commands, and a real two-run sweep
   feeds ``run.py report``.
 """
@@ -35,6 +38,9 @@ ALL_YAML = sorted(EXPERIMENTS.rglob("*.yaml"))
 MODEL_FILES = [p for p in ALL_YAML if p.parent.name in ("imagenet", "cifar10")]
 ABLATIONS = sorted((EXPERIMENTS / "ablations").glob("*.yaml"))
 CIFAR_FILES = sorted((EXPERIMENTS / "cifar10").glob("*.yaml"))
+CONTROLS = sorted((EXPERIMENTS / "controls").glob("*.yaml"))
+CONTROL_INITS = ("dog", "kaiming_normal", "impulse", "master_key")
+CONTROL_BASES = {"cifar10": "cifar10/convnext_atto_k7.yaml", "imagenet": "imagenet/convnext_tiny_k7.yaml"}
 
 
 def rel(path: Path) -> str:
@@ -167,6 +173,15 @@ def test_yaml_and_header(path):
     if path.parent.name == "ablations":
         assert set(config) == {"init"}
         assert config["init"]["method"]["class_path"] == "DoGInit"
+    elif path.parent.name == "controls":  # <dataset>_<init>[_frozen].yaml: an experiment plus an init config
+        dataset, _, rest = path.stem.partition("_")
+        init = rest.removesuffix("_frozen")
+        assert set(config) == {"trainer", "data", "model", "init"} and init in CONTROL_INITS
+        assert load(path)["base"] == [f"../{CONTROL_BASES[dataset]}", f"../../init/{init}.yaml"]
+        assert method_name(config["init"]["method"]["class_path"]) == init
+        assert config["init"].get("freeze", False) is path.stem.endswith("_frozen")
+        label = init + ("+frozen" if path.stem.endswith("_frozen") else "")
+        assert f'Report label "{label}"' in path.read_text()
     else:
         assert set(config) == {"trainer", "data", "model"}
         name = f"{path.parent.name}_{path.stem}"
@@ -184,6 +199,17 @@ def test_yaml_and_header(path):
             assert (REPO / target).exists() or target == rel(IMAGENET_DATA), f"{rel(path)}: {target} missing"
     assert rel(path) in args
     assert "scripts/sweep.sh " in path.read_text(encoding="utf-8")
+
+
+def test_the_controls_come_in_trained_and_frozen_twins():
+    """issue 21: trained vs frozen for DoG, Kaiming, impulse and master-key, on CIFAR-10 and ImageNet;
+    a frozen file is its trained twin plus `init.freeze: true` and nothing else."""
+    assert {p.stem for p in CONTROLS} == {f"{dataset}_{init}{suffix}" for dataset in CONTROL_BASES
+                                          for init in CONTROL_INITS for suffix in ("", "_frozen")}
+    for path in CONTROLS:
+        if path.stem.endswith("_frozen"):
+            twin = load(path.with_name(path.stem.removesuffix("_frozen") + ".yaml"))
+            assert load(path) == {**twin, "init": {"freeze": True}}, rel(path)
 
 
 BASED = sorted(p for p in (REPO / "configs").rglob("*.yaml") if "base" in load(p))
@@ -244,7 +270,7 @@ def test_ablations_differ_from_dog_in_one_setting():
 TRAP = REPO / "tests" / "data" / "model_kwargs_k9.yaml"  # model_kwargs: {kernel_sizes: 9}, nothing else
 PRINT_CASES = [(path, None) for path in MODEL_FILES] + [
     (path, REPO / "configs" / "init" / "kaiming_normal.yaml") for path in MODEL_FILES if path.parent.name == "imagenet"
-] + [(path, None) for path in ABLATIONS]
+] + [(path, None) for path in ABLATIONS] + [(path, None) for path in CONTROLS]
 
 
 @pytest.fixture(scope="module")
@@ -271,14 +297,17 @@ def test_print_config(printed, path, init):
     own = composed(path)  # the file with its bases, composed here independently of run.py
     if "model" in own:  # the experiment's settings win over the data config given before it
         for key, value in leaves(own).items():
-            assert leaves(full)[key] == value, key
-        expected_init = composed(init or REPO / "configs" / "init" / "dog.yaml")["init"]
+            if not key.startswith("init."):  # (the init's class_path prints in full: compared below)
+                assert leaves(full)[key] == value, key
+        default = composed(REPO / "configs" / "init" / "dog.yaml")["init"]
+        expected_init = composed(init)["init"] if init is not None else own.get("init", default)
     else:
         expected_init = own["init"]
     method = full["init"]["method"]
     assert method_name(method["class_path"]) == method_name(expected_init["method"]["class_path"])
     for key, value in (expected_init["method"].get("init_args") or {}).items():
         assert method["init_args"][key] == value, key
+    assert full["init"]["freeze"] is expected_init.get("freeze", False)
 
 
 @pytest.mark.slow
@@ -295,7 +324,7 @@ def test_model_kwargs_merge_across_config_files(printed):
 # one training step on a synthetic CIFAR-10 tree (slow)
 
 
-FAST_DEV_CASES = CIFAR_FILES + ABLATIONS
+FAST_DEV_CASES = CIFAR_FILES + ABLATIONS + [path for path in CONTROLS if path.stem.startswith("cifar10_")]
 # every init config, on the cheapest recipe (the quickstart's ConvNeXt-atto with its 4x4 stem; what
 # each logs is tested in tests/callbacks/test_depthwise_init.py: fast_dev_run turns the logger off)
 INIT_CONFIGS = sorted((REPO / "configs" / "init").glob("*.yaml"))

@@ -191,15 +191,17 @@ def name_run_by_init(config) -> None:
     """TensorBoard run names that say what they are: ``<name>/<init method>/version_N``.
 
     The TensorBoard logger's ``name`` (the recipe's, e.g. ``quickstart``) gets the init method's
-    registry name appended (``quickstart/dog``, ``quickstart/none``), unless it already ends with
-    it, so a saved ``config.yaml`` run again, or a resume with the same config and
-    ``--ckpt_path``, writes into the same folder.
+    registry name appended (``quickstart/dog``, ``quickstart/none``; ``quickstart/dog+frozen`` with
+    ``init.freeze``), unless it already ends with it, so a saved ``config.yaml`` run again, or a
+    resume with the same config and ``--ckpt_path``, writes into the same folder.
     """
     logger = config.get("trainer", {}).get("logger")
     if not (isinstance(logger, Namespace) and str(logger.get("class_path", "")).endswith("TensorBoardLogger")):
         return
     method = config.get("init", {}).get("method")
     label = "none" if method is None else method_name(str(method.get("class_path", ""))) or "custom"
+    if config.get("init", {}).get("freeze"):  # frozen depthwise weights: never filed with trained runs
+        label += "+frozen"
     name = logger.init_args.get("name") or "default"
     if name.rstrip("/").split("/")[-1] != label:
         logger.init_args.name = f"{name.rstrip('/')}/{label}"

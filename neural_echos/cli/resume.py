@@ -147,7 +147,7 @@ def _reconcile_seed(config: Namespace, checkpoint: dict, adopted: list[str]) -> 
 
 def _reconcile_init(config: Namespace, checkpoint: dict) -> list[str]:
     """The init section against the checkpoint's record (``DepthwiseInit.state_dict``): a resume that
-    names another init method, other settings, filter or seed would relabel the run (its logs and
+    names another init method, other settings, filter, seed or freeze would relabel the run (its logs and
     ``report`` would file it under the other method), so every difference is a conflict."""
     from callbacks.depthwise_init import init_record
 
@@ -166,7 +166,7 @@ def _reconcile_init(config: Namespace, checkpoint: dict) -> list[str]:
             given_name = method_name(str(method.class_path)) or str(method.class_path)
             return [] if given_name == saved["method"] else [
                 f"init.method {given_name} (given) vs {saved['method']} (checkpoint)"]
-    given = init_record(instance, init.get("name_filter"), init.get("seed"))
+    given = init_record(instance, init.get("name_filter"), init.get("seed"), bool(init.get("freeze")))
     conflicts = []
     if given["method"] != saved["method"]:
         conflicts.append(f"init.method {given['method']} (given) vs {saved['method']} (checkpoint)")
@@ -175,6 +175,8 @@ def _reconcile_init(config: Namespace, checkpoint: dict) -> list[str]:
             a, b = given["settings"].get(key), (saved.get("settings") or {}).get(key)
             if not _same(a, b):
                 conflicts.append(f"init.method.{key} {_show(a)} (given) vs {_show(b)} (checkpoint)")
+    if given["freeze"] != bool(saved.get("freeze", False)):  # checkpoints from before freeze: trained
+        conflicts.append(f"init.freeze {given['freeze']} (given) vs {bool(saved.get('freeze'))} (checkpoint)")
     for key in ("name_filter", "seed"):
         if not _same(given[key], saved.get(key)):
             conflicts.append(f"init.{key} {_show(given[key])} (given) vs {_show(saved.get(key))} (checkpoint)")

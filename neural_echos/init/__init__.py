@@ -19,9 +19,15 @@ registry name             class (module in this package)               what
                                                                        its caveat)
 ``covariance_transfer``   ``CovarianceTransferInit``                   N(0, Sigma), Sigma the covariance of a
                           (``covariance_transfer``)                    checkpoint's depthwise filters
+``impulse``               ``ImpulseInit`` (``impulse``)                one-hot kernels at random positions (Zheng,
+                                                                       Li & Lucey, arXiv 2401.12511): a control
+``master_key``            ``MasterKeyInit`` (``master_key``)           each kernel one of the 8 master key
+                                                                       filters (arXiv 2412.16751): a control
 ========================  ===========================================  ==============================================
 
-``none`` (keep the model's own init) is no method: the callback's ``method: null``.
+``none`` (keep the model's own init) is no method: the callback's ``method: null``. Frozen
+depthwise weights (with any method or none) are the callback's ``freeze: true``
+(docs/controls.md).
 
 Use a method directly, or by name::
 

@@ -203,7 +203,11 @@ def init_label(method: str, settings: dict[str, Any]) -> str:
 
     Settings in the method's own order, then the others (e.g. ``name_filter``) by name; a pair
     ``<x>_low``/``<x>_high`` reads as ``<x>∈(low,high)``: ``dog gamma∈(0,0.5), on_center_prob=1``.
+    A run with frozen depthwise weights (``freeze``) gets ``+frozen`` after the method: ``dog+frozen``.
     """
+    if settings.get("freeze") is True:
+        label = init_label(method, {key: value for key, value in settings.items() if key != "freeze"})
+        return f"{method}+frozen{label[len(method):]}"
     defaults = method_defaults(method) or {}
     order = {key: index for index, key in enumerate(defaults)}
     keys = sorted(settings, key=lambda key: (order.get(key, len(order)), key))
@@ -244,6 +248,8 @@ def init_from_hparams(session: dict[str, Any], hparams: dict[str, Any]) -> tuple
     name_filter = _canon(hparams.get("init/name_filter"))
     if name_filter is not None:
         settings["name_filter"] = name_filter
+    if _canon(hparams.get("init/freeze")) is True:  # DepthwiseInit(freeze=True): depthwise weights fixed
+        settings["freeze"] = True
     return method, settings
 
 

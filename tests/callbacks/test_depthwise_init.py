@@ -129,6 +129,92 @@ def test_a_method_name_instead_of_a_method_is_an_error():
 
 
 # --------------------------------------------------------------------------------------------
+# init.freeze: the depthwise weights stay as initialised (docs/controls.md)
+
+
+class OptimizerAtTrainEnd(Callback):
+    """The ids of the parameters the optimizer holds in its groups and in its state, after training."""
+
+    def on_train_end(self, trainer, pl_module):
+        optimizer = trainer.optimizers[0]
+        self.in_groups = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        self.in_state = {id(p) for p in optimizer.state}
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_frozen_depthwise_weights_stay_bit_identical_and_out_of_the_optimizer(tmp_path, datamodule, freeze):
+    module = ImageClassifier(num_classes=10, image_size=32)
+    start, optimizer = WeightsAtTrainStart(), OptimizerAtTrainEnd()
+    logger = TensorBoardLogger(tmp_path, name="run")
+    before = {name: p.detach().clone() for name, p in module.named_parameters()}
+    init = DepthwiseInit(DoGInit(), seed=1, freeze=freeze)
+    _trainer(tmp_path, init, start, optimizer, logger=logger, max_epochs=2, limit_train_batches=2).fit(
+        module, datamodule=datamodule)
+    after, convs = _depthwise(module), find_depthwise_convs(module.model)
+    depthwise_ids = {id(conv.weight) for _, conv in convs}
+    depthwise_names = {f"model.{name}.weight" for name, _ in convs}
+    changed = {name for name, p in module.named_parameters() if not torch.equal(p.detach(), before[name])}
+    trained = {name for name in changed if name not in depthwise_names}
+    assert {f"model.{name}.bias" for name, _ in convs} <= trained  # biases and all else train either way
+    assert optimizer.in_state and optimizer.in_state <= optimizer.in_groups
+    if freeze:
+        # 4 optimizer steps later
+        assert all(torch.equal(start.weights[name], weight) for name, weight in after.items())
+        assert not depthwise_ids & optimizer.in_groups and not depthwise_ids & optimizer.in_state
+        assert not any(conv.weight.requires_grad for _, conv in convs)
+        assert init.frozen == [name for name, _ in convs]
+        assert logger.hparams["init/freeze"] is True and logger.hparams["init/n_frozen_layers"] == 12
+    else:  # the trained control: the same init, moved by training
+        assert not any(torch.equal(start.weights[name], weight) for name, weight in after.items())
+        assert depthwise_ids <= optimizer.in_state
+        assert "init/freeze" not in logger.hparams
+    # the DoG init ran in both (zero-sum kernels at the start), so freezing did not skip it
+    first = next(iter(start.weights.values()))
+    torch.testing.assert_close(first.flatten(1).sum(1), torch.zeros(len(first)), atol=1e-5, rtol=0)
+
+
+def test_a_resumed_frozen_fit_keeps_the_weights_frozen(tmp_path, datamodule):
+    module = ImageClassifier(num_classes=10, image_size=32)
+    start = WeightsAtTrainStart()
+    trainer = _trainer(tmp_path, DepthwiseInit(KaimingNormalInit(), seed=2, freeze=True), start)
+    trainer.fit(module, datamodule=datamodule)
+    checkpoint = tmp_path / "first.ckpt"
+    trainer.save_checkpoint(checkpoint)
+    saved = torch.load(checkpoint, weights_only=True)
+    assert saved["callbacks"]["DepthwiseInit"]["freeze"] is True
+    fresh = ImageClassifier(num_classes=10, image_size=32)
+    init, optimizer = DepthwiseInit(KaimingNormalInit(), seed=2, freeze=True), OptimizerAtTrainEnd()
+    _trainer(tmp_path, init, optimizer, max_epochs=3).fit(fresh, datamodule=datamodule, ckpt_path=checkpoint)
+    assert fresh.current_epoch == 3 and init.summary is None  # resumed, not re-initialised
+    assert all(torch.equal(start.weights[name], weight) for name, weight in _depthwise(fresh).items())
+    depthwise_ids = {id(conv.weight) for _, conv in find_depthwise_convs(fresh.model)}
+    assert not depthwise_ids & (optimizer.in_groups | optimizer.in_state)
+
+
+def test_freeze_without_a_method_freezes_the_models_own_and_a_filter_selects(tmp_path, datamodule):
+    module = ImageClassifier(num_classes=10, image_size=32)
+    before, logger = _depthwise(module), TensorBoardLogger(tmp_path, name="run")
+    init = DepthwiseInit(None, name_filter="stages\\.3", freeze=True)
+    _trainer(tmp_path, init, logger=logger, limit_train_batches=2).fit(module, datamodule=datamodule)
+    after = _depthwise(module)
+    assert init.frozen and all(name.startswith("stages.3") for name in init.frozen)
+    for name, weight in after.items():
+        assert torch.equal(weight, before[name]) == (name in init.frozen), name
+    assert logger.hparams["init/method"] == "none" and logger.hparams["init/freeze"] is True
+
+
+def test_freeze_acts_in_fit_only_and_must_be_a_bool():
+    module = ImageClassifier(num_classes=10, image_size=32)
+    init = DepthwiseInit(DoGInit(), freeze=True)
+    for stage in ("validate", "test", "predict"):
+        init.setup(SimpleNamespace(), module, stage)
+    assert all(conv.weight.requires_grad for _, conv in find_depthwise_convs(module.model))
+    assert init.state_dict()["freeze"] is True and DepthwiseInit(DoGInit()).state_dict()["freeze"] is False
+    with pytest.raises(ConfigError, match="init.freeze must be true or false; got 'yes'"):
+        DepthwiseInit(DoGInit(), freeze="yes")
+
+
+# --------------------------------------------------------------------------------------------
 # configs/init/*.yaml through jsonargparse's subclass mode (a parser with the `init` section only)
 
 
@@ -215,3 +301,19 @@ def test_two_process_ddp_ranks_get_identical_weights(tmp_path, cifar_root):
     # and they are DoG kernels, not the model's default
     first = next(iter(torch.load(tmp_path / "start_rank0.pt").values()))
     torch.testing.assert_close(first.flatten(1).sum(1), torch.zeros(len(first)), atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_frozen_weights_stay_bit_identical_on_both_ranks(tmp_path, cifar_root):
+    script = REPO / "tests" / "helpers" / "ddp_init_run.py"
+    result = subprocess.run([sys.executable, str(script), str(cifar_root), str(tmp_path), "freeze"],
+                            capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    start = torch.load(tmp_path / "start_rank0.pt")
+    for rank in (0, 1):  # 2 epochs x 3 steps later, on each rank: the weights as initialised
+        for when in ("start", "end"):
+            weights = torch.load(tmp_path / f"{when}_rank{rank}.pt")
+            assert weights.keys() == start.keys() and len(start) == 12
+            assert all(torch.equal(weights[name], start[name]) for name in start), (rank, when)
+    assert (tmp_path / "trained_rank0").read_text() == "True"  # the rest of the model did train

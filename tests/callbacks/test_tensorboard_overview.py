@@ -110,14 +110,18 @@ def test_kernel_pictures_carry_their_legend(two_runs):
 
 
 def test_run_name_gets_the_init_once():
-    def config(name, method):
+    def config(name, method, freeze=False):
         logger = Namespace(class_path="lightning.pytorch.loggers.TensorBoardLogger", init_args=Namespace(name=name))
-        return Namespace(trainer=Namespace(logger=logger), init=Namespace(method=method))
+        return Namespace(trainer=Namespace(logger=logger), init=Namespace(method=method, freeze=freeze))
 
     dog = Namespace(class_path="DoGInit", init_args=Namespace())
     cases = [(config("quickstart", dog), "quickstart/dog"), (config("quickstart/dog", dog), "quickstart/dog"),
              (config("quickstart", None), "quickstart/none"),
-             (config("x", Namespace(class_path="neural_echos.init.kaiming.KaimingNormalInit")), "x/kaiming_normal")]
+             (config("x", Namespace(class_path="neural_echos.init.kaiming.KaimingNormalInit")),
+              "x/kaiming_normal"),
+             (config("quickstart", dog, freeze=True), "quickstart/dog+frozen"),
+             (config("quickstart/dog+frozen", dog, freeze=True), "quickstart/dog+frozen"),
+             (config("quickstart", None, freeze=True), "quickstart/none+frozen")]
     for namespace, expected in cases:
         name_run_by_init(namespace)
         assert namespace.trainer.logger.init_args.name == expected

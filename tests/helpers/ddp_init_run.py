@@ -5,7 +5,10 @@ Each rank first draws from its global RNG a different number of times, so only t
 initialiser's own seed can make the ranks agree. Each rank saves its depthwise weights when
 training starts (after the init) and when it ends.
 
-    python ddp_init_run.py CIFAR_ROOT OUT_DIR
+    python ddp_init_run.py CIFAR_ROOT OUT_DIR [freeze]
+
+With ``freeze`` the init freezes the depthwise weights (``init.freeze``), and each rank also
+writes whether its other weights moved (``trained_rank<r>``).
 """
 
 import sys
@@ -36,18 +39,22 @@ class SaveWeights(Callback):
 
     def on_train_start(self, trainer, pl_module):
         self._save(trainer, pl_module, "start")
+        self.head = pl_module.model.head.fc.weight.detach().clone()
 
     def on_train_end(self, trainer, pl_module):
         self._save(trainer, pl_module, "end")
+        moved = not torch.equal(self.head, pl_module.model.head.fc.weight.detach())
+        (self.out / f"trained_rank{trainer.global_rank}").write_text(str(moved))
 
 
 if __name__ == "__main__":
     root, out = sys.argv[1], Path(sys.argv[2])
+    freeze = sys.argv[3:] == ["freeze"]
     module = ImageClassifier(num_classes=10, image_size=32)
     trainer = pl.Trainer(
         accelerator="cpu", devices=2, strategy="ddp", max_epochs=2, limit_train_batches=3, limit_val_batches=1,
         num_sanity_val_steps=0, logger=TensorBoardLogger(out / "logs", name="ddp"), enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False,
-        callbacks=[DepthwiseInit(DoGInit(), seed=5), KernelSnapshot(), SaveWeights(out)],
+        callbacks=[DepthwiseInit(DoGInit(), seed=5, freeze=freeze), KernelSnapshot(), SaveWeights(out)],
     )
     trainer.fit(module, datamodule=CIFAR10DataModule(root=root, batch_size=8))

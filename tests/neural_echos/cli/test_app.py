@@ -375,12 +375,16 @@ def test_the_checkpoint_records_the_init_and_a_resume_under_another_init_is_an_e
     folder, cifar_root = run_copy
     ckpt = folder / "checkpoints" / "last.ckpt"
     record = torch.load(ckpt, weights_only=True)["callbacks"]["DepthwiseInit"]
-    assert record == {"method": "none", "settings": {}, "name_filter": None, "seed": None}
+    assert record == {"method": "none", "settings": {}, "name_filter": None, "seed": None, "freeze": False}
     line = _error(capsys, _args(cifar_root, "--config", str(REPO / "configs/init/dog.yaml"), "--trainer.max_epochs", "2",
                                 "--ckpt_path", str(ckpt), version=None))
     assert "init.method dog (given) vs none (checkpoint)" in line
     line = _error(capsys, _args(cifar_root, "--init.seed", "7", "--trainer.max_epochs", "2", "--ckpt_path", "last"))
     assert "init.seed 7 (given) vs None (checkpoint)" in line
+    # a trained run resumed with frozen depthwise weights would file it as a control (and vice versa)
+    line = _error(capsys, _args(cifar_root, "--init.freeze", "true", "--trainer.max_epochs", "2",
+                                "--ckpt_path", str(ckpt), version=None))
+    assert "init.freeze True (given) vs False (checkpoint)" in line
     assert not Path("logs/quickstart/dog").exists() and not list(folder.glob("config.resume-*.yaml"))
 
 
@@ -447,3 +451,39 @@ def test_a_yaml_alias_bomb_or_deep_nesting_is_one_error_line(cifar_root, tmp_pat
     assert "nests deeper than 64 levels" in _error(capsys, _args(cifar_root, "--config", str(tmp_path / "deep.yaml")))
     inline = "{" + alias_bomb().strip().replace("\n", ", ") + "}"
     assert "aliases expand" in _error(capsys, _args(cifar_root, "--model.model_kwargs", inline))
+
+
+# ---------------------------------------------------------------- issue 21 item 3: frozen depthwise controls
+
+def test_a_frozen_master_key_run_starts_from_its_config_and_resumes_frozen(cifar_root, tmp_path, monkeypatch):
+    """run.py fit with configs/init/master_key.yaml and --init.freeze true: its own run folder
+    (quickstart/master_key+frozen), and a resume from last.ckpt keeps the weights as initialised."""
+    from neural_echos.depthwise import find_depthwise_convs
+
+    monkeypatch.chdir(tmp_path)
+    frozen = ["--config", str(REPO / "configs/init/master_key.yaml"), "--init.freeze", "true"]
+    first = cli.main(_args(cifar_root, *frozen, "--trainer.max_epochs", "1"))
+    folder = tmp_path / "logs/quickstart/master_key+frozen/r"
+    assert Path(first.trainer.log_dir).resolve() == folder.resolve()
+    ckpt = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["callbacks"]["DepthwiseInit"]["freeze"] is True
+    initialised = {n: c.weight.detach().clone() for n, c in find_depthwise_convs(first.model.model)}
+    assert yaml.safe_load((folder / "hparams.yaml").read_text())["init/freeze"] is True
+    resumed = cli.main(_args(cifar_root, *frozen, "--trainer.max_epochs", "2", "--ckpt_path", "last"))
+    assert resumed.trainer.global_step == 2 * first.trainer.global_step > 0  # it went on training
+    for name, conv in find_depthwise_convs(resumed.model.model):
+        assert not conv.weight.requires_grad and torch.equal(conv.weight.detach(), initialised[name]), name
+    # still marked frozen after the resume rewrote hparams.yaml
+    assert yaml.safe_load((folder / "hparams.yaml").read_text())["init/freeze"] is True
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--init.freeze", "maybe"], 'Parser key "init.freeze": Expected a <class \'bool\'>'),
+    (["--config", str(REPO / "configs/init/master_key.yaml"), "--init.method.filters", "[9]"],
+     "filters must be a non-empty list of master key filter numbers 1-8; got [9]"),
+    (["--config", str(REPO / "configs/init/impulse.yaml"), "--init.method.noise", "-1"],
+     "noise is the random part's size relative to the impulse and must be a number >= 0"),
+])
+def test_bad_control_settings_are_one_line_errors(cifar_root, tmp_path, monkeypatch, capsys, extra, message):
+    monkeypatch.chdir(tmp_path)
+    assert message in _error(capsys, _args(cifar_root, *extra, "--trainer.max_epochs", "1"))

@@ -222,6 +222,13 @@ DOG_SETTINGS = DOG[1]
          "covariance_transfer checkpoint=a.ckpt, depth_bins=1, scale=kaiming"),
         ("covariance", {"scale": "match"}, "covariance scale=match"),  # not registered: every setting shown
         ("none", {}, "none"),
+        # frozen depthwise weights (init.freeze): "+frozen" after the method, the settings as before
+        ("dog", {**DOG_SETTINGS, "freeze": True}, "dog+frozen"),
+        ("dog", {**DOG_SETTINGS, "gamma_high": 0.5, "freeze": True}, "dog+frozen gamma∈(0,0.5)"),
+        ("none", {"freeze": True}, "none+frozen"),
+        ("impulse", {"position": "random", "noise": 0.0, "scale": "paper"}, "impulse"),
+        ("master_key", {"filters": "[7, 8]", "flip_prob": 0.5, "scale": "unit", "freeze": True},
+         "master_key+frozen filters=(7,8)"),
     ],
 )
 def test_init_label(method, settings, label):
@@ -644,3 +651,21 @@ def test_a_folder_of_unrelated_event_files_is_said_plainly(tmp_path):
         report(tmp_path / "logs", tmp_path / "out")
     message = str(info.value)
     assert "(;" not in message and "the 1 folder(s) with event files log no scalar and no model" in message
+
+
+def test_frozen_runs_are_their_own_groups_beside_the_trained_ones(tmp_path):
+    """A run with init.freeze logs init/freeze in hparams.yaml; report files it as <method>+frozen."""
+    logs = tmp_path / "logs"
+    write_run(logs / "kaiming", CONVNEXT, KAIMING, 0, [0.5, 0.6])
+    write_run(logs / "dog", CONVNEXT, DOG, 0, [0.5, 0.7])
+    write_run(logs / "dog_frozen", CONVNEXT, DOG, 0, [0.4, 0.55], extra_hparams={"init/freeze": True})
+    write_run(logs / "kaiming_frozen", CONVNEXT, KAIMING, 0, [0.3, 0.5], session=False,
+              extra_hparams={"init/freeze": True})
+    result = report([logs], tmp_path / "out")
+    runs = _runs_by_name(tmp_path / "out")
+    assert [runs[name]["init"] for name in ("kaiming", "dog", "dog_frozen", "kaiming_frozen")] == [
+        "kaiming_normal", "dog", "dog+frozen", "kaiming_normal+frozen"]
+    assert all(runs[name]["status"] == "used" for name in runs)  # same seed, other init: none superseded
+    deltas = dict(zip(result["groups"].init, result["groups"].delta_final))
+    assert deltas["dog+frozen"] == pytest.approx(-5.0)
+    assert deltas["kaiming_normal+frozen"] == pytest.approx(-10.0)
