@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
@@ -18,13 +19,14 @@ from neural_echos.classifiers.base import normalise_kernels
 from neural_echos.collect import LayerKernels, kernels_from_module
 from neural_echos.errors import ConfigError
 from neural_echos.taxonomy import DETAILED_CLASSES
+from neural_echos.tracking import change_word
 
 TAG = "depthwise_kernels"
 # TensorBoard's Projector refuses a sprite larger than this on either side ("Sprite image of
 # dimensions ... exceeds maximum dimensions 8192px x 8192px"): `ky=8192` in
 # tensorboard/plugins/projector/tf_projector_plugin/projector_binary.js (tensorboard 2.x, in .venv).
 MAX_SPRITE_SIDE = 8192
-METADATA_HEADER = ["class", "three_way", "layer", "channel", "kernel_size"]
+METADATA_HEADER = ["class", "three_way", "layer", "channel", "kernel_size", "class_at_first", "change"]
 
 
 def sprite_capacity(thumbnail: int, max_side: int = MAX_SPRITE_SIDE) -> int:
@@ -51,8 +53,10 @@ class KernelProjector(Callback):
     in the largest size with zeros), its thumbnail the kernel in the diverging colour map framed
     in its class colour (:mod:`neural_echos.grids`), its metadata ``class`` (the detailed class,
     :data:`~neural_echos.taxonomy.DETAILED_CLASSES`), ``three_way`` (on/off/other), ``layer``,
-    ``channel`` and ``kernel_size``. Colour by ``class`` in the Projector to see where the
-    classes sit; PCA, t-SNE or UMAP on the kernels.
+    ``channel``, ``kernel_size``, ``class_at_first`` (its class at the first projection, kept in
+    this callback's checkpoint state) and ``change`` (``kept``, ``gained on/off``, ``lost
+    on/off`` or ``changed``). Colour by ``class`` in the Projector to see where the classes sit,
+    by ``change`` to see which kernels gained or lost the pattern; PCA, t-SNE or UMAP.
 
     The Projector refuses sprites over :data:`MAX_SPRITE_SIDE` px a side, so at most
     :func:`sprite_capacity` (``(8192 // thumbnail)^2``, 85,264 at 28 px) and at most
@@ -99,8 +103,21 @@ class KernelProjector(Callback):
         self.enabled, self.first, self.last, self.every_n_epochs = enabled, first, last, every_n_epochs
         self.max_kernels, self.thumbnail = max_kernels, thumbnail
         self.classifier, self.name_filter = classifier, name_filter
+        self.first_detail: np.ndarray | None = None  # every kernel's class at the first projection
         self.steps: list[int] = []
         self.seconds: list[float] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        # the first projection's classes (int8, one per kernel), so "change" survives a resume
+        return (
+            {}
+            if self.first_detail is None
+            else {"first_detail": torch.from_numpy(self.first_detail.astype(np.int8))}
+        )
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "first_detail" in state_dict:
+            self.first_detail = state_dict["first_detail"].numpy().astype(np.int64)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.enabled and self.first and trainer.global_step == 0:
@@ -137,11 +154,15 @@ class KernelProjector(Callback):
             filter_option="--projector.name_filter",
         )
         report = self._classifier(trainer).classify(layers)
+        details = [np.asarray(r.detail, dtype=np.int64) for r in report.layers]
+        if self.first_detail is None or len(self.first_detail) != sum(len(d) for d in details):
+            self.first_detail = np.concatenate(details)  # the classes "change" is read against
         vectors, thumbnails, metadata = embedding(
             layers,
-            [r.detail for r in report.layers],
+            details,
             min(self.max_kernels, sprite_capacity(self.thumbnail)),
             self.thumbnail,
+            self.first_detail,
         )
         for writer in writers:
             writer.add_embedding(
@@ -157,10 +178,15 @@ class KernelProjector(Callback):
 
 
 def embedding(
-    layers: list[LayerKernels], details: list[np.ndarray], count: int, thumbnail: int
+    layers: list[LayerKernels],
+    details: list[np.ndarray],
+    count: int,
+    thumbnail: int,
+    first: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[list[str]]]:
     """``(vectors [n, K*K], thumbnails [n, 3, t, t] in [0, 1], metadata rows)`` for ``count``
-    kernels evenly spaced over ``layers`` (K: the largest kernel side)."""
+    kernels evenly spaced over ``layers`` (K: the largest kernel side); ``first``: every kernel's
+    class at the first projection (default: its class now), for ``class_at_first`` and ``change``."""
     side = max(max(layer.kernel_size) for layer in layers)
     kernels, rows, classes = [], [], []
     for layer, detail in zip(layers, details, strict=True):
@@ -174,6 +200,10 @@ def embedding(
             [DETAILED_CLASSES[d], CLASSES[min(int(d), 2)], layer.name, str(c), f"{kh}x{kw}"]
             for c, d in enumerate(detail)
         ]
+    now = np.concatenate(classes)
+    first = now if first is None else np.asarray(first)
+    for row, was, is_ in zip(rows, first, now, strict=True):
+        row += [DETAILED_CLASSES[int(was)], change_word(int(was), int(is_))]
     chosen = sample_indices(len(rows), count)
     stack, detail = torch.cat(kernels)[chosen], np.concatenate(classes)[chosen]
     zoom = max(1, (thumbnail - 2 * grids.FRAME) // side)
@@ -192,6 +222,7 @@ def embedding(
 __all__ = [
     "MAX_SPRITE_SIDE",
     "KernelProjector",
+    "change_word",
     "embedding",
     "sample_indices",
     "sprite_capacity",

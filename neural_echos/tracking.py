@@ -127,6 +127,14 @@ def transition_summary(
     )
 
 
+def change_word(first: int, now: int) -> str:
+    """How a kernel's detailed class moved since the first projection."""
+    if first == now:
+        return "kept"
+    was, is_ = first in CENTER_SURROUND, now in CENTER_SURROUND
+    return "gained on/off" if is_ and not was else "lost on/off" if was and not is_ else "changed"
+
+
 # --------------------------------------------------------------------------------------------
 # drift
 
@@ -246,6 +254,7 @@ __all__ = [
     "Drift",
     "PopulationSignal",
     "TransitionSummary",
+    "change_word",
     "cosine_distance",
     "dog_energy",
     "drift",

@@ -19,6 +19,9 @@ the transition table (:mod:`neural_echos.tracking`). Outputs in ``--out`` (defau
 - ``layers.csv``: per layer, kernels, retained share, median cosine distance, relative norm
   change and relative distance of AFTER from BEFORE, and the population signal (DoG energy and
   mean DoG score, each with its permuted null's mean and z) of each checkpoint;
+- ``kernels.csv``: one row per kernel: layer, channel, class in BEFORE and in AFTER, ``change``
+  (``kept``, ``gained on/off``, ``lost on/off``, ``changed``) and its cosine distance: which
+  kernels kept, gained or lost the pattern;
 - ``summary.json``: the files, the classifier, the shares with their chance shares, the drift
   over all kernels.
 
@@ -44,6 +47,7 @@ from neural_echos.collect import AnalysisError, LayerKernels, kernels_from_check
 from neural_echos.errors import NeuralEchosError, OneLineArgumentParser
 from neural_echos.taxonomy import DETAILED_CLASSES
 from neural_echos.tracking import (
+    change_word,
     cosine_distance,
     drift,
     population_signal,
@@ -104,9 +108,21 @@ def compare(
 
     Image.fromarray(image).save(out / "transitions.png")
 
-    rows = []
+    rows, kernel_rows = [], []
     for layer_before, layer_after, d0, d1 in zip(before, after, detail[0], detail[1], strict=True):
         moved = drift(layer_after.kernels, layer_before.kernels)
+        distance = cosine_distance(layer_after.kernels, layer_before.kernels)
+        kernel_rows += [
+            [
+                layer_before.name,
+                channel,
+                DETAILED_CLASSES[a],
+                DETAILED_CLASSES[b],
+                change_word(a, b),
+                round(float(d), 4),
+            ]
+            for channel, (a, b, d) in enumerate(zip(d0.tolist(), d1.tolist(), distance.tolist(), strict=True))
+        ]
         row: dict[str, Any] = {
             "layer": layer_before.name,
             "kernels": len(layer_before),
@@ -125,6 +141,10 @@ def compare(
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    with open(out / "kernels.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["layer", "channel", "class_before", "class_after", "change", "cosine_distance"])
+        writer.writerows(kernel_rows)
 
     flat = [
         torch.cat([layer.kernels.reshape(len(layer), -1) for layer in layers]) for layers in (before, after)
@@ -145,7 +165,7 @@ def compare(
             "norm_change": float(flat[1].double().norm()) / norm - 1.0,
             "relative_distance": float((flat[1].double() - flat[0].double()).norm()) / norm,
         },
-        "files": ["transitions.csv", "transitions.png", "layers.csv", "summary.json"],
+        "files": ["transitions.csv", "transitions.png", "layers.csv", "kernels.csv", "summary.json"],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -196,7 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"lost on/off {summary['lost']:.1%} (chance {summary['lost_chance']:.1%}); median cosine distance "
         f"{summary['drift']['cosine_distance']:.3f}, norm change {summary['drift']['norm_change']:+.1%}"
     )
-    print(f"wrote {Path(args.out) / 'transitions.csv'}, transitions.png, layers.csv, summary.json")
+    print(
+        f"wrote {Path(args.out) / 'transitions.csv'}, transitions.png, layers.csv, kernels.csv, summary.json"
+    )
     return 0
 
 

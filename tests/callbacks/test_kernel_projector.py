@@ -15,6 +15,7 @@ from callbacks import KernelProjector
 from callbacks.kernel_projector import (
     MAX_SPRITE_SIDE,
     METADATA_HEADER,
+    change_word,
     embedding,
     sample_indices,
     sprite_capacity,
@@ -64,6 +65,7 @@ def test_first_and_last_snapshots_are_readable_projector_embeddings(tmp_path, ci
     run = tmp_path / "proj" / "version_0"
     embeddings, text = _read_config(run)
     assert len(embeddings) == 2 and "single_image_dim: 20" in text
+    metadata = []
     for entry, step in zip(embeddings, projector.steps, strict=True):
         assert entry["tensor_name"] == f"depthwise_kernels:{str(step).zfill(5)}"
         with open(run / entry["metadata_path"]) as f:
@@ -72,6 +74,14 @@ def test_first_and_last_snapshots_are_readable_projector_embeddings(tmp_path, ci
         assert len(rows) - 1 == 500  # of the 1,840 kernels, sampled evenly
         assert {row[0] for row in rows[1:]} <= set(DETAILED_CLASSES)
         assert rows[1][2] == "stages.0.blocks.0.conv_dw" and rows[-1][2] == "stages.3.blocks.1.conv_dw"
+        metadata.append(rows[1:])
+    first, last = metadata
+    assert all(row[6] == "kept" and row[5] == row[0] for row in first)
+    assert [row[5] for row in last] == [row[0] for row in first]  # the same kernels, their first class
+    assert all(
+        row[6] == change_word(DETAILED_CLASSES.index(row[5]), DETAILED_CLASSES.index(row[0])) for row in last
+    )
+    for entry in embeddings:
         sprite = Image.open(run / entry["image_path"])  # sprite { image_path: ... }
         assert sprite.size == (sprite_side(500, 20),) * 2 == (460, 460)
         with open(run / entry["tensor_path"]) as f:
@@ -117,3 +127,16 @@ def test_bad_settings_are_config_errors():
     ):
         with pytest.raises(ConfigError, match=words):
             KernelProjector(**kwargs)
+
+
+def test_change_words_follow_the_center_surround_crossings():
+    on, off, blob, other = (DETAILED_CLASSES.index(n) for n in ("on_center", "off_center", "blob", "other"))
+    assert change_word(blob, blob) == "kept" and change_word(on, off) == "changed"
+    assert change_word(other, on) == "gained on/off" and change_word(off, blob) == "lost on/off"
+    assert change_word(blob, other) == "changed"
+    projector = KernelProjector()
+    assert projector.state_dict() == {}
+    projector.first_detail = np.array([on, other])
+    restored = KernelProjector()
+    restored.load_state_dict(projector.state_dict())
+    assert restored.first_detail.tolist() == [on, other]

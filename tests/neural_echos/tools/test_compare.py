@@ -57,6 +57,12 @@ def test_kernels_that_became_dogs_are_counted_as_gained(tmp_path):
     assert table.sum(axis=0)[0] == 32  # every kernel on-center after
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["gained"] == pytest.approx(table[2:, 0].sum() / 32) and summary["gained"] > 0.8
+    with open(tmp_path / "out" / "kernels.csv") as f:
+        kernels = list(csv.DictReader(f))
+    assert [int(row["channel"]) for row in kernels] == list(range(32))
+    assert all(row["class_after"] == "on_center" for row in kernels)
+    gained = [row for row in kernels if row["change"] == "gained on/off"]
+    assert len(gained) == round(summary["gained"] * 32)  # the kernels behind the share, by channel
 
 
 @pytest.mark.parametrize(
