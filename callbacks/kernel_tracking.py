@@ -64,7 +64,8 @@ class KernelTracking(Callback):
     callback's state in the checkpoint (``MAX_STATE_MIB`` at most: above it, only the classes
     are kept and drift is measured from the resumed kernels, which ``tracking/notes`` says). A
     checkpoint without this state (or of other layers) makes the resumed kernels the reference,
-    also said in ``tracking/notes``. Rank zero only; no global random generator is used.
+    also said in ``tracking/notes``. Rank zero only, and only with a logger; no global random
+    generator is used.
 
     Args:
         every_n_epochs: epochs between tracking snapshots; 0 turns the callback off.
@@ -153,7 +154,7 @@ class KernelTracking(Callback):
     def track(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int | None) -> None:
         """Classify and compare; ``step=None``: at train start of a resumed run (log nothing new
         unless the reference has to be re-taken)."""
-        if not trainer.is_global_zero:
+        if not trainer.is_global_zero or not trainer.loggers:  # nothing to log to: no cost either
             return
         start = time.perf_counter()
         model = getattr(pl_module, "model", pl_module)
