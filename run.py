@@ -7,6 +7,7 @@
     python run.py analyze --help
     python run.py survey --help
     python run.py report --help
+    python run.py compare --help
 
 fit/validate/test/predict are LightningCLI subcommands; ``analyze`` inspects the depthwise
 kernels of a checkpoint or a timm model and ``survey`` compares several
@@ -25,7 +26,7 @@ import sys
 from neural_echos.errors import NeuralEchosError, exits_on_user_error
 
 TRAINING = ("fit", "validate", "test", "predict")
-SUBCOMMANDS = (*TRAINING, "analyze", "survey", "report")
+SUBCOMMANDS = (*TRAINING, "analyze", "survey", "report", "compare")
 
 
 @exits_on_user_error  # the one error exit of every subcommand (neural_echos.errors.report_and_exit)
@@ -41,6 +42,11 @@ def main(argv: list[str] | None = None) -> None:
         from neural_echos.tools.analyze import survey_main
 
         survey_main(args[1:])
+        return
+    if args[0] == "compare":
+        from neural_echos.tools.compare import main as compare_main
+
+        compare_main(args[1:])
         return
     if args[0] == "report":
         from neural_echos.tools.report import main as report_main

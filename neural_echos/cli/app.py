@@ -20,7 +20,9 @@ from callbacks import (
     DepthwiseInit,
     FiniteLossGuard,
     HParamsSession,
+    KernelProjector,
     KernelSnapshot,
+    KernelTracking,
     LearningRateLogger,
     RNGStateCheckpoint,
     ScalarsLayout,
@@ -68,6 +70,9 @@ class NeuralEchosCLI(LightningCLI):
         parser.add_lightning_class_args(DepthwiseInit, "init")
         # kernel proportions and grids in TensorBoard every epoch, configurable as `snapshot.*`
         parser.add_lightning_class_args(KernelSnapshot, "snapshot")
+        # per-kernel transitions, drift and population signal (`tracking.*`), the Projector (`projector.*`)
+        parser.add_lightning_class_args(KernelTracking, "tracking")
+        parser.add_lightning_class_args(KernelProjector, "projector")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/acc1",
