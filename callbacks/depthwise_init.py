@@ -11,6 +11,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from tensorboard.plugins.text.summary_v2 import text_pb
 
+from neural_echos import logged_names as names
 from neural_echos.errors import ConfigError
 from neural_echos.init import InitMethod, InitSummary
 
@@ -66,7 +67,7 @@ class DepthwiseInit(Callback):
             model_name = pl_module.hparams.get("model_name") if hasattr(pl_module, "hparams") else None
             text = (f"none: {model_name or type(pl_module).__name__} keeps its own initialisation "
                     "(no depthwise layer was rewritten)")
-            self._log(trainer, {"init/method": NONE}, text)
+            self._log(trainer, {names.INIT_METHOD: NONE}, text)
             return
         if trainer.ckpt_path is not None:
             rank_zero_info(f"DepthwiseInit: resuming from {trainer.ckpt_path}: the checkpoint's weights are kept")
@@ -87,9 +88,10 @@ class DepthwiseInit(Callback):
         for logger in trainer.loggers:  # loggers write on rank zero only
             logger.log_hyperparams(params)
             if text is not None and isinstance(logger, TensorBoardLogger) and trainer.is_global_zero:
-                # SummaryWriter.add_text would name the tag "init/summary/text_summary"
-                summary = text_pb("init/summary", "```\n" + text + "\n```")
-                logger.experiment._get_file_writer().add_summary(summary, global_step=0)
+                # SummaryWriter.add_text would name the tag "init/summary/text_summary"; the same
+                # text summary goes through the writer's public FileWriter
+                summary = text_pb(names.INIT_SUMMARY_TEXT, "```\n" + text + "\n```")
+                logger.experiment.file_writer.add_summary(summary, global_step=0)
 
 
 def init_record(method: InitMethod | None, name_filter: str | None, seed: int | None) -> dict[str, Any]:
