@@ -54,7 +54,9 @@ SUBCOMMANDS = ("fit", "validate", "test", "predict")
 class NeuralEchosCLI(LightningCLI):
     def init_parser(self, **kwargs) -> LightningArgumentParser:
         # LightningCLI's, with --config files that may extend a `base:` and merge dicts (neural_echos/cli/config_files.py)
-        parser = self.parser_class(**{"dump_header": [f"lightning.pytorch=={pl.__version__}"], **kwargs})
+        # allow_abbrev off: argparse would take --trainer.max_epoch as --trainer.max_epochs, silently
+        parser = self.parser_class(**{"dump_header": [f"lightning.pytorch=={pl.__version__}"], "allow_abbrev": False,
+                                      **kwargs})
         parser.add_argument("-c", "--config", action=ConfigFile, help="Path to a configuration file in json or yaml format.")
         return parser
 

@@ -444,3 +444,20 @@ def test_a_yaml_alias_bomb_or_deep_nesting_is_one_error_line(cifar_root, tmp_pat
     assert "nests deeper than 64 levels" in _error(capsys, _args(cifar_root, "--config", str(tmp_path / "deep.yaml")))
     inline = "{" + alias_bomb().strip().replace("\n", ", ") + "}"
     assert "aliases expand" in _error(capsys, _args(cifar_root, "--model.model_kwargs", inline))
+
+
+@pytest.mark.parametrize(
+    ("args", "suggestion"),
+    [
+        (["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), "--trainer.max_epoch", "2"],
+         "unrecognized arguments: --trainer.max_epoch 2; did you mean --trainer.max_epochs?"),
+        (["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), "--trainer.max_epoch=2"],
+         "did you mean --trainer.max_epochs?"),
+        (["analyze", "--model", "convnext_tiny", "--thresh", "0.6"], "did you mean --threshold?"),
+        (["report", "logs", "--ou", "x"], "did you mean --out?"),
+    ],
+    ids=["fit", "fit-equals", "analyze", "report"],
+)
+def test_an_abbreviated_option_is_an_error_with_a_did_you_mean(capsys, args, suggestion):
+    # argparse's prefix matching used to take --trainer.max_epoch silently as --trainer.max_epochs
+    assert suggestion in _error(capsys, args)
