@@ -9,6 +9,8 @@
 * :class:`callbacks.learning_rate.LearningRateLogger`: the learning rate as one curve.
 * :class:`callbacks.finite_loss.FiniteLossGuard`: stop at the first NaN/inf loss, before the update.
 * :class:`callbacks.rng_state.RNGStateCheckpoint`: RNG states in checkpoints, for exact resumes.
+* :class:`callbacks.run_summary.RunSummary`: the closing lines of fit/validate/test: where the run
+  went, best and last val/acc1, kernel shares beside chance, the commands to run next.
 """
 
 from callbacks.depthwise_init import DepthwiseInit
@@ -17,6 +19,7 @@ from callbacks.hparams_session import HParamsSession
 from callbacks.kernel_snapshot import KernelSnapshot
 from callbacks.learning_rate import LearningRateLogger
 from callbacks.rng_state import RNGStateCheckpoint
+from callbacks.run_summary import RunSummary
 from callbacks.scalars_layout import ScalarsLayout
 
 __all__ = [
@@ -27,5 +30,6 @@ __all__ = [
     "LearningRateLogger",
     "NonFiniteLossError",
     "RNGStateCheckpoint",
+    "RunSummary",
     "ScalarsLayout",
 ]

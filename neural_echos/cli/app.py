@@ -23,8 +23,10 @@ from callbacks import (
     KernelSnapshot,
     LearningRateLogger,
     RNGStateCheckpoint,
+    RunSummary,
     ScalarsLayout,
 )
+from callbacks.run_summary import resume_command
 from neural_echos import safe_yaml
 from neural_echos.cli.atomic_checkpoint_io import AtomicCheckpointIO
 from neural_echos.cli.config_files import ConfigFile
@@ -49,6 +51,7 @@ from neural_echos.init import method_name
 # a small model's CPU training throughput on 2 cores (benchmarks/bench_lightning_overhead.py).
 PROGRESS_REFRESH_STEPS = 10
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+INTERRUPTED_EXIT_STATUS = 130  # a shell's status for a process ended by SIGINT (128 + 2)
 
 
 class NeuralEchosCLI(LightningCLI):
@@ -123,7 +126,7 @@ class NeuralEchosCLI(LightningCLI):
         # summary) join whatever `trainer.callbacks` lists; the last five only when the setting they
         # depend on is on (Lightning refuses a progress bar callback with enable_progress_bar=false).
         config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
-        defaults = [FiniteLossGuard(), RNGStateCheckpoint(), latest_checkpoint()]
+        defaults = [FiniteLossGuard(), RNGStateCheckpoint(), latest_checkpoint(), RunSummary()]
         if config.get("logger") is not False:
             defaults += [LearningRateLogger(), ScalarsLayout(), HParamsSession()]
         if config.get("enable_progress_bar") is not False:
@@ -154,6 +157,16 @@ class NeuralEchosCLI(LightningCLI):
             check_checkpoint_dirs(trainer, ckpt_path)
         try:
             trainer.fit(model, **kwargs)
+        except SystemExit:
+            if not trainer.interrupted:
+                raise
+            # Ctrl-C: Lightning shuts down gracefully and exits 1; say how to resume, exit 130 (128 + SIGINT)
+            if rank_zero_only.rank == 0:
+                resume = resume_command(trainer)
+                print(f"interrupted: resume with {resume}" if resume else
+                      "interrupted before the first epoch ended: no checkpoint to resume from; run the command again",
+                      file=sys.stderr)
+            raise SystemExit(INTERRUPTED_EXIT_STATUS) from None
         except BaseException:
             # only a folder this process created and holds the lock of (so no other run shares it)
             if created and lock is not None and trainer.global_step == 0:
