@@ -41,7 +41,8 @@ def resume_command(trainer: pl.Trainer) -> str | None:
     checkpoint, folder = last_checkpoint(trainer), run_folder_of(trainer)
     if checkpoint is None:
         return None
-    config = [] if folder is None or not (folder / "config.yaml").is_file() else ["--config", str(folder / "config.yaml")]
+    config = folder / "config.yaml" if folder is not None else None
+    config = ["--config", str(config)] if config is not None and config.is_file() else []
     return shlex.join([*RUN.split(), "fit", *config, "--ckpt_path", str(checkpoint)])
 
 
@@ -72,9 +73,12 @@ def summary_lines(trainer: pl.Trainer, stage: str) -> list[str]:
     if folder is not None:
         lines.append(f"  TensorBoard: tensorboard --logdir {shlex.quote(str(trainer.loggers[0].save_dir))} "
                      "(or make tensorboard; docs/tensorboard.md)")
-    checkpoint = Path(best.best_model_path) if best is not None and best.best_model_path else last_checkpoint(trainer)
+    checkpoint = last_checkpoint(trainer)
+    if best is not None and best.best_model_path:
+        checkpoint = Path(best.best_model_path)
     if checkpoint is not None and checkpoint.is_file():
-        lines.append(f"  analyze the kernels: {shlex.join([*RUN.split(), 'analyze', '--checkpoint', str(checkpoint)])}")
+        analyze = shlex.join([*RUN.split(), "analyze", "--checkpoint", str(checkpoint)])
+        lines.append(f"  analyze the kernels: {analyze}")
     resume = resume_command(trainer)
     if stage == "fit" and resume is not None:
         lines.append(f"  train on (raise --trainer.max_epochs): {resume} --trainer.max_epochs "

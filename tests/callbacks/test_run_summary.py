@@ -17,7 +17,8 @@ import torch
 import run
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["--model.model_name", "convmixer", "--model.model_kwargs", "{dim: 16, depth: 1, kernel_size: 5, patch_size: 4}",
+TINY = ["--model.model_name", "convmixer",
+        "--model.model_kwargs", "{dim: 16, depth: 1, kernel_size: 5, patch_size: 4}",
         "--data.batch_size", "16", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
@@ -28,7 +29,7 @@ def fit_args(cifar_root: Path, *extra: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_a_fit_ends_with_where_it_went_and_the_commands_to_run_next(cifar_root, tmp_path, monkeypatch, capsys):
+def test_a_fit_ends_with_where_it_went_and_what_to_run_next(cifar_root, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     run.main(fit_args(cifar_root, "--trainer.max_epochs", "2"))
     out = capsys.readouterr().out
@@ -75,8 +76,9 @@ def test_ctrl_c_ends_with_the_resume_command_and_status_130(cifar_root, tmp_path
                                             f"{folder / 'config.yaml'} --ckpt_path {last}")
     checkpoint = torch.load(tmp_path / last, map_location="cpu", weights_only=False)
     assert checkpoint["global_step"] == 2 and checkpoint["epoch"] == 0  # epoch 1's, whole
-    resumed = subprocess.run([sys.executable, str(REPO / "run.py"), "fit", "--config", str(folder / "config.yaml"),
-                              "--ckpt_path", str(last), "--trainer.max_epochs", "2"],
-                             cwd=tmp_path, env={**env, "NE_WAIT_AT_STEP": "-1"}, capture_output=True, text=True)
+    resume = [sys.executable, str(REPO / "run.py"), "fit", "--config", str(folder / "config.yaml"),
+              "--ckpt_path", str(last), "--trainer.max_epochs", "2"]
+    resumed = subprocess.run(resume, cwd=tmp_path, env={**env, "NE_WAIT_AT_STEP": "-1"}, capture_output=True,
+                             text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "fit done: 2 epoch(s) trained, 4 steps" in resumed.stdout

@@ -94,7 +94,8 @@ def test_runs_are_named_by_init_and_their_hparams_sessions_tell_them_apart(two_r
 def test_every_run_declares_every_init_option_so_tensorboard_lists_the_dog_settings(two_runs):
     # TensorBoard takes the HParams columns from the first run it finds with an experiment
     # summary (backend_context._find_experiment_tag): each run must declare the DoG options
-    dog_options = {"init/gamma_low", "init/gamma_high", "init/on_center_prob", "init/dog_share", "init/radius"}
+    dog_options = {"init/gamma_low", "init/gamma_high", "init/on_center_prob", "init/dog_share",
+                   "init/radius"}
     declared, trials = [], []
     for init in ("dog", "none"):
         accumulator = events(two_runs / init / "version_0")
@@ -129,7 +130,8 @@ def test_custom_scalars_layout_and_aligned_steps(two_runs):
     scalars = accumulator.Tags()["scalars"]
     for category, classes, share, chance in (
         ("kernel classes: observed vs chance", names.CLASSES, names.SHARE, names.CHANCE),
-        ("kernel taxonomy: observed vs chance", names.TAXONOMY_CLASSES, names.TAXONOMY_SHARE, names.TAXONOMY_CHANCE),
+        ("kernel taxonomy: observed vs chance", names.TAXONOMY_CLASSES, names.TAXONOMY_SHARE,
+         names.TAXONOMY_CHANCE),
     ):
         for name in classes:  # one chart per class: its share and its chance share, nothing else
             regexes = charts[(category, f"{name}: observed vs chance")]
