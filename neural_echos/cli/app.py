@@ -163,8 +163,8 @@ class NeuralEchosCLI(LightningCLI):
             # Ctrl-C: Lightning shuts down gracefully and exits 1; say how to resume, exit 130 (128 + SIGINT)
             if rank_zero_only.rank == 0:
                 resume = resume_command(trainer)
-                print(f"interrupted: resume with {resume}" if resume else "interrupted before the first epoch "
-                      "ended: no checkpoint to resume from; run the command again", file=sys.stderr)
+                print(f"interrupted: resume with {resume}" if resume else "interrupted before the first "
+                      "epoch ended: no checkpoint to resume from; run the command again", file=sys.stderr)
             raise SystemExit(INTERRUPTED_EXIT_STATUS) from None
         except BaseException:
             # only a folder this process created and holds the lock of (so no other run shares it)
