@@ -81,6 +81,9 @@ class KernelSnapshot(Callback):
         layer_scalars: also log the per-layer shares as scalars.
         histograms: log weight histograms per layer.
         name_filter: regular expression selecting depthwise layers by name.
+        max_grid_images: kernel grid images per snapshot: one per layer up to this many layers,
+            else one per stage (``kernels/grid/stages.0``, ...), so that TensorBoard's Time
+            Series shows two runs' kernels on a page or two (4: convnext_atto's four stages).
     """
 
     def __init__(
@@ -95,11 +98,14 @@ class KernelSnapshot(Callback):
         layer_scalars: bool = False,
         histograms: bool = False,
         name_filter: str | None = None,
+        max_grid_images: int = 4,
     ):
         if every_n_epochs < 0:
             raise ConfigError(f"snapshot.every_n_epochs must be >= 0 (0 turns snapshots off), got {every_n_epochs}")
         if max_kernels < 1:
             raise ConfigError(f"snapshot.max_kernels must be >= 1, got {max_kernels}")
+        if max_grid_images < 1:
+            raise ConfigError(f"snapshot.max_grid_images must be >= 1, got {max_grid_images}")
         for option, value, choices in (("sampling", sampling, SAMPLINGS), ("scaling", scaling, SCALINGS),
                                        ("transfer", transfer, TRANSFERS)):
             if value not in choices:
@@ -110,6 +116,7 @@ class KernelSnapshot(Callback):
         self.sampling, self.scaling, self.transfer = sampling, scaling, transfer
         self.layer_scalars = layer_scalars
         self.name_filter = name_filter
+        self.max_grid_images = max_grid_images
         self.seconds: list[float] = []  # wall time of each snapshot, for the cost report
         self.last_shares: dict[str, tuple[float, float]] = {}  # class -> (share, chance) of the last snapshot
 
@@ -161,7 +168,8 @@ class KernelSnapshot(Callback):
             images = {}
             if self.images:
                 pictures = grids.grouped_grid_images(
-                    layers, report, self.max_kernels, self.sampling, self.scaling, self.transfer
+                    layers, report, self.max_kernels, self.sampling, self.scaling, self.transfer,
+                    max_images=self.max_grid_images,
                 )
                 images = {names.GRID_IMAGE.format(group): image for group, _, image in pictures}
                 images[names.LAYERS_IMAGE] = grids.layer_shares_image(report)
