@@ -612,10 +612,11 @@ def test_two_runs_last_checkpoints_get_labels_that_tell_them_apart(tmp_path):
 
     dog = Path("logs/quickstart/dog/version_0/checkpoints/last.ckpt")
     none = Path("logs/quickstart/none/version_0/checkpoints/last.ckpt")
-    labels = [s.label for s in distinct_labels([Subject(checkpoint=dog), Subject(checkpoint=none),
-                                                Subject(checkpoint=Path("other.ckpt")), Subject(model="convnext_atto")])]
-    assert labels == ["dog/version_0/checkpoints/last.ckpt", "none/version_0/checkpoints/last.ckpt", "other.ckpt",
-                      "convnext_atto (random init)"]
+    subjects = [Subject(checkpoint=dog), Subject(checkpoint=none), Subject(checkpoint=Path("other.ckpt")),
+                Subject(model="convnext_atto")]
+    assert [s.label for s in distinct_labels(subjects)] == [
+        "dog/version_0/checkpoints/last.ckpt", "none/version_0/checkpoints/last.ckpt", "other.ckpt",
+        "convnext_atto (random init)"]
 
 
 def test_survey_of_two_last_ckpts_labels_rows_and_folders_apart(atto, tmp_path):
@@ -623,9 +624,11 @@ def test_survey_of_two_last_ckpts_labels_rows_and_folders_apart(atto, tmp_path):
     for path in (first, second):
         path.parent.mkdir()
         torch.save(atto.state_dict(), path)
-    rows = survey([Subject(checkpoint=first), Subject(checkpoint=second)], get_classifier("template"), tmp_path / "out")
+    rows = survey([Subject(checkpoint=first), Subject(checkpoint=second)], get_classifier("template"),
+                  tmp_path / "out")
     assert {row["subject"] for row in rows} == {"a/last.ckpt", "b/last.ckpt"}
-    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir()) == ["00_a_last.ckpt", "01_b_last.ckpt"]
+    folders = sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir())
+    assert folders == ["00_a_last.ckpt", "01_b_last.ckpt"]
 
 
 def test_analyze_without_out_never_replaces_an_earlier_analysis(atto_pth, tmp_path, monkeypatch, capsys):
@@ -634,10 +637,10 @@ def test_analyze_without_out_never_replaces_an_earlier_analysis(atto_pth, tmp_pa
         assert main(["--checkpoint", str(atto_pth), "--layers", r"stages\.3"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert (tmp_path / "analysis_out" / "summary.json").is_file()
-    assert last.startswith("wrote analysis_out-2/summary.json, per-layer CSVs (layers/*.csv) and the pictures "
-                           "grids/*.png, proportions.png, taxonomy.png")
+    assert last.startswith("wrote analysis_out-2/summary.json, per-layer CSVs (layers/*.csv) and the "
+                           "pictures grids/*.png, proportions.png, taxonomy.png")
     assert main(["--checkpoint", str(atto_pth), "--layers", r"stages\.3", "--out", "analysis_out"]) == 0
-    assert "it replaced the earlier analysis in analysis_out" in capsys.readouterr().out  # a given --out: said
+    assert "it replaced the earlier analysis in analysis_out" in capsys.readouterr().out  # --out given: said
 
 
 def test_pretrained_weights_without_a_reachable_hub_fail_within_seconds(tmp_path, monkeypatch):
@@ -652,7 +655,8 @@ def test_pretrained_weights_without_a_reachable_hub_fail_within_seconds(tmp_path
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     start = time.monotonic()
-    with pytest.raises(AnalysisError, match=r"cannot get timm's pretrained weights for 'convnext_atto'.*--weights FILE"):
+    message = r"cannot get timm's pretrained weights for 'convnext_atto'.*--weights FILE"
+    with pytest.raises(AnalysisError, match=message):
         create_model("convnext_atto", pretrained=True)
     assert time.monotonic() - start < 10
     assert constants.HF_HUB_OFFLINE is False  # the offline switch is put back
