@@ -92,15 +92,24 @@ class RunSummary(Callback):
     each with its chance share, and the commands that open TensorBoard, analyze the checkpoint
     and train on from ``last.ckpt``."""
 
+    def __init__(self) -> None:
+        self.finished: str | None = None  # the stage that ended normally, printed at teardown
+
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._print(trainer, "fit")
+        self.finished = "fit"
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.state.fn == "validate":
-            self._print(trainer, "validate")
+            self.finished = "validate"
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._print(trainer, "test")
+        self.finished = "test"
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # at teardown, after the progress bar (listed before this callback) has drawn its last line
+        if self.finished is not None:
+            stage, self.finished = self.finished, None
+            self._print(trainer, stage)
 
     @staticmethod
     def _print(trainer: pl.Trainer, stage: str) -> None:

@@ -461,3 +461,17 @@ def test_a_yaml_alias_bomb_or_deep_nesting_is_one_error_line(cifar_root, tmp_pat
 def test_an_abbreviated_option_is_an_error_with_a_did_you_mean(capsys, args, suggestion):
     # argparse's prefix matching used to take --trainer.max_epoch silently as --trainer.max_epochs
     assert suggestion in _error(capsys, args)
+
+
+def test_checkpoint_names_count_epochs_from_one_and_keep_modelcheckpoints_state_key(tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from neural_echos.cli.app import BestCheckpoint
+
+    settings = {"dirpath": tmp_path, "monitor": "val/acc1", "mode": "max", "auto_insert_metric_name": False,
+                "filename": "best-epoch{epoch:03d}-acc{val/acc1:.4f}"}
+    ours, lightnings = BestCheckpoint(**settings), ModelCheckpoint(**settings)
+    metrics = {"epoch": torch.tensor(0), "val/acc1": torch.tensor(0.25)}
+    assert Path(ours.format_checkpoint_name(metrics)).name == "best-epoch001-acc0.2500.ckpt"  # the first epoch
+    assert Path(lightnings.format_checkpoint_name(metrics)).name == "best-epoch000-acc0.2500.ckpt"
+    assert ours.state_key == lightnings.state_key  # runs saved before resume with their best score
