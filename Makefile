@@ -43,7 +43,7 @@ bench: install
 # clipping (TensorBoard's defaults, 0.6 and on, bend short runs; docs/tensorboard.md)
 TB_PORT ?= 6006
 tensorboard: install
-	@echo "open http://localhost:$(TB_PORT)/#custom_scalars&_smoothingWeight=0&_ignoreYOutliers=false"
+	@echo "open http://localhost:$(TB_PORT)/#custom_scalars&_smoothingWeight=0"
 	@echo "  or http://localhost:$(TB_PORT)/?smoothing=0#timeseries (guide: docs/tensorboard.md)"
 	$(VENV)/bin/tensorboard --logdir logs --port $(TB_PORT)
 
