@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from typing import Any
 
 import lightning.pytorch as pl
@@ -16,6 +17,7 @@ from neural_echos.errors import ConfigError
 from neural_echos.init import InitMethod, InitSummary
 
 NONE = "none"  # the logged method name when the model keeps its own initialisation
+TEXT_WIDTH = 100  # characters per line of the init summary in TensorBoard's Text dashboard
 
 
 class DepthwiseInit(Callback):
@@ -90,7 +92,10 @@ class DepthwiseInit(Callback):
             if text is not None and isinstance(logger, TensorBoardLogger) and trainer.is_global_zero:
                 # SummaryWriter.add_text would name the tag "init/summary/text_summary"; the same
                 # text summary goes through the writer's public FileWriter
-                summary = text_pb(names.INIT_SUMMARY_TEXT, "```\n" + text + "\n```")
+                # a code block does not wrap: lines past TEXT_WIDTH (the summary's first) are wrapped here
+                wrapped = "\n".join(textwrap.fill(line, TEXT_WIDTH, subsequent_indent="  ")
+                                    if len(line) > TEXT_WIDTH else line for line in text.splitlines())
+                summary = text_pb(names.INIT_SUMMARY_TEXT, "```\n" + wrapped + "\n```")
                 logger.experiment.file_writer.add_summary(summary, global_step=0)
 
 

@@ -87,7 +87,10 @@ def test_runs_are_named_by_init_and_their_hparams_sessions_tell_them_apart(two_r
         assert params["snapshot/classifier"] == "template" and params["model/lr"] == 2e-3
     assert metrics == list(METRICS)
     for version in ("dog", "none"):  # the init's text, under the tag README names
-        assert "init/summary" in events(two_runs / version / "version_0").Tags()["tensors"]
+        accumulator = events(two_runs / version / "version_0")
+        assert "init/summary" in accumulator.Tags()["tensors"]
+        text = accumulator.Tensors("init/summary")[0].tensor_proto.string_val[0].decode()
+        assert max(len(line) for line in text.splitlines()) <= 100, text  # a code block does not wrap
 
 
 @pytest.mark.slow
