@@ -53,8 +53,8 @@ def summary_lines(trainer: pl.Trainer, stage: str) -> list[str]:
              if stage == "fit" else f"{stage} done"]
     lines.append(f"run folder: {folder if folder is not None else '(no logger: nothing written)'}")
     acc = trainer.callback_metrics.get(names.ACC)
-    best = next((cb for cb in trainer.checkpoint_callbacks
-                 if isinstance(cb, ModelCheckpoint) and cb.monitor == names.ACC), None)
+    best = next((cb for cb in trainer.checkpoint_callbacks  # validate/test: the checkpoint they read instead
+                 if isinstance(cb, ModelCheckpoint) and cb.monitor == names.ACC and stage == "fit"), None)
     parts = []
     if best is not None and best.best_model_score is not None and best.best_model_path:
         parts.append(f"best {100 * float(best.best_model_score):.2f} % ({Path(best.best_model_path).name})")
@@ -76,6 +76,8 @@ def summary_lines(trainer: pl.Trainer, stage: str) -> list[str]:
     checkpoint = last_checkpoint(trainer)
     if best is not None and best.best_model_path:
         checkpoint = Path(best.best_model_path)
+    elif stage != "fit" and trainer.ckpt_path:  # validate/test: the checkpoint they read
+        checkpoint = Path(trainer.ckpt_path)
     if checkpoint is not None and checkpoint.is_file():
         analyze = shlex.join([*RUN.split(), "analyze", "--checkpoint", str(checkpoint)])
         lines.append(f"  analyze the kernels: {analyze}")

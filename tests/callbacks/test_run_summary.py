@@ -48,6 +48,11 @@ def test_a_fit_ends_with_where_it_went_and_what_to_run_next(cifar_root, tmp_path
                       str(folder / "checkpoints/last.ckpt"), "--trainer.max_epochs", "4"]
     run.main(resume[2:])  # the printed command trains on
     assert "fit done: 4 epoch(s) trained, 8 steps" in capsys.readouterr().out
+    last = folder / "checkpoints/last.ckpt"
+    run.main(["validate", "--config", str(folder / "config.yaml"), "--ckpt_path", str(last)])
+    tail = capsys.readouterr().out.split("validate done")[1].splitlines()
+    assert tail[1] == f"run folder: {folder}" and tail[2].startswith("val/acc1: last ")
+    assert tail[-1] == f"  analyze the kernels: python run.py analyze --checkpoint {last}"
 
 
 @pytest.mark.slow
