@@ -92,9 +92,11 @@ class DepthwiseInit(Callback):
             if text is not None and isinstance(logger, TensorBoardLogger) and trainer.is_global_zero:
                 # SummaryWriter.add_text would name the tag "init/summary/text_summary"; the same
                 # text summary goes through the writer's public FileWriter
-                # a code block does not wrap: lines past TEXT_WIDTH (the summary's first) are wrapped here
+                # a code block does not wrap: prose lines past TEXT_WIDTH (the summary's first) are
+                # wrapped here; table rows (columns apart by two spaces or more) stay whole
                 wrapped = "\n".join(textwrap.fill(line, TEXT_WIDTH, subsequent_indent="  ")
-                                    if len(line) > TEXT_WIDTH else line for line in text.splitlines())
+                                    if len(line) > TEXT_WIDTH and "  " not in line.strip() else line
+                                    for line in text.splitlines())
                 summary = text_pb(names.INIT_SUMMARY_TEXT, "```\n" + wrapped + "\n```")
                 logger.experiment.file_writer.add_summary(summary, global_step=0)
 

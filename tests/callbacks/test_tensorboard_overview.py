@@ -90,7 +90,10 @@ def test_runs_are_named_by_init_and_their_hparams_sessions_tell_them_apart(two_r
         accumulator = events(two_runs / version / "version_0")
         assert "init/summary" in accumulator.Tags()["tensors"]
         text = accumulator.Tensors("init/summary")[0].tensor_proto.string_val[0].decode()
-        assert max(len(line) for line in text.splitlines()) <= 100, text  # a code block does not wrap
+        prose = [line for line in text.splitlines() if "  " not in line.strip()]  # not table rows
+        assert max(len(line) for line in prose) <= 100, text  # a code block does not wrap
+        rows = [line for line in text.splitlines() if ".conv_dw" in line]
+        assert all("->" in row for row in rows), text  # each layer's row stays one line
 
 
 @pytest.mark.slow
