@@ -39,8 +39,13 @@ test-fast: install
 bench: install
 	for script in benchmarks/bench_*.py; do $(PRELOAD) $(PY) $$script || exit 1; done
 
+# TensorBoard on logs/; the links open Custom Scalars and Time Series with smoothing 0 and no outlier
+# clipping (TensorBoard's defaults, 0.6 and on, bend short runs; docs/tensorboard.md)
+TB_PORT ?= 6006
 tensorboard: install
-	$(VENV)/bin/tensorboard --logdir logs
+	@echo "open http://localhost:$(TB_PORT)/#custom_scalars&_smoothingWeight=0"
+	@echo "  or http://localhost:$(TB_PORT)/?smoothing=0#timeseries (guide: docs/tensorboard.md)"
+	$(VENV)/bin/tensorboard --logdir logs --port $(TB_PORT)
 
 clean:
 	rm -rf logs analysis_out report_out .pytest_cache

@@ -12,6 +12,8 @@
 * :class:`callbacks.learning_rate.LearningRateLogger`: the learning rate as one curve.
 * :class:`callbacks.finite_loss.FiniteLossGuard`: stop at the first NaN/inf loss, before the update.
 * :class:`callbacks.rng_state.RNGStateCheckpoint`: RNG states in checkpoints, for exact resumes.
+* :class:`callbacks.run_summary.RunSummary`: the closing lines of fit/validate/test: where the run
+  went, best and last val/acc1, kernel shares beside chance, the commands to run next.
 """
 
 from callbacks.depthwise_init import DepthwiseInit
@@ -22,6 +24,7 @@ from callbacks.kernel_snapshot import KernelSnapshot
 from callbacks.kernel_tracking import KernelTracking
 from callbacks.learning_rate import LearningRateLogger
 from callbacks.rng_state import RNGStateCheckpoint
+from callbacks.run_summary import RunSummary
 from callbacks.scalars_layout import ScalarsLayout
 
 __all__ = [
@@ -34,5 +37,6 @@ __all__ = [
     "LearningRateLogger",
     "NonFiniteLossError",
     "RNGStateCheckpoint",
+    "RunSummary",
     "ScalarsLayout",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 import lightning.pytorch as pl
@@ -11,11 +12,13 @@ from lightning.pytorch.utilities import rank_zero_info
 from tensorboard.plugins.text.summary_v2 import text_pb
 
 from callbacks.rng_state import run_seed
+from neural_echos import logged_names as names
 from neural_echos.depthwise import find_depthwise_convs
 from neural_echos.errors import ConfigError
 from neural_echos.init import InitMethod, InitSummary
 
 NONE = "none"  # the logged method name when the model keeps its own initialisation
+TEXT_WIDTH = 100  # characters per line of the init summary in TensorBoard's Text dashboard
 
 
 class DepthwiseInit(Callback):
@@ -96,7 +99,7 @@ class DepthwiseInit(Callback):
             model_name = pl_module.hparams.get("model_name") if hasattr(pl_module, "hparams") else None
             text = (f"none: {model_name or type(pl_module).__name__} keeps its own initialisation "
                     "(no depthwise layer was rewritten)")
-            self._log(trainer, {"init/method": NONE, **self._freeze_params()}, text)
+            self._log(trainer, {names.INIT_METHOD: NONE, **self._freeze_params()}, text)
             return
         if trainer.ckpt_path is not None:
             rank_zero_info(f"DepthwiseInit: resuming from {trainer.ckpt_path}: the checkpoint's weights are kept")
@@ -115,7 +118,7 @@ class DepthwiseInit(Callback):
 
     def _freeze_params(self) -> dict[str, Any]:
         """``init/freeze`` for the logged hyper-parameters (only when on: trained runs log as before)."""
-        return {"init/freeze": True, "init/n_frozen_layers": len(self.frozen)} if self.freeze else {}
+        return {names.INIT_FREEZE: True, names.INIT_FROZEN_LAYERS: len(self.frozen)} if self.freeze else {}
 
     @staticmethod
     def _log(trainer: pl.Trainer, params: dict[str, Any], text: str | None) -> None:
@@ -123,9 +126,15 @@ class DepthwiseInit(Callback):
         for logger in trainer.loggers:  # loggers write on rank zero only
             logger.log_hyperparams(params)
             if text is not None and isinstance(logger, TensorBoardLogger) and trainer.is_global_zero:
-                # SummaryWriter.add_text would name the tag "init/summary/text_summary"
-                summary = text_pb("init/summary", "```\n" + text + "\n```")
-                logger.experiment._get_file_writer().add_summary(summary, global_step=0)
+                # SummaryWriter.add_text would name the tag "init/summary/text_summary"; the same
+                # text summary goes through the writer's public FileWriter
+                # a code block does not wrap: prose lines past TEXT_WIDTH (the summary's first) are
+                # wrapped here; table rows (columns apart by two spaces or more) stay whole
+                wrapped = "\n".join(textwrap.fill(line, TEXT_WIDTH, subsequent_indent="  ")
+                                    if len(line) > TEXT_WIDTH and "  " not in line.strip() else line
+                                    for line in text.splitlines())
+                summary = text_pb(names.INIT_SUMMARY_TEXT, "```\n" + wrapped + "\n```")
+                logger.experiment.file_writer.add_summary(summary, global_step=0)
 
 
 def init_record(

@@ -15,12 +15,11 @@ from PIL import Image
 from tensorboard.compat.proto.summary_pb2 import Summary
 
 from neural_echos import grids
-from neural_echos.classifiers import CLASSES, KernelClassifier, TemplateClassifier
+from neural_echos import logged_names as names
+from neural_echos.classifiers import KernelClassifier, TemplateClassifier
 from neural_echos.collect import kernels_from_module
 from neural_echos.errors import ConfigError
 from neural_echos.grids import SAMPLINGS, SCALINGS, TRANSFERS
-
-TAG = "kernels"
 
 
 def image_summary(tag: str, image: np.ndarray) -> Summary:
@@ -82,6 +81,9 @@ class KernelSnapshot(Callback):
         layer_scalars: also log the per-layer shares as scalars.
         histograms: log weight histograms per layer.
         name_filter: regular expression selecting depthwise layers by name.
+        max_grid_images: kernel grid images per snapshot: one per layer up to this many layers,
+            else one per stage (``kernels/grid/stages.0``, ...), so that TensorBoard's Time
+            Series shows two runs' kernels on a page or two (4: convnext_atto's four stages).
     """
 
     def __init__(
@@ -96,11 +98,14 @@ class KernelSnapshot(Callback):
         layer_scalars: bool = False,
         histograms: bool = False,
         name_filter: str | None = None,
+        max_grid_images: int = 4,
     ):
         if every_n_epochs < 0:
             raise ConfigError(f"snapshot.every_n_epochs must be >= 0 (0 turns snapshots off), got {every_n_epochs}")
         if max_kernels < 1:
             raise ConfigError(f"snapshot.max_kernels must be >= 1, got {max_kernels}")
+        if max_grid_images < 1:
+            raise ConfigError(f"snapshot.max_grid_images must be >= 1, got {max_grid_images}")
         for option, value, choices in (("sampling", sampling, SAMPLINGS), ("scaling", scaling, SCALINGS),
                                        ("transfer", transfer, TRANSFERS)):
             if value not in choices:
@@ -111,7 +116,9 @@ class KernelSnapshot(Callback):
         self.sampling, self.scaling, self.transfer = sampling, scaling, transfer
         self.layer_scalars = layer_scalars
         self.name_filter = name_filter
+        self.max_grid_images = max_grid_images
         self.seconds: list[float] = []  # wall time of each snapshot, for the cost report
+        self.last_shares: dict[str, tuple[float, float]] = {}  # class -> (share, chance) of the last snapshot
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.every_n_epochs and trainer.global_step == 0:
@@ -133,45 +140,50 @@ class KernelSnapshot(Callback):
         report = self.classifier.classify(layers)
 
         observed, chance = report.proportions(), report.chance()
-        metrics = {f"{TAG}/proportion/{name}": share for name, share in observed.items()}
-        metrics.update({f"{TAG}/chance/{name}": share for name, share in chance.items()})
-        metrics.update({f"{TAG}/excess/{name}": observed[name] - chance[name] for name in CLASSES[:2]})
-        metrics.update({f"{TAG}/threshold/{size}": value for size, value in report.thresholds.items()})
+        metrics = {names.SHARE.format(name): share for name, share in observed.items()}
+        metrics.update({names.CHANCE.format(name): share for name, share in chance.items()})
+        metrics.update({names.EXCESS.format(name): observed[name] - chance[name]
+                        for name in names.EXCESS_CLASSES})
+        metrics.update({names.THRESHOLD.format(size): value for size, value in report.thresholds.items()})
         if self.layer_scalars:
             for layer in report.layers:
                 shares = report.proportions([layer])
-                metrics.update({f"{TAG}/layer/{layer.name}/{name}": shares[name] for name in CLASSES})
+                metrics.update({names.LAYER_SHARE.format(layer.name, name): shares[name]
+                                for name in names.CLASSES})
         taxonomy, taxonomy_chance = report.detailed_proportions(), report.detailed_chance()
-        metrics.update({f"{TAG}/taxonomy/{name}": share for name, share in taxonomy.items()})
-        metrics.update({f"{TAG}/taxonomy_chance/{name}": share for name, share in taxonomy_chance.items()})
-        metrics[f"{TAG}/named"], metrics[f"{TAG}/named_chance"] = report.explained(), report.explained(null=True)
+        metrics.update({names.TAXONOMY_SHARE.format(name): share for name, share in taxonomy.items()})
+        metrics.update({names.TAXONOMY_CHANCE.format(name): share for name, share in taxonomy_chance.items()})
+        metrics[names.NAMED], metrics[names.NAMED_CHANCE] = report.explained(), report.explained(null=True)
+        self.last_shares = {name: (observed[name], chance[name]) for name in observed}
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
 
         writers = [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
         for writer in writers:  # text, whatever images and histograms are set to
             if not self.seconds:  # the first snapshot of the run says which classifier reads the kernels
-                writer.add_text(f"{TAG}/classifier", repr(self.classifier), step)
+                writer.add_text(names.CLASSIFIER_TEXT, repr(self.classifier), step)
             if report.notes:
-                writer.add_text(f"{TAG}/notes", "\n\n".join(report.notes), step)
+                writer.add_text(names.NOTES_TEXT, "\n\n".join(report.notes), step)
         if writers and (self.images or self.histograms):
             images = {}
             if self.images:
                 pictures = grids.grouped_grid_images(
-                    layers, report, self.max_kernels, self.sampling, self.scaling, self.transfer
+                    layers, report, self.max_kernels, self.sampling, self.scaling, self.transfer,
+                    max_images=self.max_grid_images,
                 )
-                images = {f"{TAG}/grid/{group}": image for group, _, image in pictures}
-                images[f"{TAG}/layers"] = grids.layer_shares_image(report)
-                images[f"{TAG}/taxonomy"] = grids.taxonomy_image(report)
+                images = {names.GRID_IMAGE.format(group): image for group, _, image in pictures}
+                images[names.LAYERS_IMAGE] = grids.layer_shares_image(report)
+                images[names.TAXONOMY_IMAGE] = grids.taxonomy_image(report)
                 if report.centroids:
-                    images[f"{TAG}/centroids"] = grids.centroid_image(report, self.scaling, self.transfer)
+                    images[names.CENTROIDS_IMAGE] = grids.centroid_image(report, self.scaling, self.transfer)
             summaries = [image_summary(tag, image) for tag, image in images.items()]
             for writer in writers:
                 for summary in summaries:
                     # SummaryWriter.add_image re-scales through float32 and compresses at level 6:
-                    # 13 ms an image here, most of a snapshot; the same PNG summary, made once
-                    writer._get_file_writer().add_summary(summary, step)
+                    # 13 ms an image here, most of a snapshot; the same PNG summary, made once, goes
+                    # through the writer's public FileWriter (as SummaryWriter.add_hparams writes)
+                    writer.file_writer.add_summary(summary, step)
                 if self.histograms:
                     for layer in layers:
-                        writer.add_histogram(f"{TAG}/weights/{layer.name}", layer.kernels, step)
+                        writer.add_histogram(names.WEIGHTS_HISTOGRAM.format(layer.name), layer.kernels, step)
         self.seconds.append(time.perf_counter() - start)

@@ -66,6 +66,25 @@ def find_batches_dir(root: str | Path) -> Path:
     return root / BATCHES_DIR
 
 
+def check_not_one_level_too_high(root: str | Path) -> None:
+    """Refuse a root whose CIFAR-10 lies one folder further down (``--data.root ../shared/data``
+    for ``../shared/data/cifar10-mini``), naming that folder, instead of downloading next to it.
+
+    Raises:
+        CIFAR10FormatError: ``root`` holds no CIFAR-10 files but a subfolder does.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir() or not missing_files(root):
+        return
+    found = sorted(child for child in root.iterdir()
+                   if child.is_dir() and child.name != BATCHES_DIR and not missing_files(child))
+    if found:
+        names = " or ".join(repr(str(child)) for child in found[:3])
+        raise CIFAR10FormatError(
+            f"no CIFAR-10 in {str(root)!r}, but {names} one level down holds it: pass --data.root {found[0]}"
+        )
+
+
 def missing_files(root: str | Path) -> list[str]:
     folder = find_batches_dir(root)
     return [name for name in (*TRAIN_FILES, TEST_FILE, META_FILE) if not (folder / name).is_file()]
@@ -85,6 +104,7 @@ def load_cifar10(root: str | Path, check_md5: bool = True) -> CIFAR10Arrays:
             f"holds {BATCHES_DIR}/ (the extracted {CIFAR10_URL.rsplit('/', 1)[-1]}), or set "
             "--data.download true to fetch it."
         )
+    check_not_one_level_too_high(root)
     missing = missing_files(root)
     folder = find_batches_dir(root)
     if missing:
@@ -333,6 +353,7 @@ class CIFAR10DataModule(pl.LightningDataModule):
         self.train_set = self.val_set = self.test_set = None
 
     def prepare_data(self) -> None:
+        check_not_one_level_too_high(self.root)  # before any download next to it
         if self.download and missing_files(self.root):
             download_cifar10(self.root)
 

@@ -65,6 +65,10 @@ class OneLineArgumentParser(argparse.ArgumentParser):
     :func:`report_and_exit`, so ``NEURAL_ECHOS_TRACEBACK=1`` raises :class:`UsageError` instead.
     """
 
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)  # --thresh is a typo to report, not --threshold
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):  # type: ignore[override]
         hint = option_suggestion(message, self._option_string_actions)
         err = UsageError(f"{one_line(message)}{hint} (run `python {self.prog} --help` for the options)")

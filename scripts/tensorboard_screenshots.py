@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DASHBOARDS = {  # file name -> the dashboard's URL fragment
     "hparams": "hparams",
-    "custom_scalars": "custom_scalars",
+    "custom_scalars": "custom_scalars&_smoothingWeight=0&_ignoreYOutliers=false",  # as `make tensorboard` links
     "images": "images",
     "text": "text",
 }

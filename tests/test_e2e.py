@@ -22,7 +22,7 @@ def test_train_a_few_steps_on_real_cifar10_then_validate(cifar10_mini, tmp_path,
 
     version = tmp_path / "logs" / "quickstart" / "none" / "version_0"  # <recipe>/<init method>/<version>
     assert (version / "checkpoints" / "last.ckpt").exists()
-    assert len(list((version / "checkpoints").glob("best-epoch000-acc*.ckpt"))) == 1
+    assert len(list((version / "checkpoints").glob("best-epoch001-acc*.ckpt"))) == 1
     events = EventAccumulator(str(version))
     events.Reload()
     tags = set(events.Tags()["scalars"])

@@ -4,7 +4,9 @@ run.py). The rules that keep runs apart are in :mod:`neural_echos.cli.run_folder
 
 from __future__ import annotations
 
+import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +27,10 @@ from callbacks import (
     KernelTracking,
     LearningRateLogger,
     RNGStateCheckpoint,
+    RunSummary,
     ScalarsLayout,
 )
+from callbacks.run_summary import resume_command
 from neural_echos import safe_yaml
 from neural_echos.cli.atomic_checkpoint_io import AtomicCheckpointIO
 from neural_echos.cli.config_files import ConfigFile
@@ -51,12 +55,66 @@ from neural_echos.init import method_name
 # a small model's CPU training throughput on 2 cores (benchmarks/bench_lightning_overhead.py).
 PROGRESS_REFRESH_STEPS = 10
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+INTERRUPTED_EXIT_STATUS = 130  # a shell's status for a process ended by SIGINT (128 + 2)
+
+
+class ProgressBar(RichProgressBar):
+    """Lightning's Rich progress bar without the logger's version (``v_num``, a number that says
+    nothing here: the run folder does) and with epochs counted from 1, as the run summary,
+    the checkpoint names and the README count them (``Epoch 2/2`` for the last of two)."""
+
+    def get_metrics(self, trainer: Trainer, pl_module: LightningModule) -> dict:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        # RichProgressBar's own counts from 0 ("Epoch 1/1" for the last of two); no public hook
+        description = f"Epoch {current_epoch + 1}"
+        if self.trainer.max_epochs is not None and self.trainer.max_epochs > 0:
+            description += f"/{self.trainer.max_epochs}"
+        return f"{description:{max(len(description), len(self.validation_description))}}"
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint whose file names count epochs from 1 (``best-epoch002`` is the second
+    epoch's), as the progress bar, the run summary, the report and the README count them;
+    Lightning formats ``{epoch}`` from 0. Its state in checkpoints keeps ModelCheckpoint's key,
+    so runs saved before still resume with their best score."""
+
+    def format_checkpoint_name(self, metrics: dict, filename: str | None = None, ver: int | None = None,
+                               prefix: str | None = None) -> str:
+        if "epoch" in metrics:
+            metrics = {**metrics, "epoch": metrics["epoch"] + 1}
+        return super().format_checkpoint_name(metrics, filename, ver, prefix)
+
+    @property
+    def state_key(self) -> str:
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+
+class _DropLightningTips(logging.Filter):
+    """Lightning's advertisement for its cloud logger ("💡 Tip: ... litlogger"), printed at every run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def quiet_lightning_noise() -> None:
+    """Keep what a run prints about the run: Lightning's tips and a torch deprecation raised inside
+    Lightning's own code (nothing a user of this project can act on) are left out."""
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropLightningTips) for f in logger.filters):
+        logger.addFilter(_DropLightningTips())
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 class NeuralEchosCLI(LightningCLI):
     def init_parser(self, **kwargs) -> LightningArgumentParser:
         # LightningCLI's, with --config files that may extend a `base:` and merge dicts (neural_echos/cli/config_files.py)
-        parser = self.parser_class(**{"dump_header": [f"lightning.pytorch=={pl.__version__}"], **kwargs})
+        # allow_abbrev off: argparse would take --trainer.max_epoch as --trainer.max_epochs, silently
+        parser = self.parser_class(**{"dump_header": [f"lightning.pytorch=={pl.__version__}"], "allow_abbrev": False,
+                                      **kwargs})
         parser.add_argument("-c", "--config", action=ConfigFile, help="Path to a configuration file in json or yaml format.")
         return parser
 
@@ -65,7 +123,7 @@ class NeuralEchosCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.image_size", "model.image_size", apply_on="instantiate")
         # the best checkpoint by val top-1, configurable as `checkpoint.*` (last.ckpt: see below)
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(BestCheckpoint, "checkpoint")
         # depthwise initialisation (default: none, the model's own), chosen with `init.*`
         parser.add_lightning_class_args(DepthwiseInit, "init")
         # kernel proportions and grids in TensorBoard every epoch, configurable as `snapshot.*`
@@ -133,9 +191,10 @@ class NeuralEchosCLI(LightningCLI):
         if config.get("logger") is not False:
             defaults += [LearningRateLogger(), ScalarsLayout(), HParamsSession()]
         if config.get("enable_progress_bar") is not False:
-            defaults.append(RichProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS))
+            defaults.append(ProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS))
         if config.get("enable_model_summary") is not False:
             defaults.append(RichModelSummary(max_depth=2))
+        defaults.append(RunSummary())  # last: it prints after the progress bar's final line
         config["plugins"] = with_atomic_checkpoints(config.get("plugins"), config.get("accelerator"))
         if config.get("default_root_dir") is None:  # under SLURM: where Lightning's hpc_ckpt_N.ckpt go
             config["default_root_dir"] = slurm_root_dir(self.config.get(str(self.subcommand), self.config))
@@ -160,6 +219,15 @@ class NeuralEchosCLI(LightningCLI):
             check_checkpoint_dirs(trainer, ckpt_path)
         try:
             trainer.fit(model, **kwargs)
+        except SystemExit:
+            if not trainer.interrupted:
+                raise
+            # Ctrl-C: Lightning shuts down gracefully and exits 1; say how to resume, exit 130 (128 + SIGINT)
+            if rank_zero_only.rank == 0:
+                resume = resume_command(trainer)
+                print(f"interrupted: resume with {resume}" if resume else "interrupted before the first "
+                      "epoch ended: no checkpoint to resume from; run the command again", file=sys.stderr)
+            raise SystemExit(INTERRUPTED_EXIT_STATUS) from None
         except BaseException:
             # only a folder this process created and holds the lock of (so no other run shares it)
             if created and lock is not None and trainer.global_step == 0:
@@ -241,6 +309,7 @@ def main(args: list[str] | None = None) -> NeuralEchosCLI:
     from lightning_modules import ImageClassifier
 
     safe_yaml.bound_jsonargparse()  # command-line values and config files, as jsonargparse reads them
+    quiet_lightning_noise()
     check_config_files(sys.argv[1:] if args is None else args)
     return NeuralEchosCLI(
         ImageClassifier,

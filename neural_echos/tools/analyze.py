@@ -36,7 +36,8 @@ delta, shifted delta, first derivative, second derivative, other; :mod:`neural_e
 Every share comes with its chance share (the classifier's null model, see
 :mod:`neural_echos.classifiers.base`) and the excess over it.
 
-Outputs of ``analyze`` in ``--out`` (default ``analysis_out``):
+Outputs of ``analyze`` in ``--out`` (default ``analysis_out``, or ``analysis_out-2``, ... when it
+holds an earlier analysis):
 
 - ``summary.json``: the depthwise report at the top level (``kernels``, ``thresholds`` per
   size, ``proportions`` / ``chance`` / ``excess`` overall, ``by_kernel_size`` and per ``layers``,
@@ -71,6 +72,7 @@ Bad input raises :class:`AnalysisError` (a :class:`neural_echos.errors.NeuralEch
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import difflib
 import importlib
@@ -80,7 +82,7 @@ import re
 import time
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +137,7 @@ class Subject:
     model: str | None = None
     pretrained: bool = False
     weights: Path | None = None
+    name: str | None = None  # a label given by survey when two subjects would read alike
 
     def __post_init__(self) -> None:
         if self.checkpoint is None and self.model is None:
@@ -153,6 +156,8 @@ class Subject:
 
     @property
     def label(self) -> str:
+        if self.name is not None:
+            return self.name
         if self.checkpoint is not None:
             name = Path(self.checkpoint).name
             return f"{self.model} from {name}" if self.model else name
@@ -241,7 +246,7 @@ def survey(
     out = Path(out)
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
-    for i, subject in enumerate(subjects):
+    for i, subject in enumerate(distinct_labels(subjects)):
         folder = out / f"{i:02d}_{_file_stem(subject.label)}"
         summary = analyze(subject, classifier, folder, include_regular=include_regular,
                           max_regular_kernels=max_regular_kernels, seed=seed)
@@ -257,6 +262,26 @@ def survey(
 
 # --------------------------------------------------------------------------------------------
 # subjects
+
+
+def distinct_labels(subjects: Sequence[Subject]) -> list[Subject]:
+    """The subjects, those whose labels read alike (two runs' ``last.ckpt``) named by as many of
+    their checkpoint's last path parts as tell them apart (``dog/version_0/checkpoints/last.ckpt``)."""
+    labels = [subject.label for subject in subjects]
+    result = list(subjects)
+    for i, subject in enumerate(subjects):
+        alike = [j for j, label in enumerate(labels)
+                 if label == labels[i] and subjects[j].checkpoint is not None]
+        if len(alike) < 2 or subject.checkpoint is None:
+            continue
+        paths = [Path(subjects[j].checkpoint).resolve() for j in alike]
+        for depth in range(2, max(len(path.parts) for path in paths) + 1):
+            tails = ["/".join(path.parts[-depth:]) for path in paths]
+            if len(set(tails)) == len(tails):
+                break
+        name = tails[alike.index(i)]
+        result[i] = replace(subject, name=f"{subject.model} from {name}" if subject.model else name)
+    return result
 
 
 def collect_subject(
@@ -321,7 +346,8 @@ def create_model(
         try:
             if pretrained:
                 overlay = None if weights is None else dict(file=str(weights))
-                model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay)
+                with _hub_offline_unless_reachable(weights is None):
+                    model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay)
             elif hparams is not None:
                 model = build_timm_model(
                     name, hparams["num_classes"], hparams.get("in_chans", 3), hparams.get("image_size"),
@@ -334,6 +360,40 @@ def create_model(
         except Exception as err:
             raise _model_error(name, pretrained, weights, err) from err
     return model.eval()
+
+
+HUB_PROBE_SECONDS = 3.0
+
+
+@contextlib.contextmanager
+def _hub_offline_unless_reachable(download: bool):
+    """Hugging Face Hub's offline mode while timm fetches weights, when the hub cannot be reached
+    within :data:`HUB_PROBE_SECONDS`: weights in the local cache still load, others fail at once
+    instead of after huggingface_hub's retries (22 lines over 52 s without network). The hub has
+    no such probe of its own; its offline switch is read at each request (constants.HF_HUB_OFFLINE)."""
+    if not download:
+        yield
+        return
+    import socket
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    endpoint = urlsplit(constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname, port), timeout=HUB_PROBE_SECONDS):
+            reachable = True
+    except OSError:
+        reachable = False
+    if reachable or constants.HF_HUB_OFFLINE:
+        yield
+        return
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = False
 
 
 WEIGHTS_FORMATS = (
@@ -946,12 +1006,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", help="timm model name; alone: its seeded random initialisation")
     parser.add_argument("--pretrained", action="store_true", help="with --model: timm's pretrained weights")
     parser.add_argument("--weights", help="with --model: a local copy of the pretrained weights (offline)")
-    parser.add_argument("--out", default="analysis_out", help="output folder (default: analysis_out)")
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: analysis_out, or analysis_out-2, -3, ... when it "
+                        "holds an earlier analysis); a given --out that holds one is updated in place")
     parser.add_argument("--layers", help="regular expression selecting depthwise layers by name")
     parser.add_argument("--max-kernels", type=int, default=MAX_KERNELS_DRAWN, help="kernels per grid image (default: 64)")
     _add_classifier_arguments(parser)
     _add_bound_arguments(parser)
     args = parse_with_classifier(parser, argv)
+    replaced = args.out is not None and (Path(args.out) / "summary.json").is_file()
+    args.out = args.out if args.out is not None else str(free_output_folder(Path("analysis_out")))
 
     classifier = classifier_from_args(args)  # first: --classifier.help prints the options and exits
     subject = Subject(
@@ -967,9 +1031,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(describe_taxonomy(group))
             for note in group["notes"]:
                 print(f"  note: {note}")
-    print(f"wrote {Path(args.out) / 'summary.json'}, per-layer CSVs, grids/*.png, proportions.png, taxonomy.png"
-          f"{', centroids.png' if 'centroids' in summary['files'] else ''} ({summary['seconds']:.1f} s)")
+    pictures = ["grids/*.png", "proportions.png", "taxonomy.png"]
+    pictures += ["centroids.png"] if "centroids" in summary["files"] else []
+    print(f"wrote {Path(args.out) / 'summary.json'}, per-layer CSVs (layers/*.csv) and the pictures "
+          f"{', '.join(pictures)} ({summary['seconds']:.1f} s)"
+          + (f"; it replaced the earlier analysis in {args.out}" if replaced else ""))
     return 0
+
+
+def free_output_folder(default: Path) -> Path:
+    """``default``, or ``default-2``, ``-3``, ... when it holds an earlier analysis (its summary.json):
+    an analyze without ``--out`` never replaces an earlier one."""
+    candidate, n = default, 1
+    while (candidate / "summary.json").exists():
+        n += 1
+        candidate = default.with_name(f"{default.name}-{n}")
+    return candidate
 
 
 @exits_on_user_error

@@ -23,9 +23,10 @@ DataFrames, one row per run and the curves in long form; :func:`report` groups t
 What is read (a run's logged hyper-parameters, never a display string):
 
 - the HParams session in the event files (TensorBoard's hparams plugin data, written by
-  ``callbacks/hparams_session.py``): ``init`` (the init method's registry name, ``none`` for the
-  model's own init) and ``init/<setting>``, ``model``, ``model/kwargs``, ``model/kernel_sizes``,
-  ``data``, ``seed``;
+  ``callbacks/hparams_session.py``; the keys of :mod:`neural_echos.logged_names`): ``init/method``
+  (the init method's registry name, ``none`` for the model's own init; ``init`` in sessions logged
+  before) and ``init/<setting>`` (``-`` where the method takes no such setting), ``model``,
+  ``model/kwargs``, ``model/kernel_sizes``, ``data``, ``seed``;
 - ``hparams.yaml``: the same for runs logged before the HParams session (``init/method``, the
   method's ``init/<setting>`` keys, the module's ``model_name`` and ``model_kwargs``), and always
   ``init/name_filter`` (a DepthwiseInit option the session lacks) and the other hyper-parameters
@@ -67,15 +68,16 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from neural_echos import logged_names as names
 from neural_echos import safe_yaml
 from neural_echos.errors import NeuralEchosError, OneLineArgumentParser, exits_on_user_error, one_line
 
-ACC_TAG = "val/acc1"
-EPOCH_TAG = "epoch"
-CLASSES = ("on_center", "off_center", "other")  # the kernel classes, as the scalar tags name them
-SHARE_TAG = "kernels/proportion/{}"
-CHANCE_TAG = "kernels/chance/{}"
-EXCESS_CLASSES = CLASSES[:2]  # "other" is what is left: its excess over chance says nothing new
+ACC_TAG = names.ACC
+EPOCH_TAG = names.EPOCH
+CLASSES = names.CLASSES  # the kernel classes, as the scalar tags name them
+SHARE_TAG = names.SHARE
+CHANCE_TAG = names.CHANCE
+EXCESS_CLASSES = names.EXCESS_CLASSES
 BASELINE = "kaiming_normal"
 EVENT_PREFIX = "events.out.tfevents."
 # bounds of reading one events file: its size (read whole; a larger file makes the run skipped)
@@ -89,11 +91,9 @@ IGNORED_HPARAMS = {"root", "num_workers", "download", "_instantiator", "_class_p
 SHARE_COLUMNS = [f"final_{c}" for c in CLASSES]
 CHANCE_COLUMNS = [f"chance_{c}" for c in CLASSES]
 EXCESS_COLUMNS = [f"excess_{c}" for c in EXCESS_CLASSES]
-# the taxonomy (neural_echos.taxonomy.DETAILED_CLASSES, spelt here to keep report torch-free)
-TAXONOMY = ("on_center", "off_center", "blob", "delta", "shifted_delta", "first_derivative",
-            "second_derivative", "other")
-TAXONOMY_TAG = "kernels/taxonomy/{}"
-TAXONOMY_CHANCE_TAG = "kernels/taxonomy_chance/{}"
+TAXONOMY = names.TAXONOMY_CLASSES
+TAXONOMY_TAG = names.TAXONOMY_SHARE
+TAXONOMY_CHANCE_TAG = names.TAXONOMY_CHANCE
 TAXONOMY_COLUMNS = [f"taxonomy_{c}" for c in TAXONOMY] + [f"taxonomy_chance_{c}" for c in TAXONOMY]
 KERNEL_COLUMNS = SHARE_COLUMNS + CHANCE_COLUMNS + EXCESS_COLUMNS + TAXONOMY_COLUMNS
 RUN_COLUMNS = [
@@ -236,19 +236,23 @@ def init_from_hparams(session: dict[str, Any], hparams: dict[str, Any]) -> tuple
     ``name_filter`` option of the DepthwiseInit callback comes from hparams.yaml in either case
     (the session does not log it). (None, {}) when neither logged an init.
     """
-    if session.get("init") is not None:
-        method = str(session["init"])
-        settings = {key[len("init/"):]: value for key, value in session.items() if key.startswith("init/")}
-    elif hparams.get("init/method") is not None:
-        method = str(hparams["init/method"])
-        names = method_defaults(method) or {}
-        settings = {key: hparams[f"init/{key}"] for key in names if f"init/{key}" in hparams}
+    session_method = session.get(names.INIT_METHOD, session.get(names.LEGACY_INIT_METHOD))
+    if session_method is not None:
+        method = str(session_method)
+        derived = {names.INIT_METHOD, names.INIT_SETTINGS}  # the method and its one-line label
+        settings = {key[len("init/"):]: value for key, value in session.items()
+                    if key.startswith("init/") and key not in derived and value != names.NOT_APPLICABLE}
+    elif hparams.get(names.INIT_METHOD) is not None:
+        method = str(hparams[names.INIT_METHOD])
+        options = method_defaults(method) or {}
+        settings = {key: hparams[names.INIT_SETTING.format(key)] for key in options
+                    if names.INIT_SETTING.format(key) in hparams}
     else:
         return None, {}
-    name_filter = _canon(hparams.get("init/name_filter"))
+    name_filter = _canon(hparams.get(names.INIT_SETTING.format("name_filter")))
     if name_filter is not None:
         settings["name_filter"] = name_filter
-    if _canon(hparams.get("init/freeze")) is True:  # DepthwiseInit(freeze=True): depthwise weights fixed
+    if _canon(hparams.get(names.INIT_FREEZE)) is True:  # DepthwiseInit(freeze=True): depthwise weights fixed
         settings["freeze"] = True
     return method, settings
 
@@ -403,7 +407,8 @@ def _tfrecords(data: bytes) -> tuple[list[bytes], int]:
 def _seed(session: dict[str, Any], config: dict[str, Any], hparams: dict[str, Any]) -> int | None:
     """The run's seed: the session's (-1 when the fit set none), else config.yaml's
     ``seed_everything``, else the init's ``init/seed``."""
-    for value in (session.get("seed"), config.get("seed_everything"), hparams.get("init/seed")):
+    init_seed = hparams.get(names.INIT_SETTING.format("seed"))
+    for value in (session.get(names.SEED), config.get("seed_everything"), init_seed):
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
             continue
         if value >= 0 and float(value).is_integer():
@@ -466,7 +471,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
         else:
             config = loaded or {}
     hparams = hparams or {}
-    model_name = session.get("model") or hparams.get("model_name")
+    model_name = session.get(names.MODEL) or hparams.get("model_name")
     if scalars.empty and not model_name:
         # nothing logged, not even the model: a run that failed at its start
         row.update(failed_at_start=True, reason="no scalar and no model logged (a run that failed at its start)")
@@ -476,9 +481,9 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
                          "not a `run.py fit` run?")
         return row, curves
     kwargs = hparams.get("model_kwargs") or {}
-    if "model" in session and isinstance(session.get("model/kwargs"), str):
+    if names.MODEL in session and isinstance(session.get(names.MODEL_KWARGS), str):
         try:
-            kwargs = json.loads(session["model/kwargs"])
+            kwargs = json.loads(session[names.MODEL_KWARGS])
         except ValueError:
             pass  # written by another version: hparams.yaml's stands
     kwargs = kwargs if isinstance(kwargs, dict) else {}
@@ -487,12 +492,13 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     row.update(
         model=model_label(str(model_name), kwargs), model_name=str(model_name),
         model_kwargs=json.dumps(kwargs, sort_keys=True, default=str),
-        kernel_sizes=session.get("model/kernel_sizes"), data=session.get("data"),
-        classifier=session.get("snapshot/classifier"),
+        kernel_sizes=session.get(names.MODEL_KERNEL_SIZES), data=session.get(names.DATA),
+        classifier=session.get(names.SNAPSHOT_CLASSIFIER),
         init_method=method, init_settings=json.dumps(settings, sort_keys=True, default=str),
         init=None if method is None else init_label(method, settings),
         init_registered=method is None or method == "none" or method_defaults(method) is not None,
-        init_from="session" if "init" in session else "hparams.yaml",
+        init_from="session" if {names.INIT_METHOD, names.LEGACY_INIT_METHOD} & set(session)
+        else "hparams.yaml",
         seed=_seed(session, config, hparams),
         hparams={**{k: v for k, v in hparams.items() if not str(k).startswith("init/")},
                  "trainer.max_epochs": trainer.get("max_epochs")},
@@ -647,7 +653,7 @@ def _notes(used: pd.DataFrame, groups: pd.DataFrame) -> list[str]:
                      + ("s: the runs differ in it, so their shares do not compare" if len(readers) > 1 else ""))
     no_chance = with_shares[with_shares[CHANCE_COLUMNS].isna().any(axis=1)]
     if len(no_chance):
-        notes.append("runs that logged kernel shares without their chance shares (kernels/chance/*, "
+        notes.append(f"runs that logged kernel shares without their chance shares ({CHANCE_TAG.format('*')}, "
                      "logged by the KernelSnapshot callback since the calibration), so their shares cannot "
                      f"be read against chance: {', '.join(_rel(r) for r in no_chance.run)}")
     return notes

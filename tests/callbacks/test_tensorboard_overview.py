@@ -17,7 +17,8 @@ from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 import run
-from callbacks.hparams_session import METRICS
+from callbacks.hparams_session import METRICS, init_option_keys
+from neural_echos import logged_names as names
 from neural_echos.cli.app import name_run_by_init
 from neural_echos.grids import CLASS_COLOURS, WIDTH
 
@@ -38,13 +39,23 @@ def events(folder: Path) -> EventAccumulator:
     return accumulator
 
 
+def plugin_data(accumulator: EventAccumulator, tag: str):
+    return plugin_data_pb2.HParamsPluginData.FromString(accumulator.PluginTagToContent("hparams")[tag])
+
+
 def session(accumulator: EventAccumulator) -> tuple[dict, list[str]]:
-    content = accumulator.PluginTagToContent("hparams")
-    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
-    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
+    start = plugin_data(accumulator, "_hparams_/session_start_info")
+    experiment = plugin_data(accumulator, "_hparams_/experiment")
     params = {key: value.string_value or value.number_value for key, value in start.session_start_info.hparams.items()}
     metrics = [info.name.tag for info in experiment.experiment.metric_infos]
     return params, metrics
+
+
+def shown_columns(experiment) -> list[str]:
+    """The HParams columns TensorBoard 2.21 ticks: sorted by (not differs, name), the first five
+    (backend_context._sort_and_reduce_to_hparams_limit and the dashboard's _computeHParams)."""
+    infos = sorted(experiment.hparam_infos, key=lambda info: (not info.differs, info.name))
+    return [info.name for info in infos[:5]]
 
 
 @pytest.fixture(scope="module")
@@ -66,16 +77,53 @@ def test_runs_are_named_by_init_and_their_hparams_sessions_tell_them_apart(two_r
         "dog/version_0", "none/version_0"]
     dog, _ = session(events(two_runs / "dog" / "version_0"))
     default, metrics = session(events(two_runs / "none" / "version_0"))
-    assert dog["init"] == "dog" and default["init"] == "none"
-    assert dog["init/gamma_high"] == 1.0 and "init/gamma_high" not in default
+    assert dog["init/method"] == "dog" and default["init/method"] == "none"
+    assert "init" not in dog  # the method under one key, as in hparams.yaml
+    assert dog["init/gamma_high"] == "1" and default["init/gamma_high"] == names.NOT_APPLICABLE
+    assert dog["init/settings"] == default["init/settings"] == "defaults"
     for params in (dog, default):
         assert params["model"] == "convnext_atto" and params["model/kernel_sizes"] == "7x7"
         assert params["seed"] == 42 and params["data/batch_size"] == 16 and params["data"] == "CIFAR10DataModule"
         assert params["snapshot/classifier"] == "template" and params["model/lr"] == 2e-3
-    assert sorted(dog)[:3] == ["data", "data/batch_size", "init"]  # TensorBoard shows the first five
     assert metrics == list(METRICS)
     for version in ("dog", "none"):  # the init's text, under the tag README names
-        assert "init/summary" in events(two_runs / version / "version_0").Tags()["tensors"]
+        accumulator = events(two_runs / version / "version_0")
+        assert "init/summary" in accumulator.Tags()["tensors"]
+        text = accumulator.Tensors("init/summary")[0].tensor_proto.string_val[0].decode()
+        prose = [line for line in text.splitlines() if "  " not in line.strip()]  # not table rows
+        assert max(len(line) for line in prose) <= 100, text  # a code block does not wrap
+        rows = [line for line in text.splitlines() if ".conv_dw" in line]
+        assert all("->" in row for row in rows), text  # each layer's row stays one line
+
+
+@pytest.mark.slow
+def test_every_run_declares_every_init_option_so_tensorboard_lists_the_dog_settings(two_runs):
+    # TensorBoard takes the HParams columns from the first run it finds with an experiment
+    # summary (backend_context._find_experiment_tag): each run must declare the DoG options
+    dog_options = {"init/gamma_low", "init/gamma_high", "init/on_center_prob", "init/dog_share",
+                   "init/radius"}
+    declared, trials = [], []
+    for init in ("dog", "none"):
+        accumulator = events(two_runs / init / "version_0")
+        experiment = plugin_data(accumulator, "_hparams_/experiment").experiment
+        keys = [info.name for info in experiment.hparam_infos]
+        assert dog_options <= set(keys) and set(init_option_keys()) <= set(keys), init
+        assert shown_columns(experiment) == sorted(names.HPARAMS_SHOWN)
+        declared.append(keys)
+        trials.append(plugin_data(accumulator, "_hparams_/session_start_info").session_start_info.group_name)
+        params, _ = session(accumulator)
+        assert set(params) == set(keys)  # a value for every declared column, "-" where not applicable
+    assert declared[0] == declared[1]
+    assert trials == ["dog/v0", "none/v0"]  # short trial IDs that tell the runs apart
+
+
+@pytest.mark.slow
+def test_report_reads_the_init_back_from_the_sessions(two_runs):
+    from neural_echos.tools.report import read_runs
+
+    runs = read_runs([two_runs])[0]
+    assert sorted(runs.init) == ["dog", "none"]
+    assert set(runs.init_from) == {"session"}
 
 
 @pytest.mark.slow
@@ -83,15 +131,22 @@ def test_custom_scalars_layout_and_aligned_steps(two_runs):
     accumulator = events(two_runs / "dog" / "version_0")
     (config,) = accumulator.Tensors("custom_scalars__config__")
     layout = layout_pb2.Layout.FromString(config.tensor_proto.string_val[0])
-    charts = {chart.title: list(chart.multiline.tag) for category in layout.category for chart in category.chart}
-    assert charts["kernel classes: observed (proportion) and chance"] == [r"kernels/proportion/.*", r"kernels/chance/.*"]
-    assert "val/acc1" in charts["val/acc1 and train loss"]
-    taxonomy = charts["kernel taxonomy: observed and chance"]
-    assert taxonomy == [r"kernels/taxonomy/.*", r"kernels/taxonomy_chance/.*"]
-    assert any(re.fullmatch(taxonomy[1], tag) for tag in accumulator.Tags()["scalars"])  # the regexes match tags
+    charts = {(category.title, chart.title): list(chart.multiline.tag)
+              for category in layout.category for chart in category.chart}
+    scalars = accumulator.Tags()["scalars"]
+    for category, classes, share, chance in (
+        ("kernel classes: observed vs chance", names.CLASSES, names.SHARE, names.CHANCE),
+        ("kernel taxonomy: observed vs chance", names.TAXONOMY_CLASSES, names.TAXONOMY_SHARE,
+         names.TAXONOMY_CHANCE),
+    ):
+        for name in classes:  # one chart per class: its share and its chance share, nothing else
+            regexes = charts[(category, f"{name}: observed vs chance")]
+            matched = sorted(tag for tag in scalars if any(re.search(regex, tag) for regex in regexes))
+            assert matched == sorted([share.format(name), chance.format(name)]), (category, name)
+    assert charts[("training", "val/acc1")] == ["^val/acc1$"]
     val_steps = [e.step for e in accumulator.Scalars("val/acc1")]
     assert [e.step for e in accumulator.Scalars("kernels/proportion/on_center")] == [0, *val_steps]
-    assert [e.step for e in accumulator.Images("kernels/grid/stages.0.blocks.0.conv_dw")] == [0, *val_steps]
+    assert [e.step for e in accumulator.Images("kernels/grid/stages.0")] == [0, *val_steps]
     tags = accumulator.Tags()["scalars"]
     assert "train/lr" in tags and not any(tag.startswith("kernels/layer/") for tag in tags)  # behind an option
 
@@ -101,7 +156,7 @@ def test_kernel_pictures_carry_their_legend(two_runs):
     accumulator = events(two_runs / "dog" / "version_0")
     images = accumulator.Tags()["images"]
     assert {"kernels/layers", "kernels/centroids", "kernels/taxonomy"} <= set(images)
-    encoded = accumulator.Images("kernels/grid/stages.0.blocks.0.conv_dw")[0]
+    encoded = accumulator.Images("kernels/grid/stages.0")[0]
     picture = np.asarray(Image.open(io.BytesIO(encoded.encoded_image_string)).convert("RGB"))
     assert picture.shape[1] >= WIDTH
     legend = picture[-40:]  # the legend strip ends with the frame swatches

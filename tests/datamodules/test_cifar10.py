@@ -269,3 +269,19 @@ def test_an_empty_test_batch_is_an_error(cifar_root):
     dm = CIFAR10DataModule(root=str(root), download=False)
     with pytest.warns(UserWarning), pytest.raises(CIFAR10FormatError, match=r"test_batch' holds no images"):
         dm.setup("fit")
+
+
+@pytest.mark.parametrize("download", [True, False])
+def test_a_root_one_level_too_high_names_the_folder_below_and_downloads_nothing(cifar_root, download, monkeypatch):
+    """``--data.root ../shared/data`` for ``../shared/data/cifar10-mini``: named, not downloaded next to it."""
+    import datamodules.cifar10 as cifar10
+
+    def no_download(root):
+        raise AssertionError(f"tried to download into {root}")
+
+    monkeypatch.setattr(cifar10, "download_cifar10", no_download)
+    data = CIFAR10DataModule(root=str(cifar_root.parent), download=download)
+    message = rf"no CIFAR-10 in '{cifar_root.parent}', but '{cifar_root}' one level down holds it: pass --data.root"
+    with pytest.raises(CIFAR10FormatError, match=message):
+        data.prepare_data()
+        data.setup("fit")

@@ -13,9 +13,9 @@ import pytest
 import torch
 import yaml
 
+import run
 from neural_echos import cli
 from neural_echos.cli import run_config, run_folders
-import run
 from tests.conftest import write_cifar10_tree
 
 REPO = Path(__file__).resolve().parents[3]
@@ -487,3 +487,34 @@ def test_a_frozen_master_key_run_starts_from_its_config_and_resumes_frozen(cifar
 def test_bad_control_settings_are_one_line_errors(cifar_root, tmp_path, monkeypatch, capsys, extra, message):
     monkeypatch.chdir(tmp_path)
     assert message in _error(capsys, _args(cifar_root, *extra, "--trainer.max_epochs", "1"))
+
+
+@pytest.mark.parametrize(
+    ("args", "suggestion"),
+    [
+        (["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), "--trainer.max_epoch", "2"],
+         "unrecognized arguments: --trainer.max_epoch 2; did you mean --trainer.max_epochs?"),
+        (["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), "--trainer.max_epoch=2"],
+         "did you mean --trainer.max_epochs?"),
+        (["analyze", "--model", "convnext_tiny", "--thresh", "0.6"], "did you mean --threshold?"),
+        (["report", "logs", "--ou", "x"], "did you mean --out?"),
+    ],
+    ids=["fit", "fit-equals", "analyze", "report"],
+)
+def test_an_abbreviated_option_is_an_error_with_a_did_you_mean(capsys, args, suggestion):
+    # argparse's prefix matching used to take --trainer.max_epoch silently as --trainer.max_epochs
+    assert suggestion in _error(capsys, args)
+
+
+def test_checkpoint_names_count_epochs_from_one_and_keep_modelcheckpoints_state_key(tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from neural_echos.cli.app import BestCheckpoint
+
+    settings = {"dirpath": tmp_path, "monitor": "val/acc1", "mode": "max", "auto_insert_metric_name": False,
+                "filename": "best-epoch{epoch:03d}-acc{val/acc1:.4f}"}
+    ours, lightnings = BestCheckpoint(**settings), ModelCheckpoint(**settings)
+    metrics = {"epoch": torch.tensor(0), "val/acc1": torch.tensor(0.25)}
+    assert Path(ours.format_checkpoint_name(metrics)).name == "best-epoch001-acc0.2500.ckpt"  # the first epoch
+    assert Path(lightnings.format_checkpoint_name(metrics)).name == "best-epoch000-acc0.2500.ckpt"
+    assert ours.state_key == lightnings.state_key  # runs saved before resume with their best score

@@ -4,16 +4,17 @@ checkpoints, unknown models, regular convolutions) and every error path."""
 import csv
 import json
 import os
+
 import pytest
 import timm
 import torch
 from PIL import Image
 from torch import nn
 
-from neural_echos.tools.analyze import AnalysisError, Subject, analyze, main, survey, survey_main
 from neural_echos.classifiers import get_classifier
-from neural_echos.grids import image_groups
 from neural_echos.dog import dog_kernels
+from neural_echos.grids import image_groups
+from neural_echos.tools.analyze import AnalysisError, Subject, analyze, main, survey, survey_main
 
 
 class Unknown(nn.Module):
@@ -667,3 +668,60 @@ def test_the_classifier_options_are_listed_by_classifier_help(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--classifier", "kmeans", "--classifier.help", "kmeans"])
     assert exit_info.value.code == 0 and "--classifier.n_clusters" in capsys.readouterr().out
+
+
+def test_two_runs_last_checkpoints_get_labels_that_tell_them_apart(tmp_path):
+    from pathlib import Path
+
+    from neural_echos.tools.analyze import distinct_labels
+
+    dog = Path("logs/quickstart/dog/version_0/checkpoints/last.ckpt")
+    none = Path("logs/quickstart/none/version_0/checkpoints/last.ckpt")
+    subjects = [Subject(checkpoint=dog), Subject(checkpoint=none), Subject(checkpoint=Path("other.ckpt")),
+                Subject(model="convnext_atto")]
+    assert [s.label for s in distinct_labels(subjects)] == [
+        "dog/version_0/checkpoints/last.ckpt", "none/version_0/checkpoints/last.ckpt", "other.ckpt",
+        "convnext_atto (random init)"]
+
+
+def test_survey_of_two_last_ckpts_labels_rows_and_folders_apart(atto, tmp_path):
+    first, second = tmp_path / "a" / "last.ckpt", tmp_path / "b" / "last.ckpt"
+    for path in (first, second):
+        path.parent.mkdir()
+        torch.save(atto.state_dict(), path)
+    rows = survey([Subject(checkpoint=first), Subject(checkpoint=second)], get_classifier("template"),
+                  tmp_path / "out")
+    assert {row["subject"] for row in rows} == {"a/last.ckpt", "b/last.ckpt"}
+    folders = sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir())
+    assert folders == ["00_a_last.ckpt", "01_b_last.ckpt"]
+
+
+def test_analyze_without_out_never_replaces_an_earlier_analysis(atto_pth, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        assert main(["--checkpoint", str(atto_pth), "--layers", r"stages\.3"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert (tmp_path / "analysis_out" / "summary.json").is_file()
+    assert last.startswith("wrote analysis_out-2/summary.json, per-layer CSVs (layers/*.csv) and the "
+                           "pictures grids/*.png, proportions.png, taxonomy.png")
+    assert main(["--checkpoint", str(atto_pth), "--layers", r"stages\.3", "--out", "analysis_out"]) == 0
+    assert "it replaced the earlier analysis in analysis_out" in capsys.readouterr().out  # --out given: said
+
+
+def test_pretrained_weights_without_a_reachable_hub_fail_within_seconds(tmp_path, monkeypatch):
+    """No network: one error at once, not huggingface_hub's retries (22 lines over 52 s)."""
+    import time
+
+    from huggingface_hub import constants
+
+    from neural_echos.tools.analyze import create_model
+
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    start = time.monotonic()
+    message = r"cannot get timm's pretrained weights for 'convnext_atto'.*--weights FILE"
+    with pytest.raises(AnalysisError, match=message):
+        create_model("convnext_atto", pretrained=True)
+    assert time.monotonic() - start < 10
+    assert constants.HF_HUB_OFFLINE is False  # the offline switch is put back
