@@ -319,8 +319,8 @@ def main(args: list[str] | None = None) -> NeuralEchosCLI:
         seed_everything_default=SEED_DEFAULT,
         parser_class=NeuralEchosParser,
         save_config_callback=RunConfig,
-        parser_kwargs={"prog": "run.py", "description": "neural-echos: train and evaluate (LightningCLI). Three more subcommands: "
-                                      "`run.py analyze --help` (kernels of a checkpoint), `run.py survey --help` (several) and `run.py report --help` "
-                                      "(compare runs)."},
+        parser_kwargs={"prog": "run.py", "description": "neural-echos: train and evaluate (LightningCLI). Four more subcommands: "
+                                      "`run.py analyze --help` (kernels of a checkpoint), `run.py survey --help` (several), "
+                                      "`run.py compare --help` (two checkpoints of one run) and `run.py report --help` (compare runs)."},
         args=args,  # None: read sys.argv
     )
