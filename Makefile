@@ -12,7 +12,7 @@ PRELOAD := $(if $(filter mimalloc,$(MALLOC)),LD_PRELOAD=$$($(PY) -c "import glob
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install quickstart test test-fast weights bench tensorboard clean
+.PHONY: install quickstart test test-fast lint weights bench tensorboard clean
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,11 @@ weights: install
 
 test: install weights
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff check (pyproject.toml's rules) and ruff format --check: what CI runs before the tests
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test-fast: install
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

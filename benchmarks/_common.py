@@ -27,8 +27,10 @@ def machine() -> str:
         pass
     preload = os.environ.get("LD_PRELOAD", "")
     allocator = "mimalloc" if "mimalloc" in preload else "glibc malloc"
-    return (f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads, {allocator}")
+    return (
+        f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {allocator}"
+    )
 
 
 def median(values: list[float]) -> float:

@@ -55,32 +55,53 @@ def run_child(args: dict, preload: str | None) -> float:
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     if preload:
         env["LD_PRELOAD"] = preload
-    out = subprocess.run([sys.executable, "-c", CHILD.format(repo=str(REPO)), json.dumps(args)], env=env,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD.format(repo=str(REPO)), json.dumps(args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])["img_per_s"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="convmixer")
-    parser.add_argument("--kwargs", default='{"dim": 256, "depth": 4, "kernel_size": 5, "patch_size": 2}',
-                        help="JSON model kwargs (default: ConvMixer-256/4, k5, p2)")
+    parser.add_argument(
+        "--kwargs",
+        default='{"dim": 256, "depth": 4, "kernel_size": 5, "patch_size": 2}',
+        help="JSON model kwargs (default: ConvMixer-256/4, k5, p2)",
+    )
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--pairs", type=int, default=3)
     cli = parser.parse_args()
-    args = {"model": cli.model, "kwargs": json.loads(cli.kwargs), "batch": cli.batch, "steps": cli.steps, "warmup": cli.warmup}
+    args = {
+        "model": cli.model,
+        "kwargs": json.loads(cli.kwargs),
+        "batch": cli.batch,
+        "steps": cli.steps,
+        "warmup": cli.warmup,
+    }
     preload = mimalloc_path()
     print(f"machine: {machine()}")
-    print(f"model {cli.model} {cli.kwargs}, batch {cli.batch}, 32x32, channels_last, {cli.steps} timed steps per child")
+    print(
+        f"model {cli.model} {cli.kwargs}, batch {cli.batch}, 32x32, channels_last, {cli.steps} timed steps per child"
+    )
     glibc, mimalloc = [], []
     for pair in range(cli.pairs):
         glibc.append(run_child(args, None))
         mimalloc.append(run_child(args, preload))
-        print(f"pair {pair}: glibc {glibc[-1]:7.1f} img/s   mimalloc {mimalloc[-1]:7.1f} img/s   ratio {mimalloc[-1] / glibc[-1]:.2f}")
-    print(f"median: glibc malloc {median(glibc):.1f} img/s (baseline), mimalloc {median(mimalloc):.1f} img/s, "
-          f"ratio {median(mimalloc) / median(glibc):.2f}x")
+        print(
+            f"pair {pair}: glibc {glibc[-1]:7.1f} img/s   mimalloc {mimalloc[-1]:7.1f} img/s   ratio "
+            f"{mimalloc[-1] / glibc[-1]:.2f}"
+        )
+    print(
+        f"median: glibc malloc {median(glibc):.1f} img/s (baseline), mimalloc {median(mimalloc):.1f} img/s, "
+        f"ratio {median(mimalloc) / median(glibc):.2f}x"
+    )
 
 
 if __name__ == "__main__":

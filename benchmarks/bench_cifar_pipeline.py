@@ -51,7 +51,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--baseline-workers", type=int, default=2, help="also time the baseline with this many workers")
+    parser.add_argument(
+        "--baseline-workers", type=int, default=2, help="also time the baseline with this many workers"
+    )
     args = parser.parse_args()
 
     tmp = None
@@ -68,19 +70,36 @@ def main() -> None:
         dm = CIFAR10DataModule(root=str(root), batch_size=args.batch_size)
         dm.setup("fit")
     ours = images_per_second(
-        dm.train_dataloader(), lambda x: normalize(random_crop_flip(x, 4), CIFAR10_MEAN, CIFAR10_STD), args.epochs
+        dm.train_dataloader(),
+        lambda x: normalize(random_crop_flip(x, 4), CIFAR10_MEAN, CIFAR10_STD),
+        args.epochs,
     )
 
-    pil = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
+    pil = T.Compose(
+        [
+            T.RandomCrop(32, padding=4),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize(CIFAR10_MEAN, CIFAR10_STD),
+        ]
+    )
     dataset = UncheckedCIFAR10(str(root), train=True, transform=pil)
     baselines = {}
     for workers in sorted({0, args.baseline_workers}):
-        loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
-                                             num_workers=workers, persistent_workers=workers > 0)
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=args.batch_size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+        )
         baselines[workers] = images_per_second(loader, lambda x: x, args.epochs)
 
     print(f"machine: {machine()}")
-    print(f"data: {root} ({len(dm.train_set)} training images), batch {args.batch_size}, median of {args.epochs} epochs")
+    print(
+        f"data: {root} ({len(dm.train_set)} training images), batch {args.batch_size}, median of {args.epochs} epochs"
+    )
     print(f"torchvision CIFAR10 + PIL transforms, 0 workers (baseline): {baselines[0]:9.0f} img/s")
     for workers, rate in baselines.items():
         if workers:

@@ -74,7 +74,9 @@ def natural_image(rng: np.random.Generator, width: int, height: int, noise: floa
     amplitude = 1.0
     for cells in (3, 6, 12, 24, 48, 96):
         small = rng.random((max(2, height * cells // max(width, height)), cells, 3), dtype=np.float32)
-        layer = Image.fromarray((small * 255).astype(np.uint8)).resize((width, height), Image.Resampling.BICUBIC)
+        layer = Image.fromarray((small * 255).astype(np.uint8)).resize(
+            (width, height), Image.Resampling.BICUBIC
+        )
         field += amplitude * np.asarray(layer, np.float32)
         amplitude *= 0.7
     field = (field - field.min()) / (field.max() - field.min() + 1e-6) * 255
@@ -121,7 +123,9 @@ def make_tree(root: Path, images: int, classes: int, processes: int) -> tuple[in
 # ----------------------------------------------------------------------------- timing
 
 
-def decode_figures(files: list[str], transform, repeats: int, chunk: int = 20) -> dict[str, tuple[float, float]]:
+def decode_figures(
+    files: list[str], transform, repeats: int, chunk: int = 20
+) -> dict[str, tuple[float, float]]:
     """CPU ms per image (``time.process_time``, 1 thread, as in a DataLoader worker) of each case.
 
     The cases take turns on chunks of ``chunk`` files, in a rotating order, so that load from
@@ -139,8 +143,8 @@ def decode_figures(files: list[str], transform, repeats: int, chunk: int = 20) -
     for r in range(repeats):
         spent = dict.fromkeys(names, 0.0)
         for k, first in enumerate(range(0, len(files), chunk)):
-            part = files[first:first + chunk]
-            for name in names[k % len(names):] + names[:k % len(names)]:
+            part = files[first : first + chunk]
+            for name in names[k % len(names) :] + names[: k % len(names)]:
                 random.seed(r * 100003 + k)  # the same augmentations for every case
                 start = time.process_time()
                 for path in part:
@@ -186,14 +190,23 @@ def loader_rate(loader, post, epochs: int) -> dict[str, float]:
         rates.append(timed / (time.perf_counter() - start))
         worker_ms.append((_worker_cpu_seconds(pids) - cpu_w0) / total * 1e3)
         main_ms.append((time.process_time() - cpu_m0) / total * 1e3)
-    return {"rate": statistics.median(rates), "worker_ms": statistics.median(worker_ms),
-            "main_ms": statistics.median(main_ms)}
+    return {
+        "rate": statistics.median(rates),
+        "worker_ms": statistics.median(worker_ms),
+        "main_ms": statistics.median(main_ms),
+    }
 
 
 def ours_loader(root: Path, workers: int, batch_size: int):
     dm = ImageNetDataModule(
-        str(root), batch_size=batch_size, num_workers=workers, image_size=224, interpolation="bicubic",
-        auto_augment=AUTO_AUGMENT, re_prob=RE_PROB, pin_memory=False,
+        str(root),
+        batch_size=batch_size,
+        num_workers=workers,
+        image_size=224,
+        interpolation="bicubic",
+        auto_augment=AUTO_AUGMENT,
+        re_prob=RE_PROB,
+        pin_memory=False,
     )
     dm.setup("fit")
 
@@ -206,9 +219,19 @@ def ours_loader(root: Path, workers: int, batch_size: int):
 def timm_loader(root: Path, workers: int, batch_size: int, prefetcher: bool):
     dataset = timm.data.ImageDataset(str(root / "train"))
     loader = timm.data.create_loader(
-        dataset, input_size=(3, 224, 224), batch_size=batch_size, is_training=True, use_prefetcher=prefetcher,
-        auto_augment=AUTO_AUGMENT, re_prob=RE_PROB, re_mode="const", interpolation="bicubic",
-        num_workers=workers, pin_memory=False, device=torch.device("cpu"), persistent_workers=True,
+        dataset,
+        input_size=(3, 224, 224),
+        batch_size=batch_size,
+        is_training=True,
+        use_prefetcher=prefetcher,
+        auto_augment=AUTO_AUGMENT,
+        re_prob=RE_PROB,
+        re_mode="const",
+        interpolation="bicubic",
+        num_workers=workers,
+        pin_memory=False,
+        device=torch.device("cpu"),
+        persistent_workers=True,
     )
     patch_posterize(dataset.transform)
     return loader, (lambda images: images), dataset.transform
@@ -229,8 +252,10 @@ def main() -> None:
     args = parser.parse_args()
 
     print(f"machine: {machine()}")
-    print(f"torchvision {torchvision.__version__}, timm {timm.__version__}, Pillow {PIL.__version__}, "
-          f"libjpeg-turbo in Pillow: {PIL.features.check_feature('libjpeg_turbo')}")
+    print(
+        f"torchvision {torchvision.__version__}, timm {timm.__version__}, Pillow {PIL.__version__}, "
+        f"libjpeg-turbo in Pillow: {PIL.features.check_feature('libjpeg_turbo')}"
+    )
     tmp = None
     if args.root is None:
         tmp = tempfile.TemporaryDirectory(prefix="bench_imagenet_")
@@ -238,7 +263,9 @@ def main() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     try:
         count, mean_kb = make_tree(args.root, args.images, args.classes, processes=min(4, mp.cpu_count()))
-        print(f"tree: {count} train JPEGs in {args.classes} classes, mean {mean_kb:.0f} KB, under {args.root}")
+        print(
+            f"tree: {count} train JPEGs in {args.classes} classes, mean {mean_kb:.0f} KB, under {args.root}"
+        )
 
         files = sorted(str(p) for p in (args.root / "train").rglob("*.JPEG"))
         files = random.Random(0).sample(files, min(args.decode_images, len(files)))
@@ -248,26 +275,35 @@ def main() -> None:
         # the workers need (intra-op threads busy-wait between the small ops).
         torch.set_num_threads(1)
         figures = decode_figures(files, transform, args.decode_repeats)
-        print(f"\ndecoding, 1 thread, {len(files)} images x {args.decode_repeats} passes "
-              "(CPU ms/image: median, spread over passes; images/s of one busy core):")
+        print(
+            f"\ndecoding, 1 thread, {len(files)} images x {args.decode_repeats} passes "
+            "(CPU ms/image: median, spread over passes; images/s of one busy core):"
+        )
         for name, (ms, spread) in figures.items():
             print(f"  {name:32s} {ms:6.2f} ms  ±{spread / 2:5.2f}   ({1e3 / ms:5.0f} img/s)")
 
         for workers in [] if args.no_loaders else args.workers:
             makers = {
                 "ours": lambda w=workers: ours_loader(args.root, w, args.batch_size),
-                "timm create_loader, prefetcher": lambda w=workers: timm_loader(args.root, w, args.batch_size, True),
-                "timm create_loader, no prefetcher": lambda w=workers: timm_loader(args.root, w, args.batch_size, False),
+                "timm create_loader, prefetcher": lambda w=workers: timm_loader(
+                    args.root, w, args.batch_size, True
+                ),
+                "timm create_loader, no prefetcher": lambda w=workers: timm_loader(
+                    args.root, w, args.batch_size, False
+                ),
             }
             runs: dict[str, list[dict[str, float]]] = {name: [] for name in makers}
             names = list(makers)
             for r in range(args.rounds):
-                for name in names[r % len(names):] + names[:r % len(names)]:  # rotate: no order bias
+                for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate: no order bias
                     loader, post, _ = makers[name]()
                     runs[name].append(loader_rate(loader, post, args.epochs))
                     del loader
-            print(f"\nloaders, {workers} worker(s), batch {args.batch_size}, {args.rounds} rounds x {args.epochs} epochs, "
-                  "main process on 1 torch thread")
+            print(
+                f"\nloaders, {workers} worker(s), batch {args.batch_size}, {args.rounds} rounds x "
+                f"{args.epochs} epochs, "
+                "main process on 1 torch thread"
+            )
             print(f"  {'':36s} {'img/s per worker':>22s} {'worker CPU':>11s} {'main CPU':>9s}")
             print(f"  {'':36s} {'median [min-max]':>22s} {'ms/img':>11s} {'ms/img':>9s}")
             summary = {}
@@ -276,12 +312,17 @@ def main() -> None:
                 wms = statistics.median(v["worker_ms"] for v in values)
                 mms = statistics.median(v["main_ms"] for v in values)
                 summary[name] = (statistics.median(per), wms)
-                print(f"  {name:36s} {statistics.median(per):7.1f} [{min(per):6.1f}-{max(per):6.1f}] {wms:11.2f} {mms:9.2f}")
+                print(
+                    f"  {name:36s} {statistics.median(per):7.1f} [{min(per):6.1f}-{max(per):6.1f}] "
+                    f"{wms:11.2f} {mms:9.2f}"
+                )
             ours = summary["ours"]
             timm_best = max((summary[n] for n in summary if n.startswith("timm")), key=lambda v: v[0])
             timm_cpu = min(summary[n][1] for n in summary if n.startswith("timm"))
-            print(f"  ours / best timm: {ours[0] / timm_best[0]:.3f} in wall-clock "
-                  f"images/s per worker, {timm_cpu / ours[1]:.3f} in worker CPU per image (target >= 1.0)")
+            print(
+                f"  ours / best timm: {ours[0] / timm_best[0]:.3f} in wall-clock "
+                f"images/s per worker, {timm_cpu / ours[1]:.3f} in worker CPU per image (target >= 1.0)"
+            )
     finally:
         if tmp is not None:
             tmp.cleanup()

@@ -4,8 +4,8 @@ Both sides train the same timm model (same init), on the same in-memory CIFAR-si
 through the same DataLoader and batch-wise augmentation, with the same timm AdamW, per-step
 cosine schedule, label-smoothed loss and channels_last layout. The Lightning side runs as a
 user gets it from run.py: torchmetrics accuracy, logging every 10 steps to TensorBoard, the
-learning-rate monitor and the Rich progress bar (redrawn every PROGRESS_REFRESH_STEPS steps). Runs alternate (paired) and the ratio of the
-medians is reported. Target: Lightning / plain >= 0.97.
+learning-rate monitor and the Rich progress bar (redrawn every PROGRESS_REFRESH_STEPS steps).
+Runs alternate (paired) and the ratio of the medians is reported. Target: Lightning / plain >= 0.97.
 
     .venv/bin/python benchmarks/bench_lightning_overhead.py [--model convnext_atto] [--steps 30] [--pairs 3]
 """
@@ -58,9 +58,15 @@ def lightning_run(args, images, labels, logdir) -> float:
     module = ImageClassifier(model_name=args.model, num_classes=10, image_size=32, warmup_epochs=0.1)
     clock = StepClock(args.warmup)
     trainer = pl.Trainer(
-        accelerator="cpu", max_epochs=1, limit_train_batches=args.warmup + args.steps, limit_val_batches=0,
-        num_sanity_val_steps=0, logger=TensorBoardLogger(logdir, name="bench"), log_every_n_steps=10,
-        callbacks=[clock, LearningRateLogger(), RichProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS)], enable_checkpointing=False,
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=args.warmup + args.steps,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=TensorBoardLogger(logdir, name="bench"),
+        log_every_n_steps=10,
+        callbacks=[clock, LearningRateLogger(), RichProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS)],
+        enable_checkpointing=False,
         enable_model_summary=False,
     )
     trainer.fit(module, datamodule=SyntheticCIFAR(images, labels, args.batch_size))
@@ -76,14 +82,20 @@ def plain_run(args, images, labels) -> float:
     config = module.configure_optimizers()
     optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
     loader = torch.utils.data.DataLoader(
-        InMemoryImages(images, labels), batch_size=args.batch_size, shuffle=True, drop_last=True, collate_fn=lambda b: b
+        InMemoryImages(images, labels),
+        batch_size=args.batch_size,
+        shuffle=True,
+        drop_last=True,
+        collate_fn=lambda b: b,
     )
     model.train()
     start = None
     for step, (x, y) in enumerate(loader, start=1):
         if step == args.warmup + 1:
             start = time.perf_counter()
-        x = normalize(random_crop_flip(x, 4), CIFAR10_MEAN, CIFAR10_STD).contiguous(memory_format=torch.channels_last)
+        x = normalize(random_crop_flip(x, 4), CIFAR10_MEAN, CIFAR10_STD).contiguous(
+            memory_format=torch.channels_last
+        )
         loss = criterion(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -114,14 +126,20 @@ def main() -> None:
         for pair in range(args.pairs):
             plain.append(plain_run(args, images, labels))
             lightning.append(lightning_run(args, images, labels, logdir))
-            print(f"pair {pair}: plain {plain[-1]:7.1f} img/s   lightning {lightning[-1]:7.1f} img/s   "
-                  f"ratio {lightning[-1] / plain[-1]:.3f}")
+            print(
+                f"pair {pair}: plain {plain[-1]:7.1f} img/s   lightning {lightning[-1]:7.1f} img/s   "
+                f"ratio {lightning[-1] / plain[-1]:.3f}"
+            )
     ratio = median(lightning) / median(plain)
     paired = [b / a for a, b in zip(plain, lightning)]
-    print(f"median: plain PyTorch loop {median(plain):.1f} img/s (baseline), "
-          f"LightningModule under Trainer {median(lightning):.1f} img/s")
-    print(f"ratio lightning/plain = {ratio:.3f} of the medians, {median(paired):.3f} median of the pairs "
-          f"(pairs {min(paired):.3f}..{max(paired):.3f}; target >= 0.97: {'met' if ratio >= 0.97 else 'NOT met'})")
+    print(
+        f"median: plain PyTorch loop {median(plain):.1f} img/s (baseline), "
+        f"LightningModule under Trainer {median(lightning):.1f} img/s"
+    )
+    print(
+        f"ratio lightning/plain = {ratio:.3f} of the medians, {median(paired):.3f} median of the pairs "
+        f"(pairs {min(paired):.3f}..{max(paired):.3f}; target >= 0.97: {'met' if ratio >= 0.97 else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":

@@ -55,10 +55,17 @@ def main() -> None:
         pl.seed_everything(0)
         clock, snapshot = EpochClock(), KernelSnapshot(images=False)
         tracking, projector = KernelTracking(), KernelProjector()
-        trainer = pl.Trainer(accelerator="cpu", max_epochs=1, limit_val_batches=0, num_sanity_val_steps=0,
-                             logger=TensorBoardLogger(tmp, name="bench"), enable_checkpointing=False,
-                             enable_progress_bar=False, enable_model_summary=False,
-                             callbacks=[clock, snapshot, tracking, projector])
+        trainer = pl.Trainer(
+            accelerator="cpu",
+            max_epochs=1,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            logger=TensorBoardLogger(tmp, name="bench"),
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[clock, snapshot, tracking, projector],
+        )
         module = ImageClassifier(num_classes=10, image_size=32)
         trainer.fit(module, datamodule=CIFAR10DataModule(root=str(root)))
         in_fit = list(tracking.seconds)
@@ -66,7 +73,7 @@ def main() -> None:
             tracking.track(trainer, module, step=trainer.global_step)
         for step in range(REPEATS):
             projector.project(trainer, module, step=trainer.global_step + 1 + step)
-        per_tracking, per_projection = median(tracking.seconds[len(in_fit):]), median(projector.seconds[2:])
+        per_tracking, per_projection = median(tracking.seconds[len(in_fit) :]), median(projector.seconds[2:])
     print(f"machine: {machine()}")
     print(f"data: {root}, 1 epoch of convnext_atto (1,840 7x7 depthwise kernels), batch 128")
     print(f"training epoch: {clock.seconds:.1f} s (baseline)")
@@ -77,8 +84,10 @@ def main() -> None:
     ):
         ratio = seconds / clock.seconds
         in_the_fit = ", ".join(f"{t * 1000:.0f}" for t in first)
-        print(f"{name}: {seconds * 1000:.0f} ms per call, median of {REPEATS} (in the fit: {in_the_fit} ms); "
-              f"/ epoch = {ratio:.2%} on this subset, about {ratio * full:.2%} of a full CIFAR-10 epoch")
+        print(
+            f"{name}: {seconds * 1000:.0f} ms per call, median of {REPEATS} (in the fit: {in_the_fit} ms); "
+            f"/ epoch = {ratio:.2%} on this subset, about {ratio * full:.2%} of a full CIFAR-10 epoch"
+        )
     verdict = "met" if per_tracking / clock.seconds * full <= 0.01 else "NOT met"
     print(f"tracking target <= 1 % of a full CIFAR-10 epoch: {verdict}")
 

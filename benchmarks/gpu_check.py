@@ -76,7 +76,9 @@ def plain_loop(cfg, device, precision: str, compile_: bool) -> float:
     model, optimizer = _model_and_optimizer(cfg, device, compile_)
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
     x, y = synthetic_batch(cfg, device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16-mixed" else nullcontext()
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16-mixed" else nullcontext()
+    )
     for step in range(cfg.warmup + cfg.steps):
         if step == cfg.warmup:
             sync(device)
@@ -98,7 +100,9 @@ def timm_loop(cfg, device, precision: str, compile_: bool) -> float:
     total = cfg.warmup + cfg.steps
     scheduler = CosineLRScheduler(optimizer, t_initial=total, warmup_t=1, t_in_epochs=False)
     x, y = synthetic_batch(cfg, device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16-mixed" else nullcontext()
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16-mixed" else nullcontext()
+    )
     for step in range(total):
         if step == cfg.warmup:
             sync(device)
@@ -127,22 +131,38 @@ class StepClock(Callback):
         self.end = time.perf_counter()
 
 
-def lightning_fit(cfg, device, precision: str, compile_: bool, strategy: str = "auto", snapshot: bool = False):
+def lightning_fit(
+    cfg, device, precision: str, compile_: bool, strategy: str = "auto", snapshot: bool = False
+):
     x, y = synthetic_batch(cfg, device)
     data = torch.utils.data.DataLoader([(x, y)] * (cfg.warmup + cfg.steps), batch_size=None)
     pl.seed_everything(0, verbose=False)
-    module = ImageClassifier(model_name=cfg.model, model_kwargs=cfg.model_kwargs, num_classes=cfg.classes,
-                             image_size=cfg.size, lr=1e-3,
-                             compile=compile_, compile_backend=cfg.compile_backend)
+    module = ImageClassifier(
+        model_name=cfg.model,
+        model_kwargs=cfg.model_kwargs,
+        num_classes=cfg.classes,
+        image_size=cfg.size,
+        lr=1e-3,
+        compile=compile_,
+        compile_backend=cfg.compile_backend,
+    )
     clock = StepClock(cfg.warmup, device)
     callbacks = [clock]
     snap = KernelSnapshot(every_n_epochs=0)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = pl.Trainer(
-            accelerator=device.type if device.type == "cpu" else "gpu", devices=1, strategy=strategy,
-            precision=precision, max_steps=cfg.warmup + cfg.steps, limit_val_batches=0, num_sanity_val_steps=0,
+            accelerator=device.type if device.type == "cpu" else "gpu",
+            devices=1,
+            strategy=strategy,
+            precision=precision,
+            max_steps=cfg.warmup + cfg.steps,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
             logger=pl.loggers.TensorBoardLogger(tmp, name="gpu_check") if snapshot else False,
-            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=callbacks,
             default_root_dir=tmp,
         )
         trainer.fit(module, train_dataloaders=data)
@@ -172,8 +192,14 @@ def loader_rates(cfg, device) -> dict[str, float]:
         root = Path(tmp)
         make_tree(root, cfg.jpegs, classes=4, processes=2)
         for pipeline in ("workers", "device"):
-            dm = ImageNetDataModule(str(root), batch_size=cfg.loader_batch, num_workers=cfg.workers,
-                                    image_size=cfg.size, pipeline=pipeline, persistent_workers=True)
+            dm = ImageNetDataModule(
+                str(root),
+                batch_size=cfg.loader_batch,
+                num_workers=cfg.workers,
+                image_size=cfg.size,
+                pipeline=pipeline,
+                persistent_workers=True,
+            )
             dm.trainer = type("T", (), {"training": True})()
             dm.setup("fit")
             loader = dm.train_dataloader()
@@ -181,7 +207,9 @@ def loader_rates(cfg, device) -> dict[str, float]:
             for epoch in range(cfg.loader_epochs):
                 start, count = None, 0
                 for batch in loader:
-                    _images, labels = dm.on_after_batch_transfer(dm.transfer_batch_to_device(batch, device, 0), 0)
+                    _images, labels = dm.on_after_batch_transfer(
+                        dm.transfer_batch_to_device(batch, device, 0), 0
+                    )
                     if start is None:  # from the first batch: worker start-up excluded
                         sync(device)
                         start = time.perf_counter()
@@ -218,23 +246,47 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     if args.smoke:
         # a one-block-per-stage ConvNeXt: the same code, a fraction of the graph to trace
-        cfg = argparse.Namespace(model="convnext_atto", model_kwargs={"depths": (1, 1, 1, 1), "dims": (8, 16, 32, 64)},
-                                 size=32, batch=4, classes=10, warmup=2, steps=2,
-                                 compile_backend="aot_eager", jpegs=24, workers=1, loader_batch=4, loader_epochs=2)
+        cfg = argparse.Namespace(
+            model="convnext_atto",
+            model_kwargs={"depths": (1, 1, 1, 1), "dims": (8, 16, 32, 64)},
+            size=32,
+            batch=4,
+            classes=10,
+            warmup=2,
+            steps=2,
+            compile_backend="aot_eager",
+            jpegs=24,
+            workers=1,
+            loader_batch=4,
+            loader_epochs=2,
+        )
         device = torch.device("cpu")
     else:
         if not torch.cuda.is_available():
             parser.error("no CUDA device: run on a GPU machine, or use --smoke for the CPU code-path check")
-        cfg = argparse.Namespace(model="convnext_tiny", model_kwargs={}, size=224, batch=128, classes=1000, warmup=10, steps=args.steps,
-                                 compile_backend="inductor", jpegs=2000, workers=args.workers, loader_batch=128,
-                                 loader_epochs=2)
+        cfg = argparse.Namespace(
+            model="convnext_tiny",
+            model_kwargs={},
+            size=224,
+            batch=128,
+            classes=1000,
+            warmup=10,
+            steps=args.steps,
+            compile_backend="inductor",
+            jpegs=2000,
+            workers=args.workers,
+            loader_batch=128,
+            loader_epochs=2,
+        )
         device = torch.device("cuda")
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none (CPU smoke run)"
     print(f"machine: {machine()}; GPU: {gpu}; timm {timm.__version__}, lightning {pl.__version__}")
-    print(f"model {cfg.model} at {cfg.size}x{cfg.size}, batch {cfg.batch}, {cfg.steps} timed steps after {cfg.warmup}"
-          + ("  [SMOKE: code paths only, figures meaningless]" if args.smoke else ""))
+    print(
+        f"model {cfg.model} at {cfg.size}x{cfg.size}, batch {cfg.batch}, {cfg.steps} timed steps after {cfg.warmup}"
+        + ("  [SMOKE: code paths only, figures meaningless]" if args.smoke else "")
+    )
 
     print("\n1. training images/s (synthetic data on the device); ratio against the plain loop")
     results = {}
@@ -244,25 +296,38 @@ def main() -> None:
         timm_rate = timm_loop(cfg, device, precision, compile_)
         ours, _ = lightning_fit(cfg, device, precision, compile_)
         results[label] = ours
-        print(f"  {label:34s} plain {plain:8.1f}   timm {timm_rate:8.1f} ({timm_rate / plain:.3f})   "
-              f"ImageClassifier+Trainer {ours:8.1f} ({ours / plain:.3f})")
+        print(
+            f"  {label:34s} plain {plain:8.1f}   timm {timm_rate:8.1f} ({timm_rate / plain:.3f})   "
+            f"ImageClassifier+Trainer {ours:8.1f} ({ours / plain:.3f})"
+        )
 
-    print(f"\n2. ImageNet loader, {cfg.jpegs} generated JPEGs, {cfg.workers} worker(s), batch {cfg.loader_batch}, to {device}")
+    print(
+        f"\n2. ImageNet loader, {cfg.jpegs} generated JPEGs, {cfg.workers} worker(s), batch "
+        f"{cfg.loader_batch}, to {device}"
+    )
     rates = loader_rates(cfg, device)
-    print(f"  pipeline=workers {rates['workers']:8.1f} img/s   pipeline=device {rates['device']:8.1f} img/s   "
-          f"device / workers {rates['device'] / rates['workers']:.2f}")
+    print(
+        f"  pipeline=workers {rates['workers']:8.1f} img/s   pipeline=device {rates['device']:8.1f} img/s   "
+        f"device / workers {rates['device'] / rates['workers']:.2f}"
+    )
 
-    print(f"\n3. DoG init of all depthwise kernels of {cfg.model} on {device}: {dog_init_ms(cfg, device):.2f} ms")
+    print(
+        f"\n3. DoG init of all depthwise kernels of {cfg.model} on {device}: {dog_init_ms(cfg, device):.2f} ms"
+    )
 
     bf16 = "bf16-mixed"
     rate, seconds = lightning_fit(cfg, device, bf16, False, snapshot=True)
     epoch = IMAGENET_TRAIN_IMAGES / rate
-    print(f"\n4. one kernel snapshot: {seconds * 1e3:.0f} ms = {seconds / epoch:.4%} of an ImageNet epoch "
-          f"({epoch / 60:.1f} min at {rate:.0f} img/s, bf16-mixed)")
+    print(
+        f"\n4. one kernel snapshot: {seconds * 1e3:.0f} ms = {seconds / epoch:.4%} of an ImageNet epoch "
+        f"({epoch / 60:.1f} min at {rate:.0f} img/s, bf16-mixed)"
+    )
 
     ddp, _ = lightning_fit(cfg, device, bf16, False, strategy="ddp")
-    print(f"\n5. 1-device DDP fit, bf16-mixed: {ddp:.1f} img/s; against the plain Lightning fit "
-          f"({results[bf16]:.1f}): {ddp / results[bf16]:.3f}")
+    print(
+        f"\n5. 1-device DDP fit, bf16-mixed: {ddp:.1f} img/s; against the plain Lightning fit "
+        f"({results[bf16]:.1f}): {ddp / results[bf16]:.3f}"
+    )
 
 
 if __name__ == "__main__":

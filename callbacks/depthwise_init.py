@@ -60,7 +60,10 @@ class DepthwiseInit(Callback):
     """
 
     def __init__(
-        self, method: InitMethod | None = None, name_filter: str | None = None, seed: int | None = None,
+        self,
+        method: InitMethod | None = None,
+        name_filter: str | None = None,
+        seed: int | None = None,
         freeze: bool = False,
     ):
         if method is not None and not isinstance(method, InitMethod):
@@ -79,7 +82,8 @@ class DepthwiseInit(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         """The init record of the run, kept in its checkpoints (a resume with another init is refused,
-        neural_echos/cli): the method's registry name (``none`` for the model's own), its settings, the filter and seed."""
+        neural_echos/cli): the method's registry name (``none`` for the model's own), its settings,
+        the filter and seed."""
         return init_record(self.method, self.name_filter, self.seed, self.freeze)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -97,12 +101,16 @@ class DepthwiseInit(Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.method is None:
             model_name = pl_module.hparams.get("model_name") if hasattr(pl_module, "hparams") else None
-            text = (f"none: {model_name or type(pl_module).__name__} keeps its own initialisation "
-                    "(no depthwise layer was rewritten)")
+            text = (
+                f"none: {model_name or type(pl_module).__name__} keeps its own initialisation "
+                "(no depthwise layer was rewritten)"
+            )
             self._log(trainer, {names.INIT_METHOD: NONE, **self._freeze_params()}, text)
             return
         if trainer.ckpt_path is not None:
-            rank_zero_info(f"DepthwiseInit: resuming from {trainer.ckpt_path}: the checkpoint's weights are kept")
+            rank_zero_info(
+                f"DepthwiseInit: resuming from {trainer.ckpt_path}: the checkpoint's weights are kept"
+            )
             if self.freeze:  # hparams.yaml is rewritten on resume: keep the run marked frozen there
                 self._log(trainer, self._freeze_params(), None)
             return
@@ -110,7 +118,11 @@ class DepthwiseInit(Callback):
         model = getattr(pl_module, "model", pl_module)
         model_name = pl_module.hparams.get("model_name") if hasattr(pl_module, "hparams") else None
         self.summary = self.method.initialize(
-            model, seed=seed, name_filter=self.name_filter, model_name=model_name, filter_option="--init.name_filter"
+            model,
+            seed=seed,
+            name_filter=self.name_filter,
+            model_name=model_name,
+            filter_option="--init.name_filter",
         )
         rank_zero_info(str(self.summary))
         flat = {f"init/{key}": value for key, value in self.summary.to_dict(per_layer=False).items()}
@@ -122,7 +134,10 @@ class DepthwiseInit(Callback):
 
     @staticmethod
     def _log(trainer: pl.Trainer, params: dict[str, Any], text: str | None) -> None:
-        params = {key: (str(value) if isinstance(value, (tuple, list)) or value is None else value) for key, value in params.items()}
+        params = {
+            key: (str(value) if isinstance(value, (tuple, list)) or value is None else value)
+            for key, value in params.items()
+        }
         for logger in trainer.loggers:  # loggers write on rank zero only
             logger.log_hyperparams(params)
             if text is not None and isinstance(logger, TensorBoardLogger) and trainer.is_global_zero:
@@ -130,9 +145,12 @@ class DepthwiseInit(Callback):
                 # text summary goes through the writer's public FileWriter
                 # a code block does not wrap: prose lines past TEXT_WIDTH (the summary's first) are
                 # wrapped here; table rows (columns apart by two spaces or more) stay whole
-                wrapped = "\n".join(textwrap.fill(line, TEXT_WIDTH, subsequent_indent="  ")
-                                    if len(line) > TEXT_WIDTH and "  " not in line.strip() else line
-                                    for line in text.splitlines())
+                wrapped = "\n".join(
+                    textwrap.fill(line, TEXT_WIDTH, subsequent_indent="  ")
+                    if len(line) > TEXT_WIDTH and "  " not in line.strip()
+                    else line
+                    for line in text.splitlines()
+                )
                 summary = text_pb(names.INIT_SUMMARY_TEXT, "```\n" + wrapped + "\n```")
                 logger.experiment.file_writer.add_summary(summary, global_step=0)
 

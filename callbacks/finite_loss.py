@@ -21,7 +21,9 @@ class FiniteLossGuard(Callback):
     The check reads one scalar per step (the progress bar reads the loss anyway).
     """
 
-    def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
+    def on_before_backward(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor
+    ) -> None:
         if torch.isfinite(loss).all():
             return
         checkpoint = getattr(trainer.checkpoint_callback, "last_model_path", "") or getattr(

@@ -114,7 +114,7 @@ def run_params(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, 
     params.update({names.INIT_SETTING.format(key): _setting_text(value) for key, value in settings.items()})
     params[names.INIT_FREEZE] = bool(init is not None and init.freeze)  # a frozen control vs its trained twin
     label = init_label(params[names.INIT_METHOD], settings)
-    params[names.INIT_SETTINGS] = label[len(params[names.INIT_METHOD]):].strip() or "defaults"
+    params[names.INIT_SETTINGS] = label[len(params[names.INIT_METHOD]) :].strip() or "defaults"
     hp = pl_module.hparams
     for key, name in (("lr", names.MODEL_LR), ("optimizer", names.MODEL_OPTIMIZER)):
         if key in hp:

@@ -89,7 +89,7 @@ class KernelSnapshot(Callback):
     def __init__(
         self,
         every_n_epochs: int = 1,
-        classifier: KernelClassifier = lazy_instance(TemplateClassifier),
+        classifier: KernelClassifier = lazy_instance(TemplateClassifier),  # noqa: B008  (jsonargparse's lazy default)
         images: bool = True,
         max_kernels: int = 64,
         sampling: str = "spread",
@@ -101,13 +101,18 @@ class KernelSnapshot(Callback):
         max_grid_images: int = 4,
     ):
         if every_n_epochs < 0:
-            raise ConfigError(f"snapshot.every_n_epochs must be >= 0 (0 turns snapshots off), got {every_n_epochs}")
+            raise ConfigError(
+                f"snapshot.every_n_epochs must be >= 0 (0 turns snapshots off), got {every_n_epochs}"
+            )
         if max_kernels < 1:
             raise ConfigError(f"snapshot.max_kernels must be >= 1, got {max_kernels}")
         if max_grid_images < 1:
             raise ConfigError(f"snapshot.max_grid_images must be >= 1, got {max_grid_images}")
-        for option, value, choices in (("sampling", sampling, SAMPLINGS), ("scaling", scaling, SCALINGS),
-                                       ("transfer", transfer, TRANSFERS)):
+        for option, value, choices in (
+            ("sampling", sampling, SAMPLINGS),
+            ("scaling", scaling, SCALINGS),
+            ("transfer", transfer, TRANSFERS),
+        ):
             if value not in choices:
                 raise ConfigError(f"snapshot.{option} must be one of {', '.join(choices)}; got {value!r}")
         self.every_n_epochs = every_n_epochs
@@ -135,21 +140,26 @@ class KernelSnapshot(Callback):
         start = time.perf_counter()
         model = getattr(pl_module, "model", pl_module)
         layers = kernels_from_module(
-            model, self.name_filter, model_name=pl_module.hparams.get("model_name"), filter_option="--snapshot.name_filter"
+            model,
+            self.name_filter,
+            model_name=pl_module.hparams.get("model_name"),
+            filter_option="--snapshot.name_filter",
         )
         report = self.classifier.classify(layers)
 
         observed, chance = report.proportions(), report.chance()
         metrics = {names.SHARE.format(name): share for name, share in observed.items()}
         metrics.update({names.CHANCE.format(name): share for name, share in chance.items()})
-        metrics.update({names.EXCESS.format(name): observed[name] - chance[name]
-                        for name in names.EXCESS_CLASSES})
+        metrics.update(
+            {names.EXCESS.format(name): observed[name] - chance[name] for name in names.EXCESS_CLASSES}
+        )
         metrics.update({names.THRESHOLD.format(size): value for size, value in report.thresholds.items()})
         if self.layer_scalars:
             for layer in report.layers:
                 shares = report.proportions([layer])
-                metrics.update({names.LAYER_SHARE.format(layer.name, name): shares[name]
-                                for name in names.CLASSES})
+                metrics.update(
+                    {names.LAYER_SHARE.format(layer.name, name): shares[name] for name in names.CLASSES}
+                )
         taxonomy, taxonomy_chance = report.detailed_proportions(), report.detailed_chance()
         metrics.update({names.TAXONOMY_SHARE.format(name): share for name, share in taxonomy.items()})
         metrics.update({names.TAXONOMY_CHANCE.format(name): share for name, share in taxonomy_chance.items()})
@@ -168,7 +178,12 @@ class KernelSnapshot(Callback):
             images = {}
             if self.images:
                 pictures = grids.grouped_grid_images(
-                    layers, report, self.max_kernels, self.sampling, self.scaling, self.transfer,
+                    layers,
+                    report,
+                    self.max_kernels,
+                    self.sampling,
+                    self.scaling,
+                    self.transfer,
                     max_images=self.max_grid_images,
                 )
                 images = {names.GRID_IMAGE.format(group): image for group, _, image in pictures}

@@ -17,8 +17,9 @@ class LearningRateLogger(Callback):
     different rates give ``train/lr/pg<i>``.
     """
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         every = trainer.log_every_n_steps
         if not trainer.loggers or not trainer.optimizers or not every or trainer.global_step % every:
             return

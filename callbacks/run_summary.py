@@ -49,12 +49,21 @@ def resume_command(trainer: pl.Trainer) -> str | None:
 def summary_lines(trainer: pl.Trainer, stage: str) -> list[str]:
     """The closing summary of a ``fit``, ``validate`` or ``test`` (see :class:`RunSummary`)."""
     folder = run_folder_of(trainer)
-    lines = [f"{stage} done: {trainer.current_epoch} epoch(s) trained, {trainer.global_step} steps"
-             if stage == "fit" else f"{stage} done"]
+    lines = [
+        f"{stage} done: {trainer.current_epoch} epoch(s) trained, {trainer.global_step} steps"
+        if stage == "fit"
+        else f"{stage} done"
+    ]
     lines.append(f"run folder: {folder if folder is not None else '(no logger: nothing written)'}")
     acc = trainer.callback_metrics.get(names.ACC)
-    best = next((cb for cb in trainer.checkpoint_callbacks  # validate/test: the checkpoint they read instead
-                 if isinstance(cb, ModelCheckpoint) and cb.monitor == names.ACC and stage == "fit"), None)
+    best = next(
+        (
+            cb
+            for cb in trainer.checkpoint_callbacks  # validate/test: the checkpoint they read instead
+            if isinstance(cb, ModelCheckpoint) and cb.monitor == names.ACC and stage == "fit"
+        ),
+        None,
+    )
     parts = []
     if best is not None and best.best_model_score is not None and best.best_model_path:
         parts.append(f"best {100 * float(best.best_model_score):.2f} % ({Path(best.best_model_path).name})")
@@ -66,13 +75,17 @@ def summary_lines(trainer: pl.Trainer, stage: str) -> list[str]:
 
     snapshot = next((cb for cb in trainer.callbacks if isinstance(cb, KernelSnapshot)), None)
     if snapshot is not None and snapshot.last_shares:
-        shares = ", ".join(f"{name} {100 * share:.1f} % (chance {100 * chance:.1f} %)"
-                           for name, (share, chance) in snapshot.last_shares.items())
+        shares = ", ".join(
+            f"{name} {100 * share:.1f} % (chance {100 * chance:.1f} %)"
+            for name, (share, chance) in snapshot.last_shares.items()
+        )
         lines.append(f"kernels at the last snapshot: {shares}")
     lines.append("next:")
     if folder is not None:
-        lines.append(f"  TensorBoard: tensorboard --logdir {shlex.quote(str(trainer.loggers[0].save_dir))} "
-                     "(or make tensorboard; docs/tensorboard.md)")
+        lines.append(
+            f"  TensorBoard: tensorboard --logdir {shlex.quote(str(trainer.loggers[0].save_dir))} "
+            "(or make tensorboard; docs/tensorboard.md)"
+        )
     checkpoint = last_checkpoint(trainer)
     if best is not None and best.best_model_path:
         checkpoint = Path(best.best_model_path)
@@ -83,8 +96,10 @@ def summary_lines(trainer: pl.Trainer, stage: str) -> list[str]:
         lines.append(f"  analyze the kernels: {analyze}")
     resume = resume_command(trainer)
     if stage == "fit" and resume is not None:
-        lines.append(f"  train on (raise --trainer.max_epochs): {resume} --trainer.max_epochs "
-                     f"{max(trainer.current_epoch, 1) * 2}")
+        lines.append(
+            f"  train on (raise --trainer.max_epochs): {resume} --trainer.max_epochs "
+            f"{max(trainer.current_epoch, 1) * 2}"
+        )
     return lines
 
 

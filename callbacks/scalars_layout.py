@@ -26,16 +26,28 @@ def build_layout() -> dict[str, dict[str, list]]:
     share near 1). The categories, in order: the three classes, the excess over chance (one
     chart per class, 0 = chance), accuracy and loss, the taxonomy classes, the learning rate.
     """
-    classes = {f"{name}: observed vs chance":
-               ["Multiline", _exactly(names.SHARE.format(name), names.CHANCE.format(name))]
-               for name in names.CLASSES}
-    excess = {f"{name}: observed - chance (0 = chance)": ["Multiline", _exactly(names.EXCESS.format(name))]
-              for name in names.EXCESS_CLASSES}
-    taxonomy = {f"{name}: observed vs chance": ["Multiline", _exactly(names.TAXONOMY_SHARE.format(name),
-                                                                      names.TAXONOMY_CHANCE.format(name))]
-                for name in names.TAXONOMY_CLASSES}
-    taxonomy["named by the taxonomy: observed vs chance"] = ["Multiline",
-                                                             _exactly(names.NAMED, names.NAMED_CHANCE)]
+    classes = {
+        f"{name}: observed vs chance": [
+            "Multiline",
+            _exactly(names.SHARE.format(name), names.CHANCE.format(name)),
+        ]
+        for name in names.CLASSES
+    }
+    excess = {
+        f"{name}: observed - chance (0 = chance)": ["Multiline", _exactly(names.EXCESS.format(name))]
+        for name in names.EXCESS_CLASSES
+    }
+    taxonomy = {
+        f"{name}: observed vs chance": [
+            "Multiline",
+            _exactly(names.TAXONOMY_SHARE.format(name), names.TAXONOMY_CHANCE.format(name)),
+        ]
+        for name in names.TAXONOMY_CLASSES
+    }
+    taxonomy["named by the taxonomy: observed vs chance"] = [
+        "Multiline",
+        _exactly(names.NAMED, names.NAMED_CHANCE),
+    ]
     training = {
         names.ACC: ["Multiline", _exactly(names.ACC)],
         "loss: train (epoch) and val": ["Multiline", _exactly(names.TRAIN_LOSS_EPOCH, names.VAL_LOSS)],

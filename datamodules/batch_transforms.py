@@ -10,7 +10,9 @@ import torch
 from torch import Tensor
 
 
-def random_crop_flip(images: Tensor, padding: int, flip: bool = True, generator: torch.Generator | None = None) -> Tensor:
+def random_crop_flip(
+    images: Tensor, padding: int, flip: bool = True, generator: torch.Generator | None = None
+) -> Tensor:
     """Random crop after zero padding, and random horizontal flip, per image, in one gather.
 
     ``images`` is ``[N, C, H, W]`` (any dtype). Each image gets its own offset in

@@ -76,8 +76,11 @@ def check_not_one_level_too_high(root: str | Path) -> None:
     root = Path(root).expanduser()
     if not root.is_dir() or not missing_files(root):
         return
-    found = sorted(child for child in root.iterdir()
-                   if child.is_dir() and child.name != BATCHES_DIR and not missing_files(child))
+    found = sorted(
+        child
+        for child in root.iterdir()
+        if child.is_dir() and child.name != BATCHES_DIR and not missing_files(child)
+    )
     if found:
         names = " or ".join(repr(str(child)) for child in found[:3])
         raise CIFAR10FormatError(
@@ -164,8 +167,8 @@ def _md5(path: Path) -> str:
 
 # The only globals the official batches (pickled by Python 2 with NumPy) and re-pickles of them
 # by NumPy 2 refer to: the ndarray rebuild path, and (Python 3 at protocol 2) the latin-1
-# encoding of bytes and bytes() for b"" (both restricted to exactly that use). Everything else (dicts, lists, strings, numbers) is built by pickle opcodes
-# that run no code.
+# encoding of bytes and bytes() for b"" (both restricted to exactly that use). Everything else
+# (dicts, lists, strings, numbers) is built by pickle opcodes that run no code.
 CIFAR_PICKLE_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
@@ -242,7 +245,12 @@ def _read_batch(path: Path) -> tuple[Tensor, Tensor]:
             f"{str(path)!r}: 'data' should be an N x 3072 uint8 array, got {data.shape} {data.dtype}"
         )
     integers = labels.dtype.kind in "iu" or labels.size == 0  # not strings, objects, floats (NaN), booleans
-    if labels.shape != (data.shape[0],) or not integers or labels.min(initial=0) < 0 or labels.max(initial=0) > 9:
+    if (
+        labels.shape != (data.shape[0],)
+        or not integers
+        or labels.min(initial=0) < 0
+        or labels.max(initial=0) > 9
+    ):
         raise CIFAR10FormatError(
             f"{str(path)!r}: 'labels' should be {data.shape[0]} integers in 0..9, got {labels.shape} {labels.dtype}; "
             "replace the file with the one from the official archive"
@@ -365,7 +373,9 @@ class CIFAR10DataModule(pl.LightningDataModule):
         train_images, train_labels = arrays.train_images, arrays.train_labels
         self.test_set = InMemoryImages(arrays.test_images, arrays.test_labels)
         if self.val_split > 0:
-            order = torch.randperm(len(train_labels), generator=torch.Generator().manual_seed(self.split_seed))
+            order = torch.randperm(
+                len(train_labels), generator=torch.Generator().manual_seed(self.split_seed)
+            )
             n_val = max(1, round(self.val_split * len(train_labels)))
             val_index, train_index = order[:n_val], order[n_val:]
             self.val_set = InMemoryImages(train_images[val_index], train_labels[val_index])
@@ -373,7 +383,9 @@ class CIFAR10DataModule(pl.LightningDataModule):
         else:
             self.val_set = self.test_set
         if len(train_labels) == 0 and stage in (None, "fit"):
-            held_out = f" after holding out val_split={self.val_split} for validation" if self.val_split > 0 else ""
+            held_out = (
+                f" after holding out val_split={self.val_split} for validation" if self.val_split > 0 else ""
+            )
             raise CIFAR10FormatError(
                 f"the CIFAR-10 training set in {str(find_batches_dir(self.root))!r} is empty{held_out}: "
                 f"{len(arrays.train_labels)} images in data_batch_1..5. Point --data.root at the full batches"
@@ -413,7 +425,9 @@ class CIFAR10DataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, train=False)
 
-    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
+    def on_after_batch_transfer(
+        self, batch: tuple[Tensor, Tensor], dataloader_idx: int
+    ) -> tuple[Tensor, Tensor]:
         if isinstance(batch, Tensor):  # the model summary's example input, already float
             return batch
         images, labels = batch

@@ -43,12 +43,17 @@ from torchvision.transforms.v2 import functional as TF
 from neural_echos.errors import ConfigError
 
 _PIL_TO_MODE = {
-    Image.Resampling.NEAREST: "nearest", Image.Resampling.BILINEAR: "bilinear", Image.Resampling.BICUBIC: "bicubic",
+    Image.Resampling.NEAREST: "nearest",
+    Image.Resampling.BILINEAR: "bilinear",
+    Image.Resampling.BICUBIC: "bicubic",
 }
 _PIL_TO_TV = {
-    Image.Resampling.NEAREST: InterpolationMode.NEAREST, Image.Resampling.BILINEAR: InterpolationMode.BILINEAR,
-    Image.Resampling.BICUBIC: InterpolationMode.BICUBIC, Image.Resampling.LANCZOS: InterpolationMode.LANCZOS,
-    Image.Resampling.BOX: InterpolationMode.BOX, Image.Resampling.HAMMING: InterpolationMode.HAMMING,
+    Image.Resampling.NEAREST: InterpolationMode.NEAREST,
+    Image.Resampling.BILINEAR: InterpolationMode.BILINEAR,
+    Image.Resampling.BICUBIC: InterpolationMode.BICUBIC,
+    Image.Resampling.LANCZOS: InterpolationMode.LANCZOS,
+    Image.Resampling.BOX: InterpolationMode.BOX,
+    Image.Resampling.HAMMING: InterpolationMode.HAMMING,
 }
 JPEG_MAGIC = b"\xff\xd8\xff"
 
@@ -127,7 +132,9 @@ def op_equalize(images: Tensor, args: Tensor) -> Tensor:
     step = (#pixels - #pixels in the last non-empty bin) // 255 (identity when step is 0)."""
     n, c, h, w = images.shape
     levels = images.reshape(n * c, h * w).long()
-    hist = torch.zeros(n * c, 256, device=images.device, dtype=torch.long).scatter_add_(1, levels, torch.ones_like(levels))
+    hist = torch.zeros(n * c, 256, device=images.device, dtype=torch.long).scatter_add_(
+        1, levels, torch.ones_like(levels)
+    )
     last = 255 - (hist.flip(1) > 0).long().argmax(dim=1)  # highest non-empty bin
     step = (h * w - hist.gather(1, last.unsqueeze(1)).squeeze(1)) // 255
     below = hist.cumsum(1) - hist  # pixels strictly below each level
@@ -181,11 +188,16 @@ def _affine(images: Tensor, matrix: Tensor, fill: Sequence[float], mode: str) ->
     """PIL ``Image.transform(AFFINE, (a, b, c, d, e, f))``: output pixel centre (x, y) samples the
     input at (a x + b y + c, d x + e y + f); points outside the input get ``fill``."""
     n, _, h, w = images.shape
-    ys, xs = torch.meshgrid(torch.arange(h, device=images.device, dtype=images.dtype) + 0.5,
-                            torch.arange(w, device=images.device, dtype=images.dtype) + 0.5, indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=images.device, dtype=images.dtype) + 0.5,
+        torch.arange(w, device=images.device, dtype=images.dtype) + 0.5,
+        indexing="ij",
+    )
     points = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).view(1, h * w, 3)
     source = points @ matrix.to(images.dtype).view(n, 2, 3).transpose(1, 2)  # [n, h*w, 2] in pixels
-    inside = ((source[..., 0] >= 0) & (source[..., 0] < w) & (source[..., 1] >= 0) & (source[..., 1] < h)).view(n, 1, h, w)
+    inside = (
+        (source[..., 0] >= 0) & (source[..., 0] < w) & (source[..., 1] >= 0) & (source[..., 1] < h)
+    ).view(n, 1, h, w)
     grid = torch.stack([source[..., 0] / w * 2 - 1, source[..., 1] / h * 2 - 1], dim=-1).view(n, h, w, 2)
     sampled = F.grid_sample(images, grid, mode=mode, padding_mode="border", align_corners=False)
     fill_t = torch.tensor(fill, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
@@ -232,14 +244,23 @@ def op_rotate(images: Tensor, degrees: Tensor, fill, mode) -> Tensor:
 
 # timm's PIL op (the function its AugmentOp calls) -> ours; geometric ops take fill and interpolation
 POINT_OPS = {
-    timm_aa.auto_contrast: op_auto_contrast, timm_aa.equalize: op_equalize, timm_aa.invert: op_invert,
-    timm_aa.posterize: op_posterize, timm_aa.solarize: op_solarize, timm_aa.solarize_add: op_solarize_add,
-    timm_aa.color: op_color, timm_aa.contrast: op_contrast, timm_aa.brightness: op_brightness,
+    timm_aa.auto_contrast: op_auto_contrast,
+    timm_aa.equalize: op_equalize,
+    timm_aa.invert: op_invert,
+    timm_aa.posterize: op_posterize,
+    timm_aa.solarize: op_solarize,
+    timm_aa.solarize_add: op_solarize_add,
+    timm_aa.color: op_color,
+    timm_aa.contrast: op_contrast,
+    timm_aa.brightness: op_brightness,
     timm_aa.sharpness: op_sharpness,
 }
 GEOMETRIC_OPS = {
-    timm_aa.rotate: op_rotate, timm_aa.shear_x: op_shear_x, timm_aa.shear_y: op_shear_y,
-    timm_aa.translate_x_rel: op_translate_x_rel, timm_aa.translate_y_rel: op_translate_y_rel,
+    timm_aa.rotate: op_rotate,
+    timm_aa.shear_x: op_shear_x,
+    timm_aa.shear_y: op_shear_y,
+    timm_aa.translate_x_rel: op_translate_x_rel,
+    timm_aa.translate_y_rel: op_translate_y_rel,
 }
 
 
@@ -283,8 +304,9 @@ class DeviceRandAugment:
         policy = self.policy
         draws: list[list] = [[None] * n for _ in range(policy.num_layers)]
         for i in range(n):
-            ops = np.random.choice(policy.ops, policy.num_layers, replace=policy.choice_weights is None,
-                                   p=policy.choice_weights)
+            ops = np.random.choice(
+                policy.ops, policy.num_layers, replace=policy.choice_weights is None, p=policy.choice_weights
+            )
             for layer, op in enumerate(ops):
                 args = sample_op(op)
                 draws[layer][i] = None if args is None else (op, args)
@@ -307,7 +329,9 @@ class DeviceRandAugment:
                 values = [layer[i][1] for i in index]
                 idx = torch.tensor(index, device=images.device)
                 subset = images.index_select(0, idx)
-                first = torch.tensor([v[0] if v else 0.0 for v in values], device=images.device, dtype=images.dtype)
+                first = torch.tensor(
+                    [v[0] if v else 0.0 for v in values], device=images.device, dtype=images.dtype
+                )
                 if fn in GEOMETRIC_OPS:
                     op = next(layer[i][0] for i in index)
                     fill = op.kwargs.get("fillcolor", timm_aa._FILL)
@@ -342,7 +366,11 @@ class DeviceTrainTransform:
                 self.rand_augment = DeviceRandAugment(step)
             elif isinstance(step, T.ColorJitter):
                 self.per_image.append(step)
-            elif "ToTensor" in type(step).__name__ or "ToNumpy" in type(step).__name__ or type(step).__name__ == "PILToHWCTensor":
+            elif (
+                "ToTensor" in type(step).__name__
+                or "ToNumpy" in type(step).__name__
+                or type(step).__name__ == "PILToHWCTensor"
+            ):
                 continue
             else:
                 raise ConfigError(

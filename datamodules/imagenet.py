@@ -80,7 +80,8 @@ def list_images(class_dir: Path) -> list[str]:
     """Sorted paths of the image files directly inside ``class_dir`` (by extension, any case)."""
     with os.scandir(class_dir) as entries:
         names = [
-            e.name for e in entries
+            e.name
+            for e in entries
             if not e.name.startswith(".") and e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file()
         ]
     return [str(class_dir / name) for name in sorted(names)]
@@ -102,7 +103,9 @@ def read_class_list(classes: Sequence[str] | str | os.PathLike) -> list[str]:
         names = [str(name).strip() for name in classes]
         source = "classes"
     if not names:
-        raise ConfigError(f"{source} is empty: list at least one wnid, or leave classes unset for all classes")
+        raise ConfigError(
+            f"{source} is empty: list at least one wnid, or leave classes unset for all classes"
+        )
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise ConfigError(f"{source} names some wnids more than once: {', '.join(duplicates[:5])}")
@@ -122,7 +125,8 @@ def scan_classes(root: str | os.PathLike, classes: Sequence[str] | str | None = 
     root = Path(root).expanduser()
     if not root.is_dir():
         raise ImageNetFormatError(
-            f"ImageNet root {str(root)!r} {'is a file, not a folder' if root.exists() else 'does not exist'}. Point --data.root at the folder holding "
+            f"ImageNet root {str(root)!r} {'is a file, not a folder' if root.exists() else 'does not exist'}. "
+            "Point --data.root at the folder holding "
             f"train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (see {DOCS} for the layout)."
         )
     found: dict[str, list[str]] = {}
@@ -139,9 +143,13 @@ def scan_classes(root: str | os.PathLike, classes: Sequence[str] | str | None = 
             loose = [p.name for p in split_dir.iterdir() if p.name.lower().endswith(IMAGE_EXTENSIONS)]
             hint = (
                 f" It holds {len(loose)}+ loose image files: the official val archive is flat, re-lay it "
-                f"out into one folder per wnid ({DOCS})." if loose else ""
+                f"out into one folder per wnid ({DOCS})."
+                if loose
+                else ""
             )
-            raise ImageNetFormatError(f"{str(split_dir)!r} has no class folders (expected {split}/<wnid>/).{hint}")
+            raise ImageNetFormatError(
+                f"{str(split_dir)!r} has no class folders (expected {split}/<wnid>/).{hint}"
+            )
     train, val = set(found["train"]), set(found["val"])
     if classes is None:
         if train != val:
@@ -186,7 +194,7 @@ def select_fraction(files: list[str], fraction: float, seed: int, key: str) -> l
 
 def decode_pil(source: str | bytes) -> Image.Image:
     """Decode a file (path) or its bytes with PIL now; RGB images are not copied again by ``convert``."""
-    with (open(source, "rb") if isinstance(source, str) else io.BytesIO(source)) as f:
+    with open(source, "rb") if isinstance(source, str) else io.BytesIO(source) as f:
         image = Image.open(f)
         image.load()
     return image if image.mode == "RGB" else image.convert("RGB")
@@ -258,8 +266,13 @@ class EncodedBatch(list):
 
 
 def collate_encoded(batch: list[tuple[Tensor, int, str]]) -> EncodedBatch:
-    return EncodedBatch([[item for item, _, _ in batch], torch.tensor([label for _, label, _ in batch]),
-                         [path for _, _, path in batch]])
+    return EncodedBatch(
+        [
+            [item for item, _, _ in batch],
+            torch.tensor([label for _, label, _ in batch]),
+            [path for _, _, path in batch],
+        ]
+    )
 
 
 # --------------------------------------------------------------------------- dataset
@@ -276,8 +289,14 @@ class ImageFolderSamples(Dataset):
     ``num_workers=0``, a worker's own otherwise).
     """
 
-    def __init__(self, samples: list[tuple[str, int]], transform: Callable, on_bad_image: str = "fail",
-                 split: str = "", pipeline: str = "workers"):
+    def __init__(
+        self,
+        samples: list[tuple[str, int]],
+        transform: Callable,
+        on_bad_image: str = "fail",
+        split: str = "",
+        pipeline: str = "workers",
+    ):
         self.samples = samples
         self.transform = transform
         self.on_bad_image = on_bad_image
@@ -356,9 +375,17 @@ def normalize_uint8(images: Tensor, mean: Sequence[float], std: Sequence[float])
     return images.float().sub_(mean_t.view(1, -1, 1, 1)).mul_(inv_std.view(1, -1, 1, 1))
 
 
-def sample_erasing_boxes(n: int, h: int, w: int, probability: float, device: torch.device | str = "cpu",
-                         min_area: float = 0.02, max_area: float = 1 / 3, min_aspect: float = 0.3,
-                         attempts: int = 10) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+def sample_erasing_boxes(
+    n: int,
+    h: int,
+    w: int,
+    probability: float,
+    device: torch.device | str = "cpu",
+    min_area: float = 0.02,
+    max_area: float = 1 / 3,
+    min_aspect: float = 0.3,
+    attempts: int = 10,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """timm ``RandomErasing``'s box draw (one box per image), for ``n`` images at once on ``device``.
 
     Each image is erased with ``probability``; the box's area fraction is uniform in
@@ -381,8 +408,16 @@ def sample_erasing_boxes(n: int, h: int, w: int, probability: float, device: tor
     return erase, top.long(), left.long(), box_h.long(), box_w.long()
 
 
-def erase_boxes(images: Tensor, erase: Tensor, top: Tensor, left: Tensor, box_h: Tensor, box_w: Tensor,
-                mode: str = "const", vectorised: bool | None = None) -> Tensor:
+def erase_boxes(
+    images: Tensor,
+    erase: Tensor,
+    top: Tensor,
+    left: Tensor,
+    box_h: Tensor,
+    box_w: Tensor,
+    mode: str = "const",
+    vectorised: bool | None = None,
+) -> Tensor:
     """Fill the boxes of the images marked in ``erase``, in place; returns ``images``.
 
     Fill: 0 (``const``: the mean colour once normalised), one normal colour per box (``rand``)
@@ -401,12 +436,15 @@ def erase_boxes(images: Tensor, erase: Tensor, top: Tensor, left: Tensor, box_h:
         fill = torch.randn_like(images)
     if not vectorised:
         index = erase.nonzero().squeeze(1).tolist()
-        for i, t, l, bh, bw in zip(index, top[index].tolist(), left[index].tolist(),
-                                   box_h[index].tolist(), box_w[index].tolist()):
+        for i, t, l, bh, bw in zip(
+            index, top[index].tolist(), left[index].tolist(), box_h[index].tolist(), box_w[index].tolist()
+        ):
             if fill is None:
-                images[i, :, t:t + bh, l:l + bw] = 0.0
+                images[i, :, t : t + bh, l : l + bw] = 0.0
             else:
-                images[i, :, t:t + bh, l:l + bw] = fill[i, :, t:t + bh, l:l + bw] if mode == "pixel" else fill[i]
+                images[i, :, t : t + bh, l : l + bw] = (
+                    fill[i, :, t : t + bh, l : l + bw] if mode == "pixel" else fill[i]
+                )
         return images
     rows = torch.arange(h, device=images.device).view(1, h, 1)
     cols = torch.arange(w, device=images.device).view(1, 1, w)
@@ -495,8 +533,21 @@ class ImageNetDataModule(pl.LightningDataModule):
         persistent_workers: bool = True,
     ):
         super().__init__()
-        _check_args(batch_size, num_workers, image_size, crop_pct, interpolation, re_prob, re_mode, hflip,
-                    color_jitter, fraction, val_fraction, pipeline, on_bad_image)
+        _check_args(
+            batch_size,
+            num_workers,
+            image_size,
+            crop_pct,
+            interpolation,
+            re_prob,
+            re_mode,
+            hflip,
+            color_jitter,
+            fraction,
+            val_fraction,
+            pipeline,
+            on_bad_image,
+        )
         self.save_hyperparameters()
         self.root = Path(root).expanduser()
         self.batch_size = batch_size
@@ -555,16 +606,29 @@ class ImageNetDataModule(pl.LightningDataModule):
             if train:
                 # use_prefetcher: no ToTensor/Normalize/RandomErasing here (done batch-wise on the device)
                 primary, secondary, _ = create_transform(
-                    self.image_size, is_training=True, interpolation=self.interpolation,
-                    auto_augment=self.auto_augment, hflip=self.hflip, color_jitter=self.color_jitter,
-                    mean=self.mean, std=self.std, re_prob=0.0, use_prefetcher=True, separate=True,
+                    self.image_size,
+                    is_training=True,
+                    interpolation=self.interpolation,
+                    auto_augment=self.auto_augment,
+                    hflip=self.hflip,
+                    color_jitter=self.color_jitter,
+                    mean=self.mean,
+                    std=self.std,
+                    re_prob=0.0,
+                    use_prefetcher=True,
+                    separate=True,
                 )
                 steps = [*primary.transforms, *secondary.transforms]
             else:
                 interpolation = "bicubic" if self.interpolation == "random" else self.interpolation
                 full = create_transform(
-                    self.image_size, is_training=False, interpolation=interpolation, crop_pct=self.crop_pct,
-                    mean=self.mean, std=self.std, use_prefetcher=True,
+                    self.image_size,
+                    is_training=False,
+                    interpolation=interpolation,
+                    crop_pct=self.crop_pct,
+                    mean=self.mean,
+                    std=self.std,
+                    use_prefetcher=True,
                 )
                 steps = [t for t in full.transforms if "ToTensor" not in type(t).__name__]
         except (AssertionError, ValueError, KeyError, IndexError) as err:
@@ -595,11 +659,19 @@ class ImageNetDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.val_set is None:
             self.val_set = ImageFolderSamples(
-                self._samples("val", self.val_fraction), self.eval_transform, self.on_bad_image, "val", self.pipeline
+                self._samples("val", self.val_fraction),
+                self.eval_transform,
+                self.on_bad_image,
+                "val",
+                self.pipeline,
             )
         if self.train_set is None and stage in (None, "fit"):
             self.train_set = ImageFolderSamples(
-                self._samples("train", self.fraction), self.train_transform, self.on_bad_image, "train", self.pipeline
+                self._samples("train", self.fraction),
+                self.train_transform,
+                self.on_bad_image,
+                "train",
+                self.pipeline,
             )
 
     # ---------------------------------------------------------------- loaders
@@ -679,22 +751,56 @@ class ImageNetDataModule(pl.LightningDataModule):
         return images, labels
 
 
-def _check_args(batch_size, num_workers, image_size, crop_pct, interpolation, re_prob, re_mode, hflip,
-                color_jitter, fraction, val_fraction, pipeline, on_bad_image) -> None:
+def _check_args(
+    batch_size,
+    num_workers,
+    image_size,
+    crop_pct,
+    interpolation,
+    re_prob,
+    re_mode,
+    hflip,
+    color_jitter,
+    fraction,
+    val_fraction,
+    pipeline,
+    on_bad_image,
+) -> None:
     checks = [
         (batch_size >= 1, f"batch_size must be at least 1, got {batch_size}"),
         (num_workers >= 0, f"num_workers must be >= 0, got {num_workers}"),
         (image_size >= 1, f"image_size must be a positive number of pixels, got {image_size}"),
         (0 < crop_pct <= 1, f"crop_pct must be in (0, 1] (0.875: resize to 256, crop 224), got {crop_pct}"),
-        (interpolation in INTERPOLATIONS, f"unknown interpolation {interpolation!r}; use one of {', '.join(INTERPOLATIONS)}"),
+        (
+            interpolation in INTERPOLATIONS,
+            f"unknown interpolation {interpolation!r}; use one of {', '.join(INTERPOLATIONS)}",
+        ),
         (0 <= re_prob <= 1, f"re_prob is a probability in [0, 1], got {re_prob}"),
         (re_mode in RE_MODES, f"unknown re_mode {re_mode!r}; use one of {', '.join(RE_MODES)}"),
         (0 <= hflip <= 1, f"hflip is a probability in [0, 1], got {hflip}"),
         (color_jitter >= 0, f"color_jitter must be >= 0, got {color_jitter}"),
-        (0 < fraction <= 1, f"fraction is the share of training images kept per class, in (0, 1], got {fraction}"),
-        (0 < val_fraction <= 1, f"val_fraction is the share of validation images kept per class, in (0, 1], got {val_fraction}"),
-        (pipeline in PIPELINES, f"unknown pipeline {pipeline!r}; use 'workers' (timm's transforms in the DataLoader workers) or 'device' (decoding and augmentation on the training device)"),
-        (on_bad_image in BAD_IMAGE_POLICIES, f"unknown on_bad_image {on_bad_image!r}; use 'fail' (raise, naming the file) or 'skip' (use the next readable image and warn)"),
+        (
+            0 < fraction <= 1,
+            f"fraction is the share of training images kept per class, in (0, 1], got {fraction}",
+        ),
+        (
+            0 < val_fraction <= 1,
+            f"val_fraction is the share of validation images kept per class, in (0, 1], got {val_fraction}",
+        ),
+        (
+            pipeline in PIPELINES,
+            (
+                f"unknown pipeline {pipeline!r}; use 'workers' (timm's transforms in the DataLoader "
+                "workers) or 'device' (decoding and augmentation on the training device)"
+            ),
+        ),
+        (
+            on_bad_image in BAD_IMAGE_POLICIES,
+            (
+                f"unknown on_bad_image {on_bad_image!r}; use 'fail' (raise, naming the file) or 'skip' "
+                "(use the next readable image and warn)"
+            ),
+        ),
     ]
     for ok, message in checks:
         if not ok:

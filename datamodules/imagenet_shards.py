@@ -37,8 +37,9 @@ import random
 import tarfile
 import warnings
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
@@ -75,15 +76,26 @@ def read_info(root: Path) -> dict:
         for split in ("train", "val"):
             entry = info["splits"][split]
             if len(entry["filenames"]) != len(entry["shard_lengths"]) or not entry["filenames"]:
-                raise ValueError(f"split {split!r}: filenames and shard_lengths differ in length or are empty")
+                raise ValueError(
+                    f"split {split!r}: filenames and shard_lengths differ in length or are empty"
+                )
         if not info.get("classes"):
             raise ValueError("no 'classes' list")
     except (ValueError, KeyError, TypeError) as err:
-        raise ImageNetFormatError(f"{str(path)!r} is not a shard index written by scripts/make_shards.py ({err})") from err
-    missing = [name for split in ("train", "val") for name in info["splits"][split]["filenames"] if not (root / name).is_file()]
+        raise ImageNetFormatError(
+            f"{str(path)!r} is not a shard index written by scripts/make_shards.py ({err})"
+        ) from err
+    missing = [
+        name
+        for split in ("train", "val")
+        for name in info["splits"][split]["filenames"]
+        if not (root / name).is_file()
+    ]
     if missing:
-        raise ImageNetFormatError(f"{len(missing)} shard(s) listed in {INFO_FILE} are missing under {str(root)!r}, "
-                                  f"e.g. {missing[0]!r}: copy them, or re-run scripts/make_shards.py")
+        raise ImageNetFormatError(
+            f"{len(missing)} shard(s) listed in {INFO_FILE} are missing under {str(root)!r}, "
+            f"e.g. {missing[0]!r}: copy them, or re-run scripts/make_shards.py"
+        )
     return info
 
 
@@ -94,9 +106,19 @@ def _as_is(batch):
 class ShardStream(IterableDataset):
     """Batches from tar shards, split per rank and worker (see the module docstring)."""
 
-    def __init__(self, shards: list[str], lengths: list[int], load: Callable[[bytes], Any], collate: Callable,
-                 batch_size: int, train: bool, seed: int = 0, shuffle_buffer: int = 1000, device_items: bool = False,
-                 on_bad_image: str = "fail"):
+    def __init__(
+        self,
+        shards: list[str],
+        lengths: list[int],
+        load: Callable[[bytes], Any],
+        collate: Callable,
+        batch_size: int,
+        train: bool,
+        seed: int = 0,
+        shuffle_buffer: int = 1000,
+        device_items: bool = False,
+        on_bad_image: str = "fail",
+    ):
         self.shards, self.lengths = shards, lengths
         self.load, self.collate = load, collate
         self.batch_size, self.train, self.seed = batch_size, train, seed
@@ -121,8 +143,10 @@ class ShardStream(IterableDataset):
 
     def _eval_lengths_of_rank(self) -> list[int]:
         g_all = self.world * self.num_workers
-        return [sum(self.lengths[s] for s in range(g, len(self.shards), g_all))
-                for g in range(self.rank * self.num_workers, (self.rank + 1) * self.num_workers)]
+        return [
+            sum(self.lengths[s] for s in range(g, len(self.shards), g_all))
+            for g in range(self.rank * self.num_workers, (self.rank + 1) * self.num_workers)
+        ]
 
     def shard_order(self) -> list[int]:
         order = list(range(len(self.shards)))
@@ -148,10 +172,17 @@ class ShardStream(IterableDataset):
                 sample = next(samples)
             except StopIteration:
                 return
-            except (tarfile.TarError, EOFError, OSError, zlib.error) as err:  # a truncated, empty or non-tar file
+            except (
+                tarfile.TarError,
+                EOFError,
+                OSError,
+                zlib.error,
+            ) as err:  # a truncated, empty or non-tar file
                 raise ImageNetFormatError(
-                    f"cannot read shard {self.shards[shard_index]!r} ({type(err).__name__}: {one_line(str(err), 160)}): "
-                    "it is truncated, empty or not a tar file. Re-copy it, or re-write the shards with scripts/make_shards.py"
+                    f"cannot read shard {self.shards[shard_index]!r} ({type(err).__name__}: "
+                    f"{one_line(str(err), 160)}): "
+                    "it is truncated, empty or not a tar file. Re-copy it, or re-write the shards "
+                    "with scripts/make_shards.py"
                 ) from None
             key = next((k for k in IMAGE_KEYS if k in sample), None)
             if key is None or "cls" not in sample:
@@ -159,7 +190,11 @@ class ShardStream(IterableDataset):
                     f"shard {self.shards[shard_index]!r}: sample {sample.get('__key__')!r} has no image "
                     f"({'/'.join(IMAGE_KEYS)}) or no .cls entry; re-write the shards with scripts/make_shards.py"
                 )
-            yield f"{Path(self.shards[shard_index]).name}/{sample['__key__']}", sample[key], int(sample["cls"])
+            yield (
+                f"{Path(self.shards[shard_index]).name}/{sample['__key__']}",
+                sample[key],
+                int(sample["cls"]),
+            )
 
     def worker_stream(self, worker: int):
         """``(name, bytes, label)`` in this worker's training order for the epoch (or eval order)."""
@@ -191,7 +226,8 @@ class ShardStream(IterableDataset):
                             return
             if read == 0:  # a whole pass without a sample: another would spin forever
                 raise ImageNetFormatError(
-                    f"the shards {', '.join(repr(self.shards[i]) for i in shards[:3])}{', ...' if len(shards) > 3 else ''} "
+                    f"the shards {', '.join(repr(self.shards[i]) for i in shards[:3])}"
+                    f"{', ...' if len(shards) > 3 else ''} "
                     f"hold no samples, though {INFO_FILE} counts {sum(self.lengths[i] for i in shards)}: re-write the "
                     "shards with scripts/make_shards.py"
                 )
@@ -205,7 +241,9 @@ class ShardStream(IterableDataset):
         info = get_worker_info()
         worker = 0 if info is None else info.id
         if info is not None and info.num_workers != self.num_workers:
-            raise RuntimeError(f"ShardStream was set up for {self.num_workers} workers, runs in {info.num_workers}")
+            raise RuntimeError(
+                f"ShardStream was set up for {self.num_workers} workers, runs in {info.num_workers}"
+            )
         # Logical worker l makes batches l, l + W, ... of the rank's epoch, and the DataLoader takes
         # its workers' batches in turn from worker 0; after k batches done, worker p plays logical
         # (p + k) % W, so that the batches continue at k in the same order.
@@ -243,7 +281,9 @@ class ShardLoader(DataLoader):
     """A DataLoader over a :class:`ShardStream` that Lightning checkpoints (``state_dict``) and
     that tells the stream the epoch (from the trainer) before each pass."""
 
-    def __init__(self, stream: ShardStream, epoch_of: Callable[[], int], batches_done: Callable[[], int], **kwargs):
+    def __init__(
+        self, stream: ShardStream, epoch_of: Callable[[], int], batches_done: Callable[[], int], **kwargs
+    ):
         super().__init__(stream, batch_size=None, collate_fn=_as_is, **kwargs)
         self.epoch_of, self.batches_done = epoch_of, batches_done
         self.resume: dict | None = None
@@ -266,8 +306,11 @@ class ShardLoader(DataLoader):
 
     def state_dict(self) -> dict:
         stream: ShardStream = self.dataset
-        return {"epoch": stream.epoch, "batches": int(self.batches_done()),
-                "layout": [stream.world, stream.num_workers, stream.batch_size]}
+        return {
+            "epoch": stream.epoch,
+            "batches": int(self.batches_done()),
+            "layout": [stream.world, stream.num_workers, stream.batch_size],
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.resume = dict(state)
@@ -286,9 +329,15 @@ class ImageNetShardsDataModule(ImageNetDataModule):
     """
 
     def __init__(self, root: str = "data/imagenet-shards", shuffle_buffer: int = 1000, **kwargs):
-        if kwargs.get("classes") is not None or kwargs.get("fraction", 1.0) != 1.0 or kwargs.get("val_fraction", 1.0) != 1.0:
-            raise ConfigError("classes, fraction and val_fraction are fixed when the shards are written: "
-                              "pass them to scripts/make_shards.py instead")
+        if (
+            kwargs.get("classes") is not None
+            or kwargs.get("fraction", 1.0) != 1.0
+            or kwargs.get("val_fraction", 1.0) != 1.0
+        ):
+            raise ConfigError(
+                "classes, fraction and val_fraction are fixed when the shards are written: "
+                "pass them to scripts/make_shards.py instead"
+            )
         if shuffle_buffer < 1:
             raise ConfigError(f"shuffle_buffer must be at least 1, got {shuffle_buffer}")
         super().__init__(root, **kwargs)
@@ -314,9 +363,15 @@ class ImageNetShardsDataModule(ImageNetDataModule):
         transform = self.train_transform if train else self.eval_transform
         load = encode_for_device if device else _PILLoad(transform)
         stream = ShardStream(
-            [str(self.root / name) for name in entry["filenames"]], list(entry["shard_lengths"]), load,
-            collate_encoded if device else collate_uint8, self.batch_size, train,
-            seed=run_seed(self.trainer, default=0), shuffle_buffer=self.shuffle_buffer, device_items=device,
+            [str(self.root / name) for name in entry["filenames"]],
+            list(entry["shard_lengths"]),
+            load,
+            collate_encoded if device else collate_uint8,
+            self.batch_size,
+            train,
+            seed=run_seed(self.trainer, default=0),
+            shuffle_buffer=self.shuffle_buffer,
+            device_items=device,
             on_bad_image=self.on_bad_image,
         )
         trainer = self.trainer
@@ -329,9 +384,11 @@ class ImageNetShardsDataModule(ImageNetDataModule):
                 f"{stream.num_workers} worker(s) x batch {self.batch_size}: lower num_workers or batch_size"
             )
         if len(stream.shards) < stream.world * stream.num_workers:
-            warnings.warn(f"{split}: {len(stream.shards)} shards for {stream.world * stream.num_workers} workers in "
-                          "all: workers share shards and samples repeat within an epoch; write more, smaller shards",
-                          stacklevel=2)
+            warnings.warn(
+                f"{split}: {len(stream.shards)} shards for {stream.world * stream.num_workers} workers in "
+                "all: workers share shards and samples repeat within an epoch; write more, smaller shards",
+                stacklevel=2,
+            )
         return stream
 
     def _shard_loader(self, split: str, train: bool) -> ShardLoader:
@@ -344,9 +401,14 @@ class ImageNetShardsDataModule(ImageNetDataModule):
         def batches_done() -> int:
             return trainer.fit_loop.epoch_loop.batch_progress.current.completed if trainer is not None else 0
 
-        return ShardLoader(stream, epoch_of, batches_done, num_workers=self.num_workers,
-                           pin_memory=self.pin_memory and torch.cuda.is_available() and self.pipeline == "workers",
-                           persistent_workers=False)  # workers must see each epoch's number
+        return ShardLoader(
+            stream,
+            epoch_of,
+            batches_done,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available() and self.pipeline == "workers",
+            persistent_workers=False,
+        )  # workers must see each epoch's number
 
     def train_dataloader(self) -> DataLoader:
         return self._shard_loader("train", True)

@@ -14,8 +14,8 @@ from timm.scheduler import CosineLRScheduler
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from neural_echos.models.build import build_timm_model
 from neural_echos.errors import ConfigError
+from neural_echos.models.build import build_timm_model
 
 
 class ImageClassifier(pl.LightningModule):
@@ -80,9 +80,24 @@ class ImageClassifier(pl.LightningModule):
         compile_backend: str = "inductor",
     ):
         super().__init__()
-        _check_hparams(optimizer, lr, weight_decay, warmup_epochs, label_smoothing, mixup_alpha, cutmix_alpha, mixup_prob, num_classes)
-        _check_more_hparams(momentum=momentum, warmup_lr=warmup_lr, min_lr=min_lr, mixup_switch_prob=mixup_switch_prob,
-                            in_chans=in_chans)
+        _check_hparams(
+            optimizer,
+            lr,
+            weight_decay,
+            warmup_epochs,
+            label_smoothing,
+            mixup_alpha,
+            cutmix_alpha,
+            mixup_prob,
+            num_classes,
+        )
+        _check_more_hparams(
+            momentum=momentum,
+            warmup_lr=warmup_lr,
+            min_lr=min_lr,
+            mixup_switch_prob=mixup_switch_prob,
+            in_chans=in_chans,
+        )
         _check_compile(compile_mode, compile_backend)
         self.save_hyperparameters()
         self.model = build_timm_model(model_name, num_classes, in_chans, image_size, model_kwargs)
@@ -100,8 +115,12 @@ class ImageClassifier(pl.LightningModule):
         self.mixup = None
         if mixup_alpha > 0 or cutmix_alpha > 0:
             self.mixup = Mixup(
-                mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha, prob=mixup_prob,
-                switch_prob=mixup_switch_prob, label_smoothing=label_smoothing, num_classes=num_classes,
+                mixup_alpha=mixup_alpha,
+                cutmix_alpha=cutmix_alpha,
+                prob=mixup_prob,
+                switch_prob=mixup_switch_prob,
+                label_smoothing=label_smoothing,
+                num_classes=num_classes,
             )
             self.train_criterion: nn.Module = SoftTargetCrossEntropy()
         else:
@@ -154,7 +173,9 @@ class ImageClassifier(pl.LightningModule):
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         return loss
 
-    def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str, acc1: MulticlassAccuracy, acc5: MulticlassAccuracy) -> None:
+    def _evaluate(
+        self, batch: tuple[Tensor, Tensor], stage: str, acc1: MulticlassAccuracy, acc5: MulticlassAccuracy
+    ) -> None:
         images, targets = batch
         logits = self(images)
         acc1.update(logits, targets)
@@ -179,7 +200,11 @@ class ImageClassifier(pl.LightningModule):
         # timm's parameter groups leave out parameters with requires_grad False: depthwise weights
         # frozen by `init.freeze` (callbacks/depthwise_init.py) get no optimizer entry, state or decay
         optimizer = create_optimizer_v2(
-            self.model, opt=hp.optimizer, lr=hp.lr, weight_decay=hp.weight_decay, momentum=hp.momentum,
+            self.model,
+            opt=hp.optimizer,
+            lr=hp.lr,
+            weight_decay=hp.weight_decay,
+            momentum=hp.momentum,
             filter_bias_and_bn=True,  # no weight decay on norm weights and biases
         )
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
@@ -187,8 +212,13 @@ class ImageClassifier(pl.LightningModule):
         warmup_steps = min(round(hp.warmup_epochs * total_steps / max_epochs), total_steps - 1)
         # linear warm-up for warmup_steps, then a cosine from lr to min_lr over the remaining steps
         scheduler = CosineLRScheduler(
-            optimizer, t_initial=total_steps - warmup_steps, lr_min=hp.min_lr, warmup_t=warmup_steps,
-            warmup_lr_init=hp.warmup_lr, warmup_prefix=True, t_in_epochs=False,
+            optimizer,
+            t_initial=total_steps - warmup_steps,
+            lr_min=hp.min_lr,
+            warmup_t=warmup_steps,
+            warmup_lr_init=hp.warmup_lr,
+            warmup_prefix=True,
+            t_in_epochs=False,
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -215,10 +245,15 @@ def _check_compile(mode: str, backend: str) -> None:
         raise ConfigError(f"unknown compile_backend {backend!r}; use one of {', '.join(sorted(backends))}")
 
 
-def _check_more_hparams(momentum: float, warmup_lr: float, min_lr: float, mixup_switch_prob: float, in_chans: int) -> None:
+def _check_more_hparams(
+    momentum: float, warmup_lr: float, min_lr: float, mixup_switch_prob: float, in_chans: int
+) -> None:
     checks = [
         (momentum >= 0, f"momentum must be >= 0, got {momentum}"),
-        (warmup_lr >= 0, f"warmup_lr (the learning rate the warmup starts from) must be >= 0, got {warmup_lr}"),
+        (
+            warmup_lr >= 0,
+            f"warmup_lr (the learning rate the warmup starts from) must be >= 0, got {warmup_lr}",
+        ),
         (min_lr >= 0, f"min_lr must be >= 0, got {min_lr}"),
         (0 <= mixup_switch_prob <= 1, f"mixup_switch_prob must be in [0, 1], got {mixup_switch_prob}"),
         (in_chans >= 1, f"in_chans must be at least 1, got {in_chans}"),
@@ -228,16 +263,32 @@ def _check_more_hparams(momentum: float, warmup_lr: float, min_lr: float, mixup_
             raise ConfigError(message)
 
 
-def _check_hparams(optimizer, lr, weight_decay, warmup_epochs, label_smoothing, mixup_alpha, cutmix_alpha, mixup_prob, num_classes) -> None:
+def _check_hparams(
+    optimizer,
+    lr,
+    weight_decay,
+    warmup_epochs,
+    label_smoothing,
+    mixup_alpha,
+    cutmix_alpha,
+    mixup_prob,
+    num_classes,
+) -> None:
     if optimizer.lower() not in list_optimizers():
         close = difflib.get_close_matches(optimizer.lower(), list_optimizers(), n=3)
-        raise ConfigError(f"unknown optimizer {optimizer!r}; use adamw or sgd (or a timm optimizer name{': ' + ', '.join(close) if close else ''})")
+        raise ConfigError(
+            f"unknown optimizer {optimizer!r}; use adamw or sgd (or a timm optimizer "
+            f"name{': ' + ', '.join(close) if close else ''})"
+        )
     checks = [
         (lr > 0, f"lr must be > 0, got {lr}"),
         (weight_decay >= 0, f"weight_decay must be >= 0, got {weight_decay}"),
         (warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {warmup_epochs}"),
         (0 <= label_smoothing < 1, f"label_smoothing must be in [0, 1), got {label_smoothing}"),
-        (mixup_alpha >= 0 and cutmix_alpha >= 0, f"mixup_alpha and cutmix_alpha must be >= 0, got {mixup_alpha}, {cutmix_alpha}"),
+        (
+            mixup_alpha >= 0 and cutmix_alpha >= 0,
+            f"mixup_alpha and cutmix_alpha must be >= 0, got {mixup_alpha}, {cutmix_alpha}",
+        ),
         (0 <= mixup_prob <= 1, f"mixup_prob must be in [0, 1], got {mixup_prob}"),
         (num_classes >= 2, f"num_classes must be at least 2, got {num_classes}"),
     ]

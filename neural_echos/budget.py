@@ -71,8 +71,11 @@ def analysis_bytes(layers: Iterable[tuple[int, int, int]]) -> int:
         resident += n * kh * kw * 4 * RESIDENT_COPIES
         n_layers += 1
     size_peak = max(
-        (max(n, CALIBRATION_KERNELS) * (kh * kw * BYTES_PER_ROW_PIXEL + n_templates(kh, kw) * BYTES_PER_ROW_TEMPLATE)
-         for (kh, kw), n in per_size.items()),
+        (
+            max(n, CALIBRATION_KERNELS)
+            * (kh * kw * BYTES_PER_ROW_PIXEL + n_templates(kh, kw) * BYTES_PER_ROW_TEMPLATE)
+            for (kh, kw), n in per_size.items()
+        ),
         default=0,
     )
     return resident + size_peak + n_layers * BYTES_PER_LAYER
@@ -102,7 +105,8 @@ def check_budget(
         )
     if len(layers) > max_layers:
         raise BudgetError(
-            f"{source} has {len(layers):,} depthwise layers, beyond the {max_layers:,} that analyze takes at once (each "
+            f"{source} has {len(layers):,} depthwise layers, beyond the {max_layers:,} that analyze "
+            "takes at once (each "
             "writes its own files; no known model has more than a few hundred). Select layers with --layers, or raise "
             "the bound with --max-layers N"
         )

@@ -148,7 +148,7 @@ def load_torch_file(
         return obj, "weights_only" if weights_only else "full"
     except NeuralEchosError:
         raise
-    except Exception as weights_only_error:
+    except Exception as weights_only_error:  # noqa: BLE001  (torch raises many kinds for a bad file)
         first_error = weights_only_error
     refused = str(first_error).startswith("Weights only load failed")
     if not restricted_fallback:
@@ -238,8 +238,10 @@ def is_torchscript_archive(path: str | Path) -> bool:
 
 def torchscript_message(path: str | Path, what: str = "checkpoint", accepts: str | None = None) -> str:
     """Why a TorchScript archive is refused; what to pass instead (``accepts``; default: a state dict)."""
-    state_dict = ("only state dicts are: save model.state_dict() with torch.save (or "
-                  "safetensors.torch.save_file) and pass that file")
+    state_dict = (
+        "only state dicts are: save model.state_dict() with torch.save (or "
+        "safetensors.torch.save_file) and pass that file"
+    )
     instead = f"pass {accepts}" if accepts else state_dict
     return (
         f"{what} {str(path)!r} is a TorchScript archive (torch.jit.save), whose loading runs the code "
@@ -336,12 +338,12 @@ _restricted_pickle.__dict__["__name__"] = "neural_echos_restricted_pickle"
 __all__ = [
     "DEFAULT_MAX_FILE_BYTES",
     "CheckpointError",
-    "check_size",
-    "load_torch_file",
     "Reader",
     "check_file",
+    "check_size",
     "is_torchscript_archive",
     "load_lightning_checkpoint",
+    "load_torch_file",
     "no_torchscript",
     "torchscript_message",
 ]

@@ -86,7 +86,9 @@ WRAPPER_PREFIXES = ("model.", "module.", "_orig_mod.")
 
 
 # analyze --checkpoint, survey --checkpoint and the covariance-transfer init
-CHECKPOINT = Reader(what="checkpoint", error=CheckpointError, accepts="a .ckpt, .pt, .pth or .safetensors file")
+CHECKPOINT = Reader(
+    what="checkpoint", error=CheckpointError, accepts="a .ckpt, .pt, .pth or .safetensors file"
+)
 
 
 @dataclass
@@ -148,7 +150,10 @@ def is_depthwise_kernel(tensor: Any) -> bool:
 
 
 def kernels_from_module(
-    model: nn.Module, name_filter: str | None = None, model_name: str | None = None, filter_option: str = "--layers"
+    model: nn.Module,
+    name_filter: str | None = None,
+    model_name: str | None = None,
+    filter_option: str = "--layers",
 ) -> list[LayerKernels]:
     """Depthwise kernels of ``model`` in module order (cheap: one small copy per layer).
 
@@ -191,14 +196,21 @@ def kernels_from_state_dict(
     """
     keys = [key for key, value in state_dict.items() if is_depthwise_kernel(value)]
     if not keys:
-        raise _no_depthwise_error(source, len(state_dict), _first_shapes(state_dict.items()),
-                                  _non_float_kernels(state_dict.items()))
+        raise _no_depthwise_error(
+            source, len(state_dict), _first_shapes(state_dict.items()), _non_float_kernels(state_dict.items())
+        )
     check_size(
-        sum(state_dict[key].numel() * state_dict[key].element_size() for key in keys), max_bytes, "--max-bytes",
+        sum(state_dict[key].numel() * state_dict[key].element_size() for key in keys),
+        max_bytes,
+        "--max-bytes",
         f"the {len(keys)} depthwise kernels of {source}",
     )
-    selected = select_by_name(list(zip(readable_names(keys), keys)), name_filter,
-                              f"the {len(keys)} depthwise layers of {source}", option=filter_option)
+    selected = select_by_name(
+        list(zip(readable_names(keys), keys)),
+        name_filter,
+        f"the {len(keys)} depthwise layers of {source}",
+        option=filter_option,
+    )
     if budget is not None:
         from neural_echos.budget import check_budget
 
@@ -256,7 +268,9 @@ def regular_kernels_from_state_dict(state_dict: Mapping[str, Any]) -> list[Layer
     for name, key in zip(readable_names(keys), keys):
         _check_dense(name, state_dict[key], "the regular convolutions")
         weight = state_dict[key].detach()
-        layers.append(LayerKernels(name, key, weight.to(torch.float32, copy=True).reshape(-1, *weight.shape[2:])))
+        layers.append(
+            LayerKernels(name, key, weight.to(torch.float32, copy=True).reshape(-1, *weight.shape[2:]))
+        )
     return layers
 
 
@@ -286,9 +300,12 @@ def kernels_from_checkpoint(
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
 ) -> list[LayerKernels]:
     """Depthwise kernels read straight from a checkpoint file, with no model code."""
-    checkpoint = read_checkpoint(path, only_depthwise=True, max_bytes=max_bytes, max_file_bytes=max_file_bytes)
-    return kernels_from_state_dict(checkpoint.state_dict, name_filter, source=f"checkpoint {str(path)!r}",
-                                   max_bytes=max_bytes)
+    checkpoint = read_checkpoint(
+        path, only_depthwise=True, max_bytes=max_bytes, max_file_bytes=max_file_bytes
+    )
+    return kernels_from_state_dict(
+        checkpoint.state_dict, name_filter, source=f"checkpoint {str(path)!r}", max_bytes=max_bytes
+    )
 
 
 def read_checkpoint(
@@ -307,7 +324,9 @@ def read_checkpoint(
         CheckpointError: the file is missing, not a checkpoint, corrupt or truncated, holds no
             state dict (or, with ``only_depthwise``, no depthwise kernel), or is beyond a bound.
     """
-    path = check_file(path, CHECKPOINT)  # the checks every checkpoint reader shares (neural_echos.checkpoints)
+    path = check_file(
+        path, CHECKPOINT
+    )  # the checks every checkpoint reader shares (neural_echos.checkpoints)
     if path.suffix == ".safetensors":
         return _read_safetensors(path, only_depthwise, max_bytes, max_file_bytes)
 
@@ -316,11 +335,19 @@ def read_checkpoint(
     if only_depthwise:
         kernels = {k: v for k, v in state_dict.items() if is_depthwise_kernel(v)}
         if not kernels:
-            raise _no_depthwise_error(f"checkpoint {str(path)!r}", len(state_dict), _first_shapes(state_dict.items()),
-                                      _non_float_kernels(state_dict.items()))
+            raise _no_depthwise_error(
+                f"checkpoint {str(path)!r}",
+                len(state_dict),
+                _first_shapes(state_dict.items()),
+                _non_float_kernels(state_dict.items()),
+            )
         # memory-mapped (zip format): nothing of these was read yet
-        check_size(sum(v.numel() * v.element_size() for v in kernels.values()), max_bytes, "--max-bytes",
-                    f"the {len(kernels)} depthwise kernels of {str(path)!r}")
+        check_size(
+            sum(v.numel() * v.element_size() for v in kernels.values()),
+            max_bytes,
+            "--max-bytes",
+            f"the {len(kernels)} depthwise kernels of {str(path)!r}",
+        )
         state_dict = kernels
     is_lightning = nested_key == "state_dict" and ("pytorch-lightning_version" in obj or "epoch" in obj)
     hparams = _plain_mapping(obj.get("hyper_parameters")) if is_lightning else {}
@@ -345,8 +372,23 @@ def natural_key(name: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-SAFETENSORS_ITEM_BYTES = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2,
-                          "I16": 2, "U16": 2, "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+SAFETENSORS_ITEM_BYTES = {
+    "F64": 8,
+    "I64": 8,
+    "U64": 8,
+    "F32": 4,
+    "I32": 4,
+    "U32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I16": 2,
+    "U16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+}
 
 
 def _read_safetensors(path: Path, only_depthwise: bool, max_bytes: int, max_file_bytes: int) -> Checkpoint:
@@ -359,19 +401,42 @@ def _read_safetensors(path: Path, only_depthwise: bool, max_bytes: int, max_file
             # the header's shapes and dtypes: every size is known before any data is read
             header = {key: f.get_slice(key) for key in keys}
             shapes = {key: list(header[key].get_shape()) for key in keys}
-            sizes = {key: math.prod(shapes[key]) * SAFETENSORS_ITEM_BYTES.get(header[key].get_dtype(), 8) for key in keys}
+            sizes = {
+                key: math.prod(shapes[key]) * SAFETENSORS_ITEM_BYTES.get(header[key].get_dtype(), 8)
+                for key in keys
+            }
             if only_depthwise:
-                keys = [k for k in keys if len(shapes[k]) == 4 and shapes[k][0] > 1 and shapes[k][1] == 1
-                        and max(shapes[k][2:]) > 1 and header[k].get_dtype().startswith(("F", "BF"))]
+                keys = [
+                    k
+                    for k in keys
+                    if len(shapes[k]) == 4
+                    and shapes[k][0] > 1
+                    and shapes[k][1] == 1
+                    and max(shapes[k][2:]) > 1
+                    and header[k].get_dtype().startswith(("F", "BF"))
+                ]
                 if not keys:
-                    non_float = [(k, header[k].get_dtype()) for k, shape in shapes.items() if len(shape) == 4
-                                 and shape[0] > 1 and shape[1] == 1 and max(shape[2:]) > 1]
-                    raise _no_depthwise_error(f"checkpoint {str(path)!r}", len(shapes),
-                                              [(k, tuple(v)) for k, v in shapes.items()], non_float)
-                check_size(sum(sizes[k] for k in keys), max_bytes, "--max-bytes",
-                            f"the {len(keys)} depthwise kernels of {str(path)!r}")
+                    non_float = [
+                        (k, header[k].get_dtype())
+                        for k, shape in shapes.items()
+                        if len(shape) == 4 and shape[0] > 1 and shape[1] == 1 and max(shape[2:]) > 1
+                    ]
+                    raise _no_depthwise_error(
+                        f"checkpoint {str(path)!r}",
+                        len(shapes),
+                        [(k, tuple(v)) for k, v in shapes.items()],
+                        non_float,
+                    )
+                check_size(
+                    sum(sizes[k] for k in keys),
+                    max_bytes,
+                    "--max-bytes",
+                    f"the {len(keys)} depthwise kernels of {str(path)!r}",
+                )
             else:
-                check_size(sum(sizes.values()), max_file_bytes, "--max-file-bytes", f"the tensors of {str(path)!r}")
+                check_size(
+                    sum(sizes.values()), max_file_bytes, "--max-file-bytes", f"the tensors of {str(path)!r}"
+                )
             for key in keys:
                 state_dict[key] = f.get_tensor(key)
     except CheckpointError:
@@ -392,15 +457,26 @@ def _first_shapes(items: Any) -> list[tuple[str, tuple]]:
 
 def _non_float_kernels(items: Any) -> list[tuple[str, str]]:
     """``(key, dtype)`` of the ``[C, 1, kh, kw]`` tensors that are not floating point."""
-    return [(str(k), str(v.dtype).removeprefix("torch.")) for k, v in items
-            if isinstance(v, Tensor) and not v.dtype.is_floating_point and v.dim() == 4 and v.shape[0] > 1
-            and v.shape[1] == 1 and max(v.shape[2], v.shape[3]) > 1]
+    return [
+        (str(k), str(v.dtype).removeprefix("torch."))
+        for k, v in items
+        if isinstance(v, Tensor)
+        and not v.dtype.is_floating_point
+        and v.dim() == 4
+        and v.shape[0] > 1
+        and v.shape[1] == 1
+        and max(v.shape[2], v.shape[3]) > 1
+    ]
 
 
 def _check_dense(name: str, tensor: Tensor, source: str) -> None:
     """A sparse or meta tensor (no values) is one error naming the layer, not a traceback later."""
     if tensor.layout != torch.strided or tensor.is_meta:
-        what = "a meta tensor (a shape without values)" if tensor.is_meta else f"a sparse tensor ({tensor.layout})"
+        what = (
+            "a meta tensor (a shape without values)"
+            if tensor.is_meta
+            else f"a sparse tensor ({tensor.layout})"
+        )
         raise CheckpointError(
             f"layer {name} of {source} is {what}, not a dense kernel; save the model's dense weights "
             "(tensor.to_dense(), or the state dict of a model whose weights were loaded) and pass that file"
@@ -408,14 +484,18 @@ def _check_dense(name: str, tensor: Tensor, source: str) -> None:
 
 
 def _no_depthwise_error(
-    source: str, n_entries: int, shapes: list[tuple[str, tuple]], non_float: list[tuple[str, str]] | None = None
+    source: str,
+    n_entries: int,
+    shapes: list[tuple[str, tuple]],
+    non_float: list[tuple[str, str]] | None = None,
 ) -> CheckpointError:
     if non_float:
         dtypes = sorted({dtype for _, dtype in non_float})
         shown = ", ".join(f"{k} ({dtype})" for k, dtype in non_float[:3])
         return CheckpointError(
             f"{source} holds {len(non_float)} tensors of depthwise shape [C, 1, k, k] but of dtype {', '.join(dtypes)} "
-            f"(e.g. {shown}), not floating point: a quantized or converted checkpoint, whose values are not the kernels. "
+            f"(e.g. {shown}), not floating point: a quantized or converted checkpoint, whose values "
+            "are not the kernels. "
             "Pass the float checkpoint, or dequantize the weights (e.g. tensor.float() * scale) and save those"
         )
     first = ", ".join(f"{k} {tuple(shape)}" for k, shape in shapes[:3])
@@ -467,8 +547,6 @@ def _plain_mapping(value: Any) -> dict[str, Any]:
 
 def _tensors(mapping: Mapping) -> dict[str, Tensor]:
     return {str(k): v for k, v in mapping.items() if isinstance(v, Tensor)}
-
-
 
 
 __all__ = [

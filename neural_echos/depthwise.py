@@ -42,8 +42,8 @@ def find_depthwise_convs(
 
     ``name_filter`` is a regular expression searched (``re.search``) in the qualified
     module name; only matching layers are returned. ``model_name`` only makes error
-    messages name the model, ``option`` the option that set ``name_filter``. Raises :class:`NoDepthwiseLayersError` when nothing is
-    found, so a caller never silently initialises or analyses nothing.
+    messages name the model, ``option`` the option that set ``name_filter``. Raises
+    :class:`NoDepthwiseLayersError` when nothing is found, so a caller never silently initialises or analyses nothing.
     """
     label = model_name or type(model).__name__
     found = [(name, m) for name, m in model.named_modules() if is_depthwise(m)]

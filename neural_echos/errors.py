@@ -172,7 +172,7 @@ def worker_message(message: str, kind: type) -> str:
     names = {cls.__name__ for cls in _subclasses(NeuralEchosError)} | {kind.__name__}
     pattern = re.compile(rf"^(?:[\w.]+\.)?(?:{'|'.join(map(re.escape, sorted(names)))}): ", re.MULTILINE)
     found = list(pattern.finditer(message))
-    return message[found[-1].end():].strip() if found else message
+    return message[found[-1].end() :].strip() if found else message
 
 
 def _subclasses(cls: type) -> list[type]:

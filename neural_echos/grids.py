@@ -46,11 +46,26 @@ CLASS_COLOURS = {  # RGB frame colours, one per detailed class of neural_echos.t
     "second_derivative": (140, 86, 75),  # brown
     "other": (170, 170, 170),  # grey
 }
-SHORT_NAMES = {"on_center": "on", "off_center": "off", "blob": "blob", "delta": "delta",
-               "shifted_delta": "shift", "first_derivative": "d1", "second_derivative": "d2", "other": "other"}
-COLOUR_WORDS = {"on_center": "green", "off_center": "purple", "blob": "blue", "delta": "cyan",
-                "shifted_delta": "olive", "first_derivative": "orange", "second_derivative": "brown",
-                "other": "grey"}
+SHORT_NAMES = {
+    "on_center": "on",
+    "off_center": "off",
+    "blob": "blob",
+    "delta": "delta",
+    "shifted_delta": "shift",
+    "first_derivative": "d1",
+    "second_derivative": "d2",
+    "other": "other",
+}
+COLOUR_WORDS = {
+    "on_center": "green",
+    "off_center": "purple",
+    "blob": "blue",
+    "delta": "cyan",
+    "shifted_delta": "olive",
+    "first_derivative": "orange",
+    "second_derivative": "brown",
+    "other": "grey",
+}
 SCALINGS = ("kernel", "layer")
 TRANSFERS = ("linear", "signed_sqrt")
 SAMPLINGS = ("spread", "per_class")
@@ -96,7 +111,9 @@ def select_kernels(classes: np.ndarray, count: int, sampling: str = "spread") ->
         picked += pool[np.unique(np.linspace(0, len(pool) - 1, take).round().astype(np.int64))].tolist()
     if len(picked) < count:  # small classes left room: fill it evenly from the rest
         rest = np.setdiff1d(np.arange(n), picked)
-        picked += rest[np.unique(np.linspace(0, len(rest) - 1, count - len(picked)).round().astype(np.int64))].tolist()
+        picked += rest[
+            np.unique(np.linspace(0, len(rest) - 1, count - len(picked)).round().astype(np.int64))
+        ].tolist()
     return np.sort(np.array(picked[:count] if len(picked) > count else picked, dtype=np.int64))
 
 
@@ -177,9 +194,11 @@ def _legend_strip(class_names: tuple[str, ...], width: int, limit: float | None,
     picture.paste(Image.fromarray(np.ascontiguousarray(np.repeat(rgb[None], bar_height, axis=0))), (left, 4))
     y = 4 + bar_height
     for tick in (-1.0, -0.5, 0.0, 0.5, 1.0):
-        x = left + int(round((tick + 1) / 2 * (bar_width - 1)))
+        x = left + round((tick + 1) / 2 * (bar_width - 1))
         draw.line([(x, y), (x, y + 3)], fill=INK)
-        value = np.sign(tick) * (tick * tick if transfer == "signed_sqrt" else abs(tick))  # displayed u -> value
+        value = np.sign(tick) * (
+            tick * tick if transfer == "signed_sqrt" else abs(tick)
+        )  # displayed u -> value
         label = f"{value * limit:+.2g}" if limit is not None else f"{value:+.2g}"
         label = "0" if value == 0 else label
         text_width = _text_width(label, font)
@@ -264,12 +283,17 @@ def centroid_image(report: KernelReport, scaling: str = "kernel", transfer: str 
     if not by_size:
         raise ValueError("the report has no centroids")
     blocks = [
-        Block(np.stack([c.weights for c in cs]), np.array([names.index(c.label) for c in cs]),
-              [f"{SHORT_NAMES[c.label]} {c.score:+.2f} {c.passing}/{c.count}" for c in cs])
+        Block(
+            np.stack([c.weights for c in cs]),
+            np.array([names.index(c.label) for c in cs]),
+            [f"{SHORT_NAMES[c.label]} {c.score:+.2f} {c.passing}/{c.count}" for c in cs],
+        )
         for cs in by_size.values()
     ]
-    title = (f"{report.centroid_name} per kernel size: class, DoG score (threshold {_thresholds(report)}), "
-             "members of that class / members")
+    title = (
+        f"{report.centroid_name} per kernel size: class, DoG score (threshold {_thresholds(report)}), "
+        "members of that class / members"
+    )
     return kernel_grid(blocks, names, title, scaling, transfer, ncols=max(len(cs) for cs in by_size.values()))
 
 
@@ -280,8 +304,13 @@ def layer_shares_image(report: KernelReport) -> np.ndarray:
     cell, row_height = 42, FONT_SIZE + 6
     names = [layer.name for layer in report.layers]
     suffix = _common_suffix(names) if len(names) > 1 else ""
-    columns = [("on_center", False, "on"), ("off_center", False, "off"), ("other", False, "other"),
-               ("on_center", True, "ch. on"), ("off_center", True, "ch. off")]
+    columns = [
+        ("on_center", False, "on"),
+        ("off_center", False, "off"),
+        ("other", False, "other"),
+        ("on_center", True, "ch. on"),
+        ("off_center", True, "ch. off"),
+    ]
     name_width = max(80, WIDTH - 2 * MARGIN - cell * len(columns))
     width = MARGIN + name_width + cell * len(columns) + MARGIN
     header = 3 * row_height
@@ -289,7 +318,9 @@ def layer_shares_image(report: KernelReport) -> np.ndarray:
     draw = ImageDraw.Draw(picture)
     title = f"class shares per layer ({report.classifier})" + (f", layers *{suffix}" if suffix else "")
     draw.text((MARGIN, 2), _shorten(title, width - 2 * MARGIN, font), fill=INK, font=font)
-    draw.text((MARGIN, 2 + row_height), "ch. = chance: the same classifier on null kernels", fill=INK, font=font)
+    draw.text(
+        (MARGIN, 2 + row_height), "ch. = chance: the same classifier on null kernels", fill=INK, font=font
+    )
     for c, (_, _, label) in enumerate(columns):
         draw.text((MARGIN + name_width + c * cell + 3, 2 + 2 * row_height), label, fill=INK, font=font)
     for r, layer in enumerate(report.layers):
@@ -318,11 +349,17 @@ def taxonomy_image(report: KernelReport) -> np.ndarray:
     picture = Image.new("RGB", (width, header + len(classes) * row_height + 6), BACKGROUND)
     draw = ImageDraw.Draw(picture)
     explained, explained_chance = report.explained(), report.explained(null=True)
-    title = (f"{report.group} kernel taxonomy ({report.classifier}, {report.n_kernels} kernels, threshold "
-             f"{_thresholds(report)}): named {explained:.0%} (chance {explained_chance:.0%})")
+    title = (
+        f"{report.group} kernel taxonomy ({report.classifier}, {report.n_kernels} kernels, threshold "
+        f"{_thresholds(report)}): named {explained:.0%} (chance {explained_chance:.0%})"
+    )
     draw.text((MARGIN, 2), _shorten(title, width - 2 * MARGIN, font), fill=INK, font=font)
-    draw.text((MARGIN, 2 + row_height), "bar: share of kernels; black tick: chance share (pixel-permuted kernels)",
-              fill=INK, font=font)
+    draw.text(
+        (MARGIN, 2 + row_height),
+        "bar: share of kernels; black tick: chance share (pixel-permuted kernels)",
+        fill=INK,
+        font=font,
+    )
     observed, chance = report.detailed_proportions(), report.detailed_chance()
     for r, name in enumerate(classes):
         y = header + r * row_height
@@ -330,12 +367,18 @@ def taxonomy_image(report: KernelReport) -> np.ndarray:
         draw.text((MARGIN, y + 2), name.replace("_", " "), fill=INK, font=font)
         draw.rectangle([x0, y + 3, x0 + bar_width, y + row_height - 3], outline=(220, 220, 220))
         if observed[name] > 0:
-            draw.rectangle([x0, y + 3, x0 + round(observed[name] * bar_width), y + row_height - 3],
-                           fill=CLASS_COLOURS[name])
+            draw.rectangle(
+                [x0, y + 3, x0 + round(observed[name] * bar_width), y + row_height - 3],
+                fill=CLASS_COLOURS[name],
+            )
         tick = x0 + round(chance[name] * bar_width)
         draw.rectangle([tick - 1, y + 1, tick + 1, y + row_height - 1], fill=INK)
-        draw.text((x0 + bar_width + 8, y + 2), f"{observed[name]:6.1%} (chance {chance[name]:.1%})",
-                  fill=INK, font=font)
+        draw.text(
+            (x0 + bar_width + 8, y + 2),
+            f"{observed[name]:6.1%} (chance {chance[name]:.1%})",
+            fill=INK,
+            font=font,
+        )
     return np.asarray(picture)
 
 
@@ -396,7 +439,12 @@ def _text_strip(text: str, width: int) -> np.ndarray:
     picture = Image.new("RGB", (width, len(lines) * (FONT_SIZE + 4) + 6), BACKGROUND)
     draw = ImageDraw.Draw(picture)
     for i, text_line in enumerate(lines):
-        draw.text((MARGIN, 3 + i * (FONT_SIZE + 4)), _shorten(text_line, width - 2 * MARGIN, font), fill=INK, font=font)
+        draw.text(
+            (MARGIN, 3 + i * (FONT_SIZE + 4)),
+            _shorten(text_line, width - 2 * MARGIN, font),
+            fill=INK,
+            font=font,
+        )
     return np.asarray(picture)
 
 

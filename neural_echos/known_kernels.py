@@ -45,13 +45,25 @@ def master_key_filters() -> Tensor:
 
 
 # the classes a population is drawn from (names of neural_echos.taxonomy.DETAILED_CLASSES)
-POPULATION_CLASSES = ("on_center", "off_center", "blob", "delta", "shifted_delta", "first_derivative",
-                      "second_derivative")
+POPULATION_CLASSES = (
+    "on_center",
+    "off_center",
+    "blob",
+    "delta",
+    "shifted_delta",
+    "first_derivative",
+    "second_derivative",
+)
 # a trained network's mix before the DoGs are added: close to EfficientNet-Lite1's by the template
 # classifier (blobs 51 %, edges 23 %, bars 7 %, shifts 4 %, deltas 2 %; docs/classification.md), with
 # deltas and shifts raised to 10 % each so that every class is well represented
-BACKGROUND_MIX = {"blob": 0.5, "delta": 0.1, "shifted_delta": 0.1, "first_derivative": 0.2,
-                  "second_derivative": 0.1}
+BACKGROUND_MIX = {
+    "blob": 0.5,
+    "delta": 0.1,
+    "shifted_delta": 0.1,
+    "first_derivative": 0.2,
+    "second_derivative": 0.1,
+}
 
 
 @dataclass
@@ -134,4 +146,10 @@ def _draw(name: str, count: int, k: int, rng: np.random.Generator) -> Tensor:
     return torch.from_numpy(out).float()
 
 
-__all__ = ["MASTER_KEY_CENTER_SURROUND", "POPULATION_CLASSES", "Population", "master_key_filters", "population"]
+__all__ = [
+    "MASTER_KEY_CENTER_SURROUND",
+    "POPULATION_CLASSES",
+    "Population",
+    "master_key_filters",
+    "population",
+]

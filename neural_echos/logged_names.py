@@ -15,8 +15,16 @@ from __future__ import annotations
 
 CLASSES = ("on_center", "off_center", "other")
 EXCESS_CLASSES = CLASSES[:2]  # "other" is what is left: its excess over chance says nothing new
-TAXONOMY_CLASSES = ("on_center", "off_center", "blob", "delta", "shifted_delta", "first_derivative",
-                    "second_derivative", "other")
+TAXONOMY_CLASSES = (
+    "on_center",
+    "off_center",
+    "blob",
+    "delta",
+    "shifted_delta",
+    "first_derivative",
+    "second_derivative",
+    "other",
+)
 
 # ---------------------------------------------------------------------------------------------
 # scalars
@@ -81,5 +89,12 @@ SNAPSHOT_CLASSIFIER = "snapshot/classifier"
 HPARAMS_SHOWN = (INIT_METHOD, INIT_SETTINGS, MODEL, SEED, DATA_BATCH_SIZE)
 
 # metrics of the HParams table (TensorBoard shows each one's last value in the run)
-HPARAMS_METRICS = (ACC, SHARE.format("on_center"), CHANCE.format("on_center"), SHARE.format("off_center"),
-                   CHANCE.format("off_center"), EXCESS.format("on_center"), EXCESS.format("off_center"))
+HPARAMS_METRICS = (
+    ACC,
+    SHARE.format("on_center"),
+    CHANCE.format("on_center"),
+    SHARE.format("off_center"),
+    CHANCE.format("off_center"),
+    EXCESS.format("on_center"),
+    EXCESS.format("off_center"),
+)

@@ -31,9 +31,14 @@ def proportions_figure(reports: Sequence[KernelReport], title: str | None = None
         rows.append((f"{report.group}: all", report.proportions(), report.chance()))
         by_size = report.layers_by_size()
         if len(by_size) > 1:
-            rows += [(f"{report.group}: all {size}", report.proportions(layers), report.chance(layers))
-                     for size, layers in by_size.items()]
-    rows += [(layer.name, reports[0].proportions([layer]), reports[0].chance([layer])) for layer in reports[0].layers]
+            rows += [
+                (f"{report.group}: all {size}", report.proportions(layers), report.chance(layers))
+                for size, layers in by_size.items()
+            ]
+    rows += [
+        (layer.name, reports[0].proportions([layer]), reports[0].chance([layer]))
+        for layer in reports[0].layers
+    ]
 
     fig = Figure(figsize=(8, 1.4 + 0.3 * len(rows)), dpi=80, layout="constrained")
     FigureCanvasAgg(fig)
@@ -43,9 +48,17 @@ def proportions_figure(reports: Sequence[KernelReport], title: str | None = None
         left = np.zeros(len(rows))
         for name in CLASSES:
             share = np.array([row[which][name] for row in rows])
-            ax.barh(y + offset, share, left=left, height=height, color=np.array(CLASS_COLOURS[name]) / 255,
-                    hatch=hatch, edgecolor="white" if hatch else None, linewidth=0,
-                    label=name if hatch is None else None)
+            ax.barh(
+                y + offset,
+                share,
+                left=left,
+                height=height,
+                color=np.array(CLASS_COLOURS[name]) / 255,
+                hatch=hatch,
+                edgecolor="white" if hatch else None,
+                linewidth=0,
+                label=name if hatch is None else None,
+            )
             left += share
     ax.barh([np.nan], [0], color="white", hatch="///", edgecolor="grey", label="chance (null kernels)")
     ax.set_yticks(y, [label for label, _, _ in rows], fontsize=7)
@@ -67,11 +80,25 @@ def survey_figure(rows: Sequence[dict]) -> Figure:
     on = np.array([r["on_center"] for r in rows])
     off = np.array([r["off_center"] for r in rows])
     ax.barh(y - 0.17, on, height=0.5, color=np.array(CLASS_COLOURS["on_center"]) / 255, label="on_center")
-    ax.barh(y - 0.17, off, left=on, height=0.5, color=np.array(CLASS_COLOURS["off_center"]) / 255,
-            label="off_center")
+    ax.barh(
+        y - 0.17,
+        off,
+        left=on,
+        height=0.5,
+        color=np.array(CLASS_COLOURS["off_center"]) / 255,
+        label="off_center",
+    )
     chance = np.array([r["chance_on_off"] for r in rows])
-    ax.barh(y + 0.25, chance, height=0.28, color="lightgrey", hatch="///", edgecolor="grey", linewidth=0,
-            label="chance on+off (null kernels)")
+    ax.barh(
+        y + 0.25,
+        chance,
+        height=0.28,
+        color="lightgrey",
+        hatch="///",
+        edgecolor="grey",
+        linewidth=0,
+        label="chance on+off (null kernels)",
+    )
     ax.set_yticks(y, labels, fontsize=7)
     ax.invert_yaxis()
     ax.set_xlim(0, max(0.05, float(np.max(on + off, initial=0)), float(np.max(chance, initial=0))) * 1.1)
@@ -99,14 +126,20 @@ def centroid_figure(report: KernelReport) -> Figure:
         share = c.count / totals[c.kernel_size] if totals[c.kernel_size] else 0.0
         ax.set_title(
             f"{c.label}\n{c.kernel_size[0]}x{c.kernel_size[1]} score {c.score:+.2f}, {share:.0%}\n"
-            + (f"{c.count} kernels" if report.centroid_name == "class means" else f"{c.passing}/{c.count} are {c.label}"),
+            + (
+                f"{c.count} kernels"
+                if report.centroid_name == "class means"
+                else f"{c.passing}/{c.count} are {c.label}"
+            ),
             fontsize=7,
             color=np.array(CLASS_COLOURS[c.label]) / 255,
         )
         ax.set_xticks([])
         ax.set_yticks([])
     if centroids:
-        fig.suptitle(f"{report.centroid_name} of the {report.group} kernels ({report.classifier})", fontsize=9)
+        fig.suptitle(
+            f"{report.centroid_name} of the {report.group} kernels ({report.classifier})", fontsize=9
+        )
         fig.colorbar(image, ax=fig.axes, shrink=0.8, label="weight / its max |w|")
     return fig
 

@@ -134,7 +134,9 @@ def bound_jsonargparse() -> None:
         if isinstance(stream, (str, bytes)):
             try:
                 check_text(stream)
-            except YAMLBoundError as err:  # not a YAMLError here: jsonargparse would take the text as a string
+            except (
+                YAMLBoundError
+            ) as err:  # not a YAMLError here: jsonargparse would take the text as a string
                 raise ConfigError(f"a YAML value or config is refused: {err}; fix it") from None
             except yaml.YAMLError:
                 pass  # jsonargparse's loader says what is wrong, as before

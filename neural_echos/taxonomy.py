@@ -76,14 +76,18 @@ class Taxonomy:
         return self.correlation.abs() * (self.named <= OFF)
 
 
-def taxonomy(unit: Tensor, size: tuple[int, int], antagonistic: Tensor, families: tuple[str, ...] = FAMILIES) -> Taxonomy:
+def taxonomy(
+    unit: Tensor, size: tuple[int, int], antagonistic: Tensor, families: tuple[str, ...] = FAMILIES
+) -> Taxonomy:
     """The best template of each ``[n, kh * kw]`` L2-normalised kernel of ``size`` (see the module
     docstring). ``antagonistic``: ``[n]`` bool, the kernels with an opposite-sign surround (only
     they may be named by a DoG template)."""
     n = unit.shape[0]
     bank = template_bank(size, families)
     if len(bank) == 0 or n == 0:
-        return Taxonomy(torch.full((n,), OTHER, dtype=torch.int64), torch.zeros(n), np.full(n, "", dtype=object))
+        return Taxonomy(
+            torch.full((n,), OTHER, dtype=torch.int64), torch.zeros(n), np.full(n, "", dtype=object)
+        )
     correlation = unit @ bank.templates.T  # [n, T] cosines
     is_dog = bank.family == FAMILIES.index("dog")
     # a DoG template names only an antagonistic kernel; the others fall to their best other template

@@ -151,8 +151,12 @@ def _cached_bank(kh: int, kw: int, families: tuple[str, ...]) -> TemplateBank:
 
     if not parts:  # only DoGs asked for, on a grid where no DoG fits (e.g. 2x2)
         empty = torch.zeros(0, kh * kw)
-        return TemplateBank((kh, kw), empty, torch.zeros(0, dtype=torch.int64), np.array([], dtype=str), empty)
-    flat = torch.cat([images.reshape(images.shape[0], kh * kw) for images, _, _, _ in parts]).to(torch.float64)
+        return TemplateBank(
+            (kh, kw), empty, torch.zeros(0, dtype=torch.int64), np.array([], dtype=str), empty
+        )
+    flat = torch.cat([images.reshape(images.shape[0], kh * kw) for images, _, _, _ in parts]).to(
+        torch.float64
+    )
     family = torch.cat([torch.full((images.shape[0],), fam) for images, _, fam, _ in parts])
     zero_mean = torch.isin(family, torch.tensor([FAMILIES.index(f) for f in ZERO_MEAN_FAMILIES]))
     # differences are zero-mean (a constant offset never matches them); blobs and deltas are not
@@ -163,7 +167,9 @@ def _cached_bank(kh: int, kw: int, families: tuple[str, ...]) -> TemplateBank:
     family = family[keep]
     names = np.array([name for _, part_names, _, _ in parts for name in part_names])[keep.numpy()]
     centre = torch.cat([masks for _, _, _, masks in parts])[keep]
-    return TemplateBank((kh, kw), flat.to(torch.float32).contiguous(), family, names, centre.to(torch.float32))
+    return TemplateBank(
+        (kh, kw), flat.to(torch.float32).contiguous(), family, names, centre.to(torch.float32)
+    )
 
 
 def _centre_masks(radius: Tensor, size: tuple[int, int]) -> Tensor:
@@ -205,11 +211,14 @@ def difference_templates(size: tuple[int, int]) -> tuple[Tensor, list[str]]:
     is best matched by a DoG, and is antagonistic."""
     kh, kw = size
     ci, cj = (kh - 1) // 2, (kw - 1) // 2
-    window = [(i, j) for i in range(max(0, ci - 1), min(kh, ci + 2 + (kh % 2 == 0)))
-              for j in range(max(0, cj - 1), min(kw, cj + 2 + (kw % 2 == 0)))]
+    window = [
+        (i, j)
+        for i in range(max(0, ci - 1), min(kh, ci + 2 + (kh % 2 == 0)))
+        for j in range(max(0, cj - 1), min(kw, cj + 2 + (kw % 2 == 0)))
+    ]
     images, names = [], []
     for a, (i, j) in enumerate(window):
-        for i2, j2 in window[a + 1:]:
+        for i2, j2 in window[a + 1 :]:
             if max(abs(i - i2), abs(j - j2)) == 1:  # neighbours (8-connected)
                 image = torch.zeros(kh, kw, dtype=torch.float64)
                 image[i, j], image[i2, j2] = 1.0, -1.0

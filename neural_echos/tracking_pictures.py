@@ -8,12 +8,12 @@ from collections.abc import Sequence
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
-from neural_echos.grids import SHORT_NAMES  # noqa: E402
-from neural_echos.tracking import Drift, PopulationSignal, row_shares, transition_summary  # noqa: E402
+from neural_echos.grids import SHORT_NAMES
+from neural_echos.tracking import Drift, PopulationSignal, row_shares, transition_summary
 
 DPI = 100
 

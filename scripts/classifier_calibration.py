@@ -61,21 +61,31 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[3, 5, 7, 9, 11])
     args = parser.parse_args()
     n = args.kernels
-    print("| classifier | size | auto threshold | Gaussian on+off (chance) | DoG | permuted DoG (chance) "
-          "| DoG + noise, equal energy | half energy | blobs | bars |")
+    print(
+        "| classifier | size | auto threshold | Gaussian on+off (chance) | DoG | permuted DoG (chance) "
+        "| DoG + noise, equal energy | half energy | blobs | bars |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in sorted(CLASSIFIERS):
         classifier = get_classifier(name)
         for k in args.sizes:
             g = torch.Generator().manual_seed(k)
             gaussian = classifier.classify_kernels(torch.randn(n, k, k, generator=g))
-            gamma = (0.01 + 0.98 * torch.rand(n, generator=g))
+            gamma = 0.01 + 0.98 * torch.rand(n, generator=g)
             dogs = unit(dog_kernels(gamma, k, on_center=torch.rand(n, generator=g) < 0.5))
-            permuted = dogs.flatten(1).gather(1, torch.rand(n, k * k, generator=g).argsort(1)).reshape(n, k, k)
+            permuted = (
+                dogs.flatten(1).gather(1, torch.rand(n, k * k, generator=g).argsort(1)).reshape(n, k, k)
+            )
             dog_report = classifier.classify_kernels(dogs)
             permuted_report = classifier.classify_kernels(permuted)
-            noisy = {e: on_off(classifier.classify_kernels(
-                dogs + unit(torch.randn(n, k, k, generator=g)) * e**0.5).proportions()) for e in (1.0, 0.5)}
+            noisy = {
+                e: on_off(
+                    classifier.classify_kernels(
+                        dogs + unit(torch.randn(n, k, k, generator=g)) * e**0.5
+                    ).proportions()
+                )
+                for e in (1.0, 0.5)
+            }
             ys = torch.arange(k, dtype=torch.float32) - (k - 1) / 2
             d2 = ys[:, None] ** 2 + ys[None, :] ** 2
             sigma = (0.3 + 2.7 * torch.rand(n, generator=g)) * k / 7

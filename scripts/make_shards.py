@@ -38,13 +38,19 @@ def write_split(out: Path, split: str, samples: list[tuple[str, int]], shard_siz
     names, lengths = [], []
     for start in range(0, len(samples), shard_size):
         name = f"{split}-{start // shard_size:06d}.tar"
-        chunk = samples[start:start + shard_size]
+        chunk = samples[start : start + shard_size]
         with wds.TarWriter(str(out / name)) as writer:
             for index, (path, label) in enumerate(chunk, start):
                 ext = EXTENSIONS.get(Path(path).suffix.lower())
                 if ext is None:
                     raise NeuralEchosError(f"{path!r}: only JPEG, PNG and WebP files can go into shards")
-                writer.write({"__key__": f"{index:08d}_{Path(path).stem}", ext: Path(path).read_bytes(), "cls": str(label)})
+                writer.write(
+                    {
+                        "__key__": f"{index:08d}_{Path(path).stem}",
+                        ext: Path(path).read_bytes(),
+                        "cls": str(label),
+                    }
+                )
         names.append(name)
         lengths.append(len(chunk))
     return {"name": split, "num_samples": len(samples), "filenames": names, "shard_lengths": lengths}
@@ -56,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="output folder (created)")
     parser.add_argument("--shard-size", type=int, default=1000, help="samples per shard")
     parser.add_argument("--classes", help="text file with one wnid per line (a class subset)")
-    parser.add_argument("--fraction", type=float, default=1.0, help="seeded share of each class's training images")
+    parser.add_argument(
+        "--fraction", type=float, default=1.0, help="seeded share of each class's training images"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the training order and of --fraction")
     args = parser.parse_args(argv)
     try:

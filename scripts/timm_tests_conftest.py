@@ -21,7 +21,8 @@ import timm as _timm
 import neural_echos.models as _our_models  # noqa: F401  (registers our models with timm's registry)
 
 OUR_MODELS = sorted(
-    name for name in _timm.list_models()
+    name
+    for name in _timm.list_models()
     if _timm.models.model_entrypoint(name).__module__.startswith("neural_echos.models.")
 )
 

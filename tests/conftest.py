@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CIFAR10_MINI = Path(os.environ.get("NEURAL_ECHOS_CIFAR10_MINI", REPO.parent / "shared" / "data" / "cifar10-mini"))
+CIFAR10_MINI = Path(
+    os.environ.get("NEURAL_ECHOS_CIFAR10_MINI", REPO.parent / "shared" / "data" / "cifar10-mini")
+)
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -30,7 +32,9 @@ def write_cifar10_tree(root: Path, images_per_batch: int = 40, seed: int = 0) ->
         with open(folder / name, "wb") as f:
             pickle.dump(batch, f, protocol=2)
     with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": CLASSES, "num_cases_per_batch": images_per_batch, "num_vis": 3072}, f, protocol=2)
+        pickle.dump(
+            {"label_names": CLASSES, "num_cases_per_batch": images_per_batch, "num_vis": 3072}, f, protocol=2
+        )
     return root
 
 
@@ -43,7 +47,9 @@ def cifar_root(tmp_path: Path) -> Path:
 @pytest.fixture
 def cifar10_mini() -> Path:
     if not (CIFAR10_MINI / "cifar-10-batches-py" / "batches.meta").exists():
-        pytest.skip(f"real CIFAR-10 subset not found at {CIFAR10_MINI} (../shared absent); set NEURAL_ECHOS_CIFAR10_MINI")
+        pytest.skip(
+            f"real CIFAR-10 subset not found at {CIFAR10_MINI} (../shared absent); set NEURAL_ECHOS_CIFAR10_MINI"
+        )
     return CIFAR10_MINI
 
 

@@ -85,8 +85,9 @@ def test_every_relative_link_resolves(page):
 
 def test_every_docs_page_is_linked_from_readme():
     linked = {(README.parent / target.partition("#")[0]).resolve() for target in links(README)}
-    unlinked = [relative(page) for page in DOCS
-                if page.resolve() not in linked and relative(page) not in TEMPORARY]
+    unlinked = [
+        relative(page) for page in DOCS if page.resolve() not in linked and relative(page) not in TEMPORARY
+    ]
     assert unlinked == []
     for name in PENDING:  # each pending page, once it lands, is already linked
         assert (REPO / name).resolve() in linked, name
@@ -144,7 +145,7 @@ def test_dotted_names_in_the_docs_exist(page):
             if (path / part).is_dir():
                 path = path / part
             elif (path / f"{part}.py").is_file():
-                path, rest = path / f"{part}.py", parts[i + 1:]
+                path, rest = path / f"{part}.py", parts[i + 1 :]
                 break
             else:
                 rest = parts[i:]
@@ -164,9 +165,12 @@ def compose_script():
 
 
 def test_the_readme_figure_stacks_analyzes_pictures_under_its_numbers(tmp_path):
-    summary = {"kernels": 1234, "method": "template",
-               "proportions": {"on_center": 0.058, "off_center": 0.064},
-               "chance": {"on_center": 0.006, "off_center": 0.005}}
+    summary = {
+        "kernels": 1234,
+        "method": "template",
+        "proportions": {"on_center": 0.058, "off_center": 0.064},
+        "chance": {"on_center": 0.006, "off_center": 0.005},
+    }
     (tmp_path / "summary.json").write_text(json.dumps(summary))
     Image.new("RGB", (300, 100), "red").save(tmp_path / "centroids.png")
     Image.new("RGB", (200, 50), "blue").save(tmp_path / "taxonomy.png")
@@ -180,8 +184,14 @@ def test_the_readme_figure_stacks_analyzes_pictures_under_its_numbers(tmp_path):
     assert picture.getpixel((100, header + 100 + 10)) == (0, 0, 255)  # the taxonomy below, its title row cut
 
 
-@pytest.mark.parametrize("arguments, message", [([], "give two arguments"), (["."], "give two arguments"),
-                                                (["{empty}", "out.png"], "lacks summary.json")])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ([], "give two arguments"),
+        (["."], "give two arguments"),
+        (["{empty}", "out.png"], "lacks summary.json"),
+    ],
+)
 def test_the_readme_figure_script_refuses_bad_input_in_one_line(tmp_path, capsys, arguments, message):
     arguments = [a.format(empty=tmp_path) for a in arguments]
     assert compose_script().main(arguments) == 2

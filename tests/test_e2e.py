@@ -15,10 +15,28 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_train_a_few_steps_on_real_cifar10_then_validate(cifar10_mini, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    common = ["--config", str(REPO / "configs/cifar10/quickstart.yaml"), "--data.root", str(cifar10_mini),
-              "--trainer.enable_progress_bar", "false"]
-    run.main(["fit", *common, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "8",
-              "--trainer.limit_val_batches", "3", "--trainer.log_every_n_steps", "2"])
+    common = [
+        "--config",
+        str(REPO / "configs/cifar10/quickstart.yaml"),
+        "--data.root",
+        str(cifar10_mini),
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
+    run.main(
+        [
+            "fit",
+            *common,
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "8",
+            "--trainer.limit_val_batches",
+            "3",
+            "--trainer.log_every_n_steps",
+            "2",
+        ]
+    )
 
     version = tmp_path / "logs" / "quickstart" / "none" / "version_0"  # <recipe>/<init method>/<version>
     assert (version / "checkpoints" / "last.ckpt").exists()
@@ -33,8 +51,18 @@ def test_train_a_few_steps_on_real_cifar10_then_validate(cifar10_mini, tmp_path,
     acc = events.Scalars("val/acc1")[-1].value
     assert 0.0 <= acc <= 1.0
 
-    run.main(["validate", *common, "--ckpt_path", str(version / "checkpoints" / "last.ckpt"),
-              "--trainer.limit_val_batches", "3", "--trainer.logger", "false"])
+    run.main(
+        [
+            "validate",
+            *common,
+            "--ckpt_path",
+            str(version / "checkpoints" / "last.ckpt"),
+            "--trainer.limit_val_batches",
+            "3",
+            "--trainer.logger",
+            "false",
+        ]
+    )
 
     # the kernel snapshots were logged at step 0 and after the epoch, at its validation's step
     snapshot_steps = [e.step for e in events.Scalars("kernels/proportion/on_center")]
@@ -48,6 +76,8 @@ def test_train_a_few_steps_on_real_cifar10_then_validate(cifar10_mini, tmp_path,
     summary = json.loads((tmp_path / "an" / "summary.json").read_text())
     assert summary["kernels"] == 1840 and len(summary["layers"]) == 12
     assert sum(summary["proportions"].values()) == pytest.approx(1.0)
-    run.main(["analyze", "--checkpoint", last, "--model", "convnext_atto", "--out", str(tmp_path / "in_model")])
+    run.main(
+        ["analyze", "--checkpoint", last, "--model", "convnext_atto", "--out", str(tmp_path / "in_model")]
+    )
     in_model = json.loads((tmp_path / "in_model" / "summary.json").read_text())
     assert in_model["proportions"] == summary["proportions"]

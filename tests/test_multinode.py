@@ -25,18 +25,69 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_torchrun_two_nodes_one_process_each(cifar_root, tmp_path):
     port = str(_free_port())
-    env = {**os.environ, "PYTHONPATH": str(REPO), "NE_RANK_WEIGHTS_DIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
-    fit = [str(REPO / "run.py"), "fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"),
-           "--config", str(REPO / "configs/trainer/ddp_multinode.yaml"), "--config", str(REPO / "configs/init/dog.yaml"),
-           "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.num_nodes", "2",
-           "--trainer.precision", "32-true", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
-           "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
-           "--trainer.callbacks+=tests.helpers.save_rank_weights.SaveRankWeights",
-           "--data.root", str(cifar_root), "--data.batch_size", "8"]
-    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
-                               "--node-rank", str(rank), "--master-addr", "127.0.0.1", "--master-port", port, *fit],
-                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for rank in (0, 1)]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "NE_RANK_WEIGHTS_DIR": str(tmp_path),
+        "OMP_NUM_THREADS": "1",
+    }
+    fit = [
+        str(REPO / "run.py"),
+        "fit",
+        "--config",
+        str(REPO / "configs/cifar10/quickstart.yaml"),
+        "--config",
+        str(REPO / "configs/trainer/ddp_multinode.yaml"),
+        "--config",
+        str(REPO / "configs/init/dog.yaml"),
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.devices",
+        "1",
+        "--trainer.num_nodes",
+        "2",
+        "--trainer.precision",
+        "32-true",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.limit_train_batches",
+        "2",
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.callbacks+=tests.helpers.save_rank_weights.SaveRankWeights",
+        "--data.root",
+        str(cifar_root),
+        "--data.batch_size",
+        "8",
+    ]
+    nodes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes",
+                "2",
+                "--nproc-per-node",
+                "1",
+                "--node-rank",
+                str(rank),
+                "--master-addr",
+                "127.0.0.1",
+                "--master-port",
+                port,
+                *fit,
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
     outputs = [node.communicate(timeout=600)[0] for node in nodes]
     for node, out in zip(nodes, outputs):
         assert node.returncode == 0, out[-3000:]

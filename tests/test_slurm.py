@@ -48,12 +48,24 @@ def _batch_env(submit: Path, job_id: str, **extra: str) -> dict[str, str]:
     launcher_vars = ("SLURM_", "MASTER_", "TORCHELASTIC_", "RANK", "WORLD_SIZE", "LOCAL_RANK")
     clean = {k: v for k, v in os.environ.items() if not k.startswith(launcher_vars)}
     nodes = "127.0.0.1,localhost"  # two names of this machine, as two nodes
-    return {**clean, "PATH": f"{FAKE_BIN}{os.pathsep}{clean.get('PATH', '')}", "PYTHON": sys.executable,
-            "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
-            "SLURM_JOB_ID": job_id, "SLURM_JOB_NAME": "neural-echos", "SLURM_SUBMIT_DIR": str(submit),
-            "SLURM_JOB_NUM_NODES": "2", "SLURM_NNODES": "2", "SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "1",
-            "SLURM_CPUS_PER_TASK": "1", "SLURM_JOB_NODELIST": nodes, "SLURM_NODELIST": nodes,
-            **extra}
+    return {
+        **clean,
+        "PATH": f"{FAKE_BIN}{os.pathsep}{clean.get('PATH', '')}",
+        "PYTHON": sys.executable,
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+        "SLURM_JOB_ID": job_id,
+        "SLURM_JOB_NAME": "neural-echos",
+        "SLURM_SUBMIT_DIR": str(submit),
+        "SLURM_JOB_NUM_NODES": "2",
+        "SLURM_NNODES": "2",
+        "SLURM_NTASKS": "2",
+        "SLURM_NTASKS_PER_NODE": "1",
+        "SLURM_CPUS_PER_TASK": "1",
+        "SLURM_JOB_NODELIST": nodes,
+        "SLURM_NODELIST": nodes,
+        **extra,
+    }
 
 
 def _wait_for(condition, what: str, job: subprocess.Popen, log: Path, timeout: float = 300) -> None:
@@ -69,8 +81,14 @@ def _wait_for(condition, what: str, job: subprocess.Popen, log: Path, timeout: f
 def _sbatch_command(tmp_path: Path, *args: str) -> list[str]:
     """The srun command scripts/slurm.sbatch runs in a 2-node x 8-GPU job (the #SBATCH header's)."""
     printed = tmp_path / "srun-command"
-    env = _batch_env(REPO, "123", FAKE_SRUN_PRINT=str(printed), SLURM_NTASKS="16",
-                     SLURM_NTASKS_PER_NODE="8", SLURM_CPUS_PER_TASK="10")
+    env = _batch_env(
+        REPO,
+        "123",
+        FAKE_SRUN_PRINT=str(printed),
+        SLURM_NTASKS="16",
+        SLURM_NTASKS_PER_NODE="8",
+        SLURM_CPUS_PER_TASK="10",
+    )
     done = subprocess.run(["bash", str(SBATCH), *args], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return printed.read_text().splitlines()
@@ -94,14 +112,22 @@ def test_the_sbatch_script_runs_a_command_that_follows_the_allocation(tmp_path, 
     header = [line.split()[1] for line in SBATCH.read_text().splitlines() if line.startswith("#SBATCH")]
     assert "--requeue" in header and "--signal=SIGUSR1@90" in header
     # the usage in the script's header (and README): a recipe that sets `devices: 8` and no num_nodes
-    usage = ["--config", "configs/experiments/imagenet/convnext_tiny_k7.yaml",
-             "--config", "configs/init/dog.yaml", "--data.root", "/path/to/imagenet"]
+    usage = [
+        "--config",
+        "configs/experiments/imagenet/convnext_tiny_k7.yaml",
+        "--config",
+        "configs/init/dog.yaml",
+        "--data.root",
+        "/path/to/imagenet",
+    ]
     config = _parsed(_sbatch_command(tmp_path, *usage), capsys, monkeypatch)
     trainer = config["trainer"]
     # devices as given on a command line (a string; Lightning reads "8" as 8 devices)
     allocation = (trainer["num_nodes"], str(trainer["devices"]), trainer["strategy"], trainer["accelerator"])
     assert allocation == (2, "8", "ddp", "gpu")
-    assert trainer["sync_batchnorm"] is True and trainer["max_epochs"] == 50  # the preset's, then the recipe's
+    assert (
+        trainer["sync_batchnorm"] is True and trainer["max_epochs"] == 50
+    )  # the preset's, then the recipe's
     assert trainer["logger"]["init_args"]["version"] == "slurm-123"  # the requeued job (same id) writes there
     data = config["data"]["init_args"]
     assert data["num_workers"] == 9 and data["root"] == "/path/to/imagenet"
@@ -109,13 +135,31 @@ def test_the_sbatch_script_runs_a_command_that_follows_the_allocation(tmp_path, 
 
 def test_sweep_jobs_through_the_sbatch_script_keep_the_sweeps_run_names(tmp_path, capsys, monkeypatch):
     env = {**os.environ, "SBATCH_SCRIPT": "scripts/slurm.sbatch"}
-    sweep = subprocess.run(["bash", str(REPO / "scripts" / "sweep.sh"), "--slurm", "--dry-run", "--inits", "dog",
-                            "--seeds", "1", "--tag", "t1", "configs/experiments/imagenet/convnext_tiny_k7.yaml",
-                            "--", "--data.init_args.root", "/data/imagenet"],
-                           env=env, capture_output=True, text=True, timeout=60)
+    sweep = subprocess.run(
+        [
+            "bash",
+            str(REPO / "scripts" / "sweep.sh"),
+            "--slurm",
+            "--dry-run",
+            "--inits",
+            "dog",
+            "--seeds",
+            "1",
+            "--tag",
+            "t1",
+            "configs/experiments/imagenet/convnext_tiny_k7.yaml",
+            "--",
+            "--data.init_args.root",
+            "/data/imagenet",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert sweep.returncode == 0, sweep.stderr
     submit = shlex.split(sweep.stdout.splitlines()[-1])
-    args = submit[submit.index("scripts/slurm.sbatch") + 1:]
+    args = submit[submit.index("scripts/slurm.sbatch") + 1 :]
     assert args[0] == "fit"  # sweep.sh gives the job script run.py's arguments
     config = _parsed(_sbatch_command(tmp_path, *args), capsys, monkeypatch)
     assert config["trainer"]["logger"]["init_args"]["version"] == "seed1-t1"
@@ -133,23 +177,53 @@ def test_sigusr1_saves_an_hpc_checkpoint_requeues_and_the_job_resumes_into_the_s
     waits.mkdir(), weights.mkdir()
     job_id = _job_id_with_free_port()
     requeues = tmp_path / "scontrol.log"
-    env = _batch_env(submit, job_id, FAKE_SCONTROL_LOG=str(requeues), NE_WAIT_DIR=str(waits),
-                     NE_RANK_WEIGHTS_DIR=str(weights))
-    args = ["--config", "configs/cifar10/quickstart.yaml", "--config", "configs/init/dog.yaml",
-            "--data.root", str(cifar_root), "--data.batch_size", "8", "--trainer.max_epochs", str(EPOCHS),
-            "--trainer.limit_train_batches", str(STEPS_PER_EPOCH), "--trainer.limit_val_batches", "1",
-            "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
-            "--trainer.callbacks+=tests.helpers.wait_for_signal.WaitForSignal",
-            "--trainer.callbacks+=tests.helpers.save_rank_weights.SaveRankWeights"]
+    env = _batch_env(
+        submit,
+        job_id,
+        FAKE_SCONTROL_LOG=str(requeues),
+        NE_WAIT_DIR=str(waits),
+        NE_RANK_WEIGHTS_DIR=str(weights),
+    )
+    args = [
+        "--config",
+        "configs/cifar10/quickstart.yaml",
+        "--config",
+        "configs/init/dog.yaml",
+        "--data.root",
+        str(cifar_root),
+        "--data.batch_size",
+        "8",
+        "--trainer.max_epochs",
+        str(EPOCHS),
+        "--trainer.limit_train_batches",
+        str(STEPS_PER_EPOCH),
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.log_every_n_steps",
+        "1",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.callbacks+=tests.helpers.wait_for_signal.WaitForSignal",
+        "--trainer.callbacks+=tests.helpers.save_rank_weights.SaveRankWeights",
+    ]
 
     # the job: both tasks stop at step 6; SIGUSR1 to every task, as `sbatch --signal=SIGUSR1@90` sends it
     log1 = tmp_path / "job1.log"
     with open(log1, "w") as out:
-        job = subprocess.Popen(["bash", str(SBATCH), *args], cwd=submit, stdout=out, stderr=subprocess.STDOUT,
-                               env={**env, "NE_WAIT_AT_STEP": str(SIGNAL_AT_STEP)})
+        job = subprocess.Popen(
+            ["bash", str(SBATCH), *args],
+            cwd=submit,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**env, "NE_WAIT_AT_STEP": str(SIGNAL_AT_STEP)},
+        )
     ready = [waits / f"waiting-rank{r}" for r in (0, 1)]
-    _wait_for(lambda: all(p.exists() and p.read_text() for p in ready), f"both ranks at step {SIGNAL_AT_STEP}",
-              job, log1)
+    _wait_for(
+        lambda: all(p.exists() and p.read_text() for p in ready),
+        f"both ranks at step {SIGNAL_AT_STEP}",
+        job,
+        log1,
+    )
     pids = [int(p.read_text()) for p in ready]
     for pid in pids:
         os.kill(pid, signal.SIGUSR1)
@@ -178,8 +252,14 @@ def test_sigusr1_saves_an_hpc_checkpoint_requeues_and_the_job_resumes_into_the_s
     # the requeued job: same job id, command and submit directory; SLURM counts the restart
     log2 = tmp_path / "job2.log"
     with open(log2, "w") as out:
-        job2 = subprocess.run(["bash", str(SBATCH), *args], cwd=submit, stdout=out, stderr=subprocess.STDOUT,
-                              env={**env, "SLURM_RESTART_COUNT": "1"}, timeout=600)
+        job2 = subprocess.run(
+            ["bash", str(SBATCH), *args],
+            cwd=submit,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**env, "SLURM_RESTART_COUNT": "1"},
+            timeout=600,
+        )
     text2 = log2.read_text()
     assert job2.returncode == 0, text2[-4000:]
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in text2

@@ -26,10 +26,14 @@ MARGIN = 8
 def header_lines(summary: dict) -> list[str]:
     share, chance = summary["proportions"], summary["chance"]
     return [
-        f"{summary['kernels']:,} depthwise kernels of EfficientNet-Lite1 (ImageNet-trained), "
-        f"classifier: {summary['method']}",
-        f"on-center {share['on_center']:.1%} (chance {chance['on_center']:.1%}), "
-        f"off-center {share['off_center']:.1%} (chance {chance['off_center']:.1%})",
+        (
+            f"{summary['kernels']:,} depthwise kernels of EfficientNet-Lite1 (ImageNet-trained), "
+            f"classifier: {summary['method']}"
+        ),
+        (
+            f"on-center {share['on_center']:.1%} (chance {chance['on_center']:.1%}), "
+            f"off-center {share['off_center']:.1%} (chance {chance['off_center']:.1%})"
+        ),
     ]
 
 
@@ -62,8 +66,10 @@ def main(argv: list[str]) -> int:
     needed = ("summary.json", "centroids.png", "taxonomy.png")
     missing = [name for name in needed if not (analysis / name).is_file()]
     if missing:
-        print(f"error: {analysis} lacks {', '.join(missing)}: give the --out folder of `run.py analyze`",
-              file=sys.stderr)
+        print(
+            f"error: {analysis} lacks {', '.join(missing)}: give the --out folder of `run.py analyze`",
+            file=sys.stderr,
+        )
         return 2
     print(compose(analysis, Path(argv[1])))
     return 0

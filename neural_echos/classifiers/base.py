@@ -37,9 +37,9 @@ better, whatever the classifier.
 Threshold. ``threshold="auto"`` (the default) calibrates, per kernel size, against i.i.d.
 Gaussian kernels (:data:`CALIBRATION_KERNELS` of them, a fixed seed): the smallest threshold
 >= ``min_threshold`` at which at most ``alpha`` of them are on- or off-center by their own
-taxonomy (an upper bound for every classifier, since each requires it). It depends only on the classifier's settings and the kernel size, never
-on the kernels measured, so the same size is measured with the same stick at every epoch and in
-every model. A number fixes the threshold for every size.
+taxonomy (an upper bound for every classifier, since each requires it). It depends only on the
+classifier's settings and the kernel size, never on the kernels measured, so the same size is
+measured with the same stick at every epoch and in every model. A number fixes the threshold for every size.
 
 Null model (the chance share). Every result is computed twice per kernel size with the same
 settings and thresholds: on the kernels, and on null kernels -- ``"permute"`` (default): each
@@ -258,7 +258,9 @@ class KernelReport:
             total += np.bincount(layer.null_label if null else layer.label, minlength=len(CLASSES))
         return dict(zip(CLASSES, total.tolist()))
 
-    def proportions(self, layers: Sequence[LayerResult] | None = None, null: bool = False) -> dict[str, float]:
+    def proportions(
+        self, layers: Sequence[LayerResult] | None = None, null: bool = False
+    ) -> dict[str, float]:
         """Share of each class; the shares sum to 1 (all 0 when there are no kernels)."""
         return _shares(self.counts(layers, null))
 
@@ -271,15 +273,21 @@ class KernelReport:
         observed, chance = self.proportions(layers), self.chance(layers)
         return {name: observed[name] - chance[name] for name in CLASSES}
 
-    def detailed_counts(self, layers: Sequence[LayerResult] | None = None, null: bool = False) -> dict[str, int]:
+    def detailed_counts(
+        self, layers: Sequence[LayerResult] | None = None, null: bool = False
+    ) -> dict[str, int]:
         """Kernels per detailed class over ``layers`` (default all), of the kernels or their null."""
         layers = self.layers if layers is None else layers
         counts = np.zeros(len(self.detailed_classes), dtype=np.int64)
         for layer in layers:
-            counts += np.bincount(layer.null_detail if null else layer.detail, minlength=len(self.detailed_classes))
+            counts += np.bincount(
+                layer.null_detail if null else layer.detail, minlength=len(self.detailed_classes)
+            )
         return dict(zip(self.detailed_classes, counts.tolist()))
 
-    def detailed_proportions(self, layers: Sequence[LayerResult] | None = None, null: bool = False) -> dict[str, float]:
+    def detailed_proportions(
+        self, layers: Sequence[LayerResult] | None = None, null: bool = False
+    ) -> dict[str, float]:
         """Shares of the detailed classes (of the null kernels with ``null``: their chance shares)."""
         return _shares(self.detailed_counts(layers, null))
 
@@ -408,7 +416,9 @@ class KernelClassifier(ABC):
     ):
         if threshold != "auto":
             _check_unit_interval(threshold, "threshold", 'a correlation, or "auto" to calibrate it')
-        _check_unit_interval(alpha, "alpha", "the share of Gaussian noise kernels allowed to be on/off-center")
+        _check_unit_interval(
+            alpha, "alpha", "the share of Gaussian noise kernels allowed to be on/off-center"
+        )
         _check_unit_interval(min_threshold, "min_threshold", "the lowest threshold that auto may pick")
         if null_model not in NULL_MODELS:
             raise AnalysisError(f"unknown null model {null_model!r}; use one of {', '.join(NULL_MODELS)}")
@@ -461,7 +471,13 @@ class KernelClassifier(ABC):
         """The threshold used for kernels of ``size``: fixed, or calibrated (cached per process)."""
         if self.threshold != "auto":
             return self.threshold
-        key = (type(self).__qualname__, repr(sorted(self.own_settings().items())), self.alpha, self.min_threshold, size)
+        key = (
+            type(self).__qualname__,
+            repr(sorted(self.own_settings().items())),
+            self.alpha,
+            self.min_threshold,
+            size,
+        )
         if key not in _CALIBRATION_CACHE:
             generator = torch.Generator().manual_seed(CALIBRATION_SEED)
             noise = torch.randn(CALIBRATION_KERNELS, *size, generator=generator)
@@ -501,7 +517,9 @@ class KernelClassifier(ABC):
             thresholds[size_label(size)] = threshold
             with single_thread():
                 observed = self.classify_size(self.evidence(kernels), threshold)
-                null = self.classify_null(self.evidence(self.null_kernels(kernels, generator)), threshold, observed)
+                null = self.classify_null(
+                    self.evidence(self.null_kernels(kernels, generator)), threshold, observed
+                )
             centroids.extend(observed.centroids)
             notes.extend(observed.notes)
             start = 0
@@ -566,7 +584,9 @@ def class_means(
     means = sums[present] / counts[present, None]
     scores = center_surround(means.reshape(-1, *size)).score
     return [
-        Centroid(size, int(c), names[int(c)], float(s), int(counts[c]), m.reshape(size).numpy(), int(counts[c]))
+        Centroid(
+            size, int(c), names[int(c)], float(s), int(counts[c]), m.reshape(size).numpy(), int(counts[c])
+        )
         for c, s, m in zip(present, scores, means)
     ]
 

@@ -17,8 +17,8 @@ per-kernel evidence finds 5-8 %). So:
   (1 %) and ``AUTO_MIN_KERNELS`` (20) of the kernels hold by their own taxonomy names a cluster
   (fewer kernels than that are no cluster's majority at any k we try). Measured on EfficientNet-
   Lite0/1/2 (ImageNet-trained): k = 10-12 at 3x3, 7-10 at 5x5; on known-answer populations
-  (tests/neural_echos/classifiers/test_kmeans.py) both shares within 0.02 where k = 3 loses one. A fixed k (3 reproduces the paper)
-  is still possible.
+  (tests/neural_echos/classifiers/test_kmeans.py) both shares within 0.02 where k = 3 loses one.
+  A fixed k (3 reproduces the paper) is still possible.
 - A cluster is named by its members' own evidence: the detailed class
   (:mod:`neural_echos.taxonomy`) most of its members have, not its centroid's look.
 - A kernel is on-center only if its cluster is named on-center AND its own taxonomy says
@@ -92,7 +92,9 @@ class KMeansClassifier(KernelClassifier):
         if n_clusters != "auto" and (
             isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)) or n_clusters < 2
         ):
-            raise AnalysisError(f'the number of clusters must be "auto" or an integer >= 2; got {n_clusters!r}')
+            raise AnalysisError(
+                f'the number of clusters must be "auto" or an integer >= 2; got {n_clusters!r}'
+            )
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise AnalysisError(f"the k-means seed must be an integer; got {seed!r}")
         super().__init__(threshold, alpha, min_threshold, null_model, null_seed)
@@ -109,7 +111,11 @@ class KMeansClassifier(KernelClassifier):
             empty = np.zeros(0, np.int64)
             return SizeResult(empty, own, evidence.center_surround, {"cluster": empty})
         # the polarities the kernels hold by their own taxonomy
-        held = [c for c in (ON, OFF) if (own == c).mean() >= AUTO_MIN_SHARE and (own == c).sum() >= AUTO_MIN_KERNELS]
+        held = [
+            c
+            for c in (ON, OFF)
+            if (own == c).mean() >= AUTO_MIN_SHARE and (own == c).sum() >= AUTO_MIN_KERNELS
+        ]
         candidates = [self.n_clusters] if self.n_clusters != "auto" else list(AUTO_CLUSTERS)
         for k in candidates:
             fit = self._fit(evidence, own, min(k, n))
@@ -117,16 +123,32 @@ class KMeansClassifier(KernelClassifier):
             if set(held) <= carried:
                 break
         label = self._gate(fit["names"], fit["cluster"], own)
-        notes = [self._note(fit["k"], size, own, c, held) for c in (ON, OFF) if (own == c).any() and c not in carried]
+        notes = [
+            self._note(fit["k"], size, own, c, held)
+            for c in (ON, OFF)
+            if (own == c).any() and c not in carried
+        ]
         centroids = [
-            Centroid(size, i, DETAILED_CLASSES[fit["names"][i]], float(fit["scores"][i]),
-                     int((fit["cluster"] == i).sum()),
-                     fit["centres"][i].reshape(size).numpy(),
-                     int(((fit["cluster"] == i) & (own == fit["names"][i])).sum()))
+            Centroid(
+                size,
+                i,
+                DETAILED_CLASSES[fit["names"][i]],
+                float(fit["scores"][i]),
+                int((fit["cluster"] == i).sum()),
+                fit["centres"][i].reshape(size).numpy(),
+                int(((fit["cluster"] == i) & (own == fit["names"][i])).sum()),
+            )
             for i in range(fit["k"])
         ]
-        return SizeResult(label, own, evidence.center_surround, {"cluster": fit["cluster"]}, centroids,
-                          model=fit, notes=notes)
+        return SizeResult(
+            label,
+            own,
+            evidence.center_surround,
+            {"cluster": fit["cluster"]},
+            centroids,
+            model=fit,
+            notes=notes,
+        )
 
     def classify_null(self, evidence: Evidence, threshold: float, fitted: SizeResult) -> SizeResult:
         # fit on real, predict on null: the null kernels go to the real kernels' clusters
@@ -145,11 +167,15 @@ class KMeansClassifier(KernelClassifier):
         elif polarity in held:
             why = f"even at k = {k}, the most that auto tries; read the template classifier's share"
         else:
-            why = (f"too few for a cluster's majority (auto looks for a cluster only from {AUTO_MIN_SHARE:.0%} "
-                   f"and {AUTO_MIN_KERNELS} kernels); read the template classifier's share")
-        return (f"k-means (k={k}) on the {size_label(size)} kernels: {count} of them ({count / len(own):.1%}) are "
-                f"{DETAILED_CLASSES[polarity]} by their own taxonomy, but no cluster carries that polarity, so its "
-                f"k-means share is 0: {why}")
+            why = (
+                f"too few for a cluster's majority (auto looks for a cluster only from {AUTO_MIN_SHARE:.0%} "
+                f"and {AUTO_MIN_KERNELS} kernels); read the template classifier's share"
+            )
+        return (
+            f"k-means (k={k}) on the {size_label(size)} kernels: {count} of them ({count / len(own):.1%}) are "
+            f"{DETAILED_CLASSES[polarity]} by their own taxonomy, but no cluster carries that polarity, so its "
+            f"k-means share is 0: {why}"
+        )
 
     @staticmethod
     def _gate(names: np.ndarray, cluster: np.ndarray, own: np.ndarray) -> np.ndarray:
@@ -163,7 +189,9 @@ class KMeansClassifier(KernelClassifier):
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)  # fewer distinct kernels than clusters
-            kmeans = KMeans(n_clusters=k, n_init=KMEANS_N_INIT, random_state=self.seed).fit(evidence.unit.numpy())
+            kmeans = KMeans(n_clusters=k, n_init=KMEANS_N_INIT, random_state=self.seed).fit(
+                evidence.unit.numpy()
+            )
         centres = torch.from_numpy(kmeans.cluster_centers_).to(torch.float32)
         scores = center_surround(centres.reshape(k, *evidence.size)).score
         order = torch.argsort(-scores, stable=True).numpy()  # cluster ids by decreasing score

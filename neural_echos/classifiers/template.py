@@ -60,7 +60,9 @@ class TemplateClassifier(KernelClassifier):
     ):
         families = tuple(families)
         if "dog" not in families or set(families) - set(FAMILIES):
-            raise AnalysisError(f"template families must be a subset of {FAMILIES} with 'dog' in it; got {families}")
+            raise AnalysisError(
+                f"template families must be a subset of {FAMILIES} with 'dog' in it; got {families}"
+            )
         super().__init__(threshold, alpha, min_threshold, null_model, null_seed)
         self.families = families
 

@@ -82,8 +82,9 @@ class BestCheckpoint(ModelCheckpoint):
     Lightning formats ``{epoch}`` from 0. Its state in checkpoints keeps ModelCheckpoint's key,
     so runs saved before still resume with their best score."""
 
-    def format_checkpoint_name(self, metrics: dict, filename: str | None = None, ver: int | None = None,
-                               prefix: str | None = None) -> str:
+    def format_checkpoint_name(
+        self, metrics: dict, filename: str | None = None, ver: int | None = None, prefix: str | None = None
+    ) -> str:
         if "epoch" in metrics:
             metrics = {**metrics, "epoch": metrics["epoch"] + 1}
         return super().format_checkpoint_name(metrics, filename, ver, prefix)
@@ -111,11 +112,15 @@ def quiet_lightning_noise() -> None:
 
 class NeuralEchosCLI(LightningCLI):
     def init_parser(self, **kwargs) -> LightningArgumentParser:
-        # LightningCLI's, with --config files that may extend a `base:` and merge dicts (neural_echos/cli/config_files.py)
+        # LightningCLI's, with --config files that may extend a `base:` and merge dicts
+        # (neural_echos/cli/config_files.py)
         # allow_abbrev off: argparse would take --trainer.max_epoch as --trainer.max_epochs, silently
-        parser = self.parser_class(**{"dump_header": [f"lightning.pytorch=={pl.__version__}"], "allow_abbrev": False,
-                                      **kwargs})
-        parser.add_argument("-c", "--config", action=ConfigFile, help="Path to a configuration file in json or yaml format.")
+        parser = self.parser_class(
+            **{"dump_header": [f"lightning.pytorch=={pl.__version__}"], "allow_abbrev": False, **kwargs}
+        )
+        parser.add_argument(
+            "-c", "--config", action=ConfigFile, help="Path to a configuration file in json or yaml format."
+        )
         return parser
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -170,7 +175,9 @@ class NeuralEchosCLI(LightningCLI):
                 "(e.g. logs/<name>/<version>/checkpoints/last.ckpt or best-*.ckpt), or 'last' with the run's "
                 "--trainer.logger.init_args.version"
             )
-        checkpoint = load_checkpoint_for(subcommand, ckpt_path, weights_only=config.get("weights_only") is not False)
+        checkpoint = load_checkpoint_for(
+            subcommand, ckpt_path, weights_only=config.get("weights_only") is not False
+        )
         notes = reconcile_with_checkpoint(self, subcommand, config, checkpoint, ckpt_path)
         adopt_run_folder_of(config, ckpt_path, subcommand)  # after: a differing init is named as such
         if notes and rank_zero_only.rank == 0:
@@ -185,7 +192,9 @@ class NeuralEchosCLI(LightningCLI):
         # depend on is on (Lightning refuses a progress bar callback with enable_progress_bar=false).
         config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
         # the run's seed, passed explicitly: every seeded part reads it there (callbacks.rng_state.run_seed)
-        seed = self._get(self.config, "seed_everything")  # the int seeded with (LightningCLI._set_seed), or False
+        seed = self._get(
+            self.config, "seed_everything"
+        )  # the int seeded with (LightningCLI._set_seed), or False
         seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
         defaults = [FiniteLossGuard(), RNGStateCheckpoint(seed=seed), latest_checkpoint()]
         if config.get("logger") is not False:
@@ -225,8 +234,13 @@ class NeuralEchosCLI(LightningCLI):
             # Ctrl-C: Lightning shuts down gracefully and exits 1; say how to resume, exit 130 (128 + SIGINT)
             if rank_zero_only.rank == 0:
                 resume = resume_command(trainer)
-                print(f"interrupted: resume with {resume}" if resume else "interrupted before the first "
-                      "epoch ended: no checkpoint to resume from; run the command again", file=sys.stderr)
+                print(
+                    f"interrupted: resume with {resume}"
+                    if resume
+                    else "interrupted before the first "
+                    "epoch ended: no checkpoint to resume from; run the command again",
+                    file=sys.stderr,
+                )
             raise SystemExit(INTERRUPTED_EXIT_STATUS) from None
         except BaseException:
             # only a folder this process created and holds the lock of (so no other run shares it)
@@ -239,7 +253,6 @@ class NeuralEchosCLI(LightningCLI):
                 "(data.root, data.val_split, class subsets or fractions) and that batch_size is not larger than "
                 "the training set"
             )
-
 
 
 def check_trainer_settings(config: Namespace) -> None:
@@ -269,7 +282,9 @@ def name_run_by_init(config) -> None:
     resume with the same config and ``--ckpt_path``, writes into the same folder.
     """
     logger = config.get("trainer", {}).get("logger")
-    if not (isinstance(logger, Namespace) and str(logger.get("class_path", "")).endswith("TensorBoardLogger")):
+    if not (
+        isinstance(logger, Namespace) and str(logger.get("class_path", "")).endswith("TensorBoardLogger")
+    ):
         return
     method = config.get("init", {}).get("method")
     label = "none" if method is None else method_name(str(method.get("class_path", ""))) or "custom"
@@ -298,9 +313,11 @@ def with_atomic_checkpoints(plugins: Any, accelerator: Any) -> list:
     return [*plugins, AtomicCheckpointIO()]
 
 
-
 TRAINER_DEFAULTS = {
-    "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": "logs", "name": "default", "default_hp_metric": False}},
+    "logger": {
+        "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+        "init_args": {"save_dir": "logs", "name": "default", "default_hp_metric": False},
+    },
 }
 
 
@@ -319,8 +336,11 @@ def main(args: list[str] | None = None) -> NeuralEchosCLI:
         seed_everything_default=SEED_DEFAULT,
         parser_class=NeuralEchosParser,
         save_config_callback=RunConfig,
-        parser_kwargs={"prog": "run.py", "description": "neural-echos: train and evaluate (LightningCLI). Four more subcommands: "
-                                      "`run.py analyze --help` (kernels of a checkpoint), `run.py survey --help` (several), "
-                                      "`run.py compare --help` (two checkpoints of one run) and `run.py report --help` (compare runs)."},
+        parser_kwargs={
+            "prog": "run.py",
+            "description": "neural-echos: train and evaluate (LightningCLI). Four more subcommands: "
+            "`run.py analyze --help` (kernels of a checkpoint), `run.py survey --help` (several), "
+            "`run.py compare --help` (two checkpoints of one run) and `run.py report --help` (compare runs).",
+        },
         args=args,  # None: read sys.argv
     )

@@ -89,7 +89,11 @@ def atomic_torch_save(obj: Any, destination: str | os.PathLike) -> None:
         cause = _os_error(err)
         if cause is None:
             raise
-        kept = f"the previous {destination.name} is unchanged" if destination.exists() else "no checkpoint was written"
+        kept = (
+            f"the previous {destination.name} is unchanged"
+            if destination.exists()
+            else "no checkpoint was written"
+        )
         raise CheckpointWriteError(
             f"cannot write checkpoint {str(destination)!r} ({cause.strerror or cause}); {kept}. Free space in "
             f"{str(folder)!r} (or set --trainer.logger.init_args.save_dir to a disk with room), then resume "
@@ -106,7 +110,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ``run.py`` does unless ``trainer.plugins`` already holds a ``CheckpointIO``.
     """
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None
+    ) -> None:
         if storage_options is not None or _is_remote(path):
             super().save_checkpoint(checkpoint, path, storage_options)
             return

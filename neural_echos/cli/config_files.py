@@ -45,8 +45,10 @@ def _apply(parser, cfg, dest, value: Any, chain: tuple[Path, ...]) -> None:
     path = Path(value) if isinstance(value, str) and value.endswith((".yaml", ".yml")) else None
     if path is not None and path.is_file():
         if len(chain) >= MAX_BASE_CHAIN:
-            parser.error(f"{str(path)!r}: `{BASE_KEY}:` files extend each other more than {MAX_BASE_CHAIN} deep; "
-                         "shorten the chain")
+            parser.error(
+                f"{str(path)!r}: `{BASE_KEY}:` files extend each other more than {MAX_BASE_CHAIN} deep; "
+                "shorten the chain"
+            )
         try:
             content = safe_yaml.load_file(path)
         except safe_yaml.YAMLBoundError as err:
@@ -57,11 +59,15 @@ def _apply(parser, cfg, dest, value: Any, chain: tuple[Path, ...]) -> None:
             bases = content.pop(BASE_KEY)
             bases = [bases] if isinstance(bases, str) else bases
             if not isinstance(bases, list) or not all(isinstance(base, str) for base in bases):
-                parser.error(f"{str(path)!r}: `{BASE_KEY}:` must be a config file path or a list of them; got {bases!r}")
+                parser.error(
+                    f"{str(path)!r}: `{BASE_KEY}:` must be a config file path or a list of them; got {bases!r}"
+                )
             for base in bases:
                 base_path = path.parent / base
                 if not base_path.is_file():
-                    parser.error(f"{str(path)!r}: its base config {base!r} does not exist (looked for {str(base_path)!r})")
+                    parser.error(
+                        f"{str(path)!r}: its base config {base!r} does not exist (looked for {str(base_path)!r})"
+                    )
                 if base_path.resolve() in chain or base_path.resolve() == path.resolve():
                     parser.error(f"{str(path)!r}: base configs form a loop through {base!r}")
                 _apply(parser, cfg, dest, str(base_path), (*chain, path.resolve()))
@@ -81,5 +87,7 @@ def _merged(old: dict, new: dict) -> dict:
     """``new`` over ``old``, recursing into dicts both have."""
     out = dict(old)
     for key, value in new.items():
-        out[key] = _merged(old[key], value) if isinstance(value, dict) and isinstance(old.get(key), dict) else value
+        out[key] = (
+            _merged(old[key], value) if isinstance(value, dict) and isinstance(old.get(key), dict) else value
+        )
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import itertools
 import os
 import re
 
@@ -61,7 +62,9 @@ _UNION = re.compile(
     r"Errors: - Problem with given class_path '(?P<cls>[^']+)': (?P<inner>.*?)(?: - Expected a <class 'NoneType'>.*)?$"
 )
 _OPTION = re.compile(r'Parser key "(?P<option>[^"]+)": (?P<rest>.*)$')
-_UNKNOWN_CLASS = re.compile(r'Parser key "(?P<key>[^"]+)":.* Expected a dot import path string: (?P<name>\S+)')
+_UNKNOWN_CLASS = re.compile(
+    r'Parser key "(?P<key>[^"]+)":.* Expected a dot import path string: (?P<name>\S+)'
+)
 
 
 def tidy_parse_message(message: str, prog: str = "run.py fit") -> tuple[str, str | None]:
@@ -83,7 +86,9 @@ def tidy_parse_message(message: str, prog: str = "run.py fit") -> tuple[str, str
     if classes:
         key, name = unknown["key"], unknown["name"]
         choices = list(classes.values())
-        close = [classes[name]] if name in classes else difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+        close = (
+            [classes[name]] if name in classes else difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+        )
         mean = f"did you mean {close[0]}? " if close else ""
         return f"--{key}: unknown class {name!r}; {mean}choose one of {', '.join(choices)}", (
             f"run `python {prog} --{key}.help CLASS` for a class's options"
@@ -100,7 +105,7 @@ def check_config_files(args: list[str]) -> None:
     """
     import yaml
 
-    given = [value for flag, value in zip(args, args[1:]) if flag in ("--config", "-c")]
+    given = [value for flag, value in itertools.pairwise(args) if flag in ("--config", "-c")]
     given += [arg.split("=", 1)[1] for arg in args if arg.startswith("--config=")]
     for value in given:
         if not os.path.isfile(value):
@@ -108,12 +113,21 @@ def check_config_files(args: list[str]) -> None:
         try:
             safe_yaml.check_size(value)
             with open(value, encoding="utf-8") as f:
-                list(yaml.compose_all(f, Loader=safe_yaml.BoundedSafeLoader))  # syntax and bounds; tags are jsonargparse's
+                list(
+                    yaml.compose_all(f, Loader=safe_yaml.BoundedSafeLoader)
+                )  # syntax and bounds; tags are jsonargparse's
         except safe_yaml.YAMLBoundError as err:
             raise ConfigError(f"config file {value!r} is refused: {err}; fix the file") from None
         except yaml.MarkedYAMLError as err:
-            where = f" at line {err.problem_mark.line + 1}, column {err.problem_mark.column + 1}" if err.problem_mark else ""
-            raise ConfigError(f"config file {value!r} is not valid YAML{where}: {err.problem or err}; fix the file") from None
+            where = (
+                f" at line {err.problem_mark.line + 1}, column {err.problem_mark.column + 1}"
+                if err.problem_mark
+                else ""
+            )
+            raise ConfigError(
+                f"config file {value!r} is not valid YAML{where}: {err.problem or err}; fix the file"
+            ) from None
         except (yaml.YAMLError, UnicodeDecodeError) as err:
-            raise ConfigError(f"config file {value!r} is not valid YAML ({one_line(str(err), 200)}); fix the file") from None
-
+            raise ConfigError(
+                f"config file {value!r} is not valid YAML ({one_line(str(err), 200)}); fix the file"
+            ) from None

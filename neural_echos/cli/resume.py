@@ -25,11 +25,15 @@ INTERNAL_KEYS = {"_instantiator", "_class_path"}
 
 
 CKPT_PATH = Reader(
-    what="--ckpt_path", error=ResumeError, accepts="a .ckpt file written by run.py fit",
+    what="--ckpt_path",
+    error=ResumeError,
+    accepts="a .ckpt file written by run.py fit",
     missing_hint="pass a .ckpt written by run.py fit (logs/<name>/<version>/checkpoints/last.ckpt), or 'last' with "
     "the run's --trainer.logger.init_args.version",
-    empty_hint="Pass another checkpoint of that run (e.g. a best-*.ckpt beside it)", zip_only=True,
-    trust_hint="pass --weights_only false", state_dicts=False,
+    empty_hint="Pass another checkpoint of that run (e.g. a best-*.ckpt beside it)",
+    zip_only=True,
+    trust_hint="pass --weights_only false",
+    state_dicts=False,
 )
 
 
@@ -76,7 +80,8 @@ def reconcile_with_checkpoint(
         run_config = Path(path).resolve().parent.parent / "config.yaml"
         own = f", e.g. resume with the run's own --config {run_config}" if run_config.is_file() else ""
         raise ResumeError(
-            f"--ckpt_path {path!r}: these settings differ from the run the checkpoint continues: {'; '.join(conflicts)}. "
+            f"--ckpt_path {path!r}: these settings differ from the run the checkpoint continues: "
+            f"{'; '.join(conflicts)}. "
             f"A resume continues the run as it was trained: drop them or give the checkpoint's values{own}; to train "
             "with other settings, start a new run without --ckpt_path"
         )
@@ -164,8 +169,11 @@ def _reconcile_init(config: Namespace, checkpoint: dict) -> list[str]:
             instance = cls(**_plain(method.get("init_args") or Namespace()))
         except Exception:  # noqa: BLE001  (then only the method's name is compared)
             given_name = method_name(str(method.class_path)) or str(method.class_path)
-            return [] if given_name == saved["method"] else [
-                f"init.method {given_name} (given) vs {saved['method']} (checkpoint)"]
+            return (
+                []
+                if given_name == saved["method"]
+                else [f"init.method {given_name} (given) vs {saved['method']} (checkpoint)"]
+            )
     given = init_record(instance, init.get("name_filter"), init.get("seed"), bool(init.get("freeze")))
     conflicts = []
     if given["method"] != saved["method"]:
@@ -179,7 +187,9 @@ def _reconcile_init(config: Namespace, checkpoint: dict) -> list[str]:
         conflicts.append(f"init.freeze {given['freeze']} (given) vs {bool(saved.get('freeze'))} (checkpoint)")
     for key in ("name_filter", "seed"):
         if not _same(given[key], saved.get(key)):
-            conflicts.append(f"init.{key} {_show(given[key])} (given) vs {_show(saved.get(key))} (checkpoint)")
+            conflicts.append(
+                f"init.{key} {_show(given[key])} (given) vs {_show(saved.get(key))} (checkpoint)"
+            )
     return conflicts
 
 
@@ -217,4 +227,3 @@ def _same(a: Any, b: Any) -> bool:
 
 def _show(value: Any) -> str:
     return one_line(repr(_plain(value)), 80)
-

@@ -29,7 +29,6 @@ Runs and resumes (README "Reliability" lists what is guaranteed and the tests th
   nothing but the logger's empty files), so a fixed version can be started again.
 """
 
-
 from __future__ import annotations
 
 import fcntl
@@ -93,7 +92,10 @@ def _logger_layout(config: Namespace) -> tuple[Namespace, Path] | None:
     logger = trainer.get("logger")
     if isinstance(logger, list) and logger:
         logger = logger[0]
-    if not (isinstance(logger, Namespace) and str(logger.get("class_path", "")).endswith(("TensorBoardLogger", "CSVLogger"))):
+    if not (
+        isinstance(logger, Namespace)
+        and str(logger.get("class_path", "")).endswith(("TensorBoardLogger", "CSVLogger"))
+    ):
         return None
     init_args = logger.get("init_args") or Namespace()
     save_dir = init_args.get("save_dir") or trainer.get("default_root_dir") or "."
@@ -142,15 +144,20 @@ def adopt_run_folder_of(config: Namespace, ckpt_path: str, subcommand: str = "fi
         init_args.save_dir, init_args.name = str(run.parent), ""
     init_args.version = run.name
     if rank_zero_only.rank == 0:
-        print(f"--ckpt_path {ckpt_path}: continuing in the checkpoint's run folder {str(run)!r} "
-              f"(not {str(runs)!r}, which the recipe names)", file=sys.stderr)
+        print(
+            f"--ckpt_path {ckpt_path}: continuing in the checkpoint's run folder {str(run)!r} "
+            f"(not {str(runs)!r}, which the recipe names)",
+            file=sys.stderr,
+        )
 
 
 def _holds_a_run(folder: Path) -> bool:
     """A run folder written by run.py fit: its config, Lightning's hparams.yaml or event files."""
-    return folder.is_dir() and any(
-        (folder / name).is_file() for name in ("config.yaml", "hparams.yaml")
-    ) or any(folder.glob("events.out.tfevents.*"))
+    return (
+        folder.is_dir()
+        and any((folder / name).is_file() for name in ("config.yaml", "hparams.yaml"))
+        or any(folder.glob("events.out.tfevents.*"))
+    )
 
 
 def find_last_checkpoint(config: Namespace, required: bool) -> str | None:
@@ -172,8 +179,10 @@ def find_last_checkpoint(config: Namespace, required: bool) -> str | None:
     elif folder.exists():
         hint = "the run there stopped before its first checkpoint: delete the folder to start it again"
     else:
-        hint = ("that run does not exist: check --trainer.logger.init_args.name/version/save_dir, or drop "
-                "--ckpt_path to start it")
+        hint = (
+            "that run does not exist: check --trainer.logger.init_args.name/version/save_dir, or drop "
+            "--ckpt_path to start it"
+        )
     raise ResumeError(f"--ckpt_path last: no last checkpoint in {str(checkpoints)!r}; {hint}")
 
 
@@ -229,8 +238,10 @@ def check_run_folder(folder: Path, ckpt_path: str | None, trainer: Trainer) -> N
     if checkpoints:
         what = "resume it with --ckpt_path last"
     else:
-        what = ("it has no checkpoint to resume (it stopped before its first checkpoint): delete the folder to "
-                "start it again")
+        what = (
+            "it has no checkpoint to resume (it stopped before its first checkpoint): delete the folder to "
+            "start it again"
+        )
     raise ResumeError(
         f"run folder {str(folder)!r} already holds a run ({holds}); a new fit would mix into it. "
         f"{what[0].upper()}{what[1:]}, "
@@ -249,7 +260,11 @@ def check_checkpoint_dirs(trainer: Trainer, ckpt_path: str | None) -> None:
     resumed = Path(ckpt_path).resolve() if ckpt_path else None
     for callback in trainer.checkpoint_callbacks:
         dirpath = Path(callback.dirpath or Path(trainer.default_root_dir) / "checkpoints")
-        found = sorted(dirpath.glob("*.ckpt"), key=lambda p: (not p.name.startswith("last"), p.name)) if dirpath.is_dir() else []
+        found = (
+            sorted(dirpath.glob("*.ckpt"), key=lambda p: (not p.name.startswith("last"), p.name))
+            if dirpath.is_dir()
+            else []
+        )
         if found and (resumed is None or resumed.parent != dirpath.resolve()):
             raise ResumeError(
                 f"the logger is off and {str(found[0])!r} already exists: this fit would overwrite that run's "
@@ -297,4 +312,3 @@ def remove_failed_run_folder(folder: Path | None, lock, save_dir: Path | None = 
         except OSError:
             break
     print(f"removed {str(folder)!r}: the run failed before its first training step", file=sys.stderr)
-

@@ -120,7 +120,9 @@ def initialize_depthwise(
     """
     if isinstance(method, InitMethod):
         if options:
-            raise ConfigError(f"give the options of {method!r} to its constructor, not to initialize_depthwise")
+            raise ConfigError(
+                f"give the options of {method!r} to its constructor, not to initialize_depthwise"
+            )
     else:
         method = create_init(method, **options)
     return method.initialize(model, seed=seed, name_filter=name_filter, model_name=model_name)

@@ -98,7 +98,9 @@ class InitSummary:
         """JSON-serialisable: settings and totals as flat keys, per-layer records under "layers"."""
         out: dict[str, Any] = {"model": self.model, "method": self.method, **self.settings, **self.totals()}
         if per_layer:
-            out["layers"] = [{**asdict(layer), "kernel_size": list(layer.kernel_size)} for layer in self.layers]
+            out["layers"] = [
+                {**asdict(layer), "kernel_size": list(layer.kernel_size)} for layer in self.layers
+            ]
         return out
 
     def __str__(self) -> str:
@@ -155,7 +157,12 @@ class InitMethod(ABC):
         """
 
     def initialize(
-        self, model: nn.Module, *, seed: int = 0, name_filter: str | None = None, model_name: str | None = None,
+        self,
+        model: nn.Module,
+        *,
+        seed: int = 0,
+        name_filter: str | None = None,
+        model_name: str | None = None,
         filter_option: str = "name_filter",
     ) -> InitSummary:
         """Initialise the depthwise convs of ``model`` in place and return what was changed.
@@ -178,7 +185,9 @@ class InitMethod(ABC):
             raise ConfigError(f"seed must be an integer; got {seed!r}")
         every = find_depthwise_convs(model, None, label)
         position = {name: index for index, (name, _) in enumerate(every)}
-        selected = every if name_filter is None else find_depthwise_convs(model, name_filter, label, filter_option)
+        selected = (
+            every if name_filter is None else find_depthwise_convs(model, name_filter, label, filter_option)
+        )
         layers = [DepthwiseLayer(name, conv, position[name], len(every)) for name, conv in selected]
         generator = torch.Generator(device="cpu").manual_seed(int(seed))
         with torch.no_grad(), single_thread(torch_only=True):
@@ -249,7 +258,9 @@ def write_kernels(weight: Tensor, new: Tensor, rows: Tensor | None = None) -> No
         weight.index_copy_(0, rows.to(weight.device), new.to(device=weight.device, dtype=weight.dtype))
 
 
-def plain_records(layers: list[DepthwiseLayer], std_before: list[float], std_after: list[float]) -> list[LayerInit]:
+def plain_records(
+    layers: list[DepthwiseLayer], std_before: list[float], std_after: list[float]
+) -> list[LayerInit]:
     """Records of methods that rewrite every kernel and report nothing of their own."""
     return [
         LayerInit(

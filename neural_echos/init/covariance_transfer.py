@@ -85,7 +85,9 @@ class CovarianceTransferInit(InitMethod, name="covariance_transfer"):
         scale: Literal["checkpoint", "kaiming", "match"] = "checkpoint",
     ):
         if isinstance(depth_bins, bool) or not isinstance(depth_bins, int) or depth_bins < 1:
-            raise ConfigError(f"covariance_transfer option depth_bins must be an integer >= 1; got {depth_bins!r}")
+            raise ConfigError(
+                f"covariance_transfer option depth_bins must be an integer >= 1; got {depth_bins!r}"
+            )
         check_choice("scale", scale, ("checkpoint", "kaiming", "match"))
         try:
             layers = kernels_from_checkpoint(checkpoint)
@@ -122,7 +124,9 @@ class CovarianceTransferInit(InitMethod, name="covariance_transfer"):
         taps = self._source[(source_size, source_bin)]
         cov = torch.cov(taps.T)  # empirical covariance of the taps (mean removed, n - 1)
         if source_size != size:
-            resize = torch.kron(interpolation_matrix(source_size[0], size[0]), interpolation_matrix(source_size[1], size[1]))
+            resize = torch.kron(
+                interpolation_matrix(source_size[0], size[0]), interpolation_matrix(source_size[1], size[1])
+            )
             resized = resize @ cov @ resize.T  # Sigma' = M Sigma M^T: the covariance of the resized filters
             cov = resized * (cov.diagonal().mean() / resized.diagonal().mean())  # keep the mean tap variance
         return cov, source_size, source_bin, len(taps)
@@ -134,7 +138,11 @@ class CovarianceTransferInit(InitMethod, name="covariance_transfer"):
         if self.scale == "match":  # checked for every layer before any is written
             targets = [match_std(layer.name, std) for layer, std in zip(layers, std_before)]
         else:
-            targets = [kaiming_std(weight) for weight in weights] if self.scale == "kaiming" else [None] * len(layers)
+            targets = (
+                [kaiming_std(weight) for weight in weights]
+                if self.scale == "kaiming"
+                else [None] * len(layers)
+            )
         for layer, (cov, *_), target in zip(layers, sources, targets):
             if target is not None:
                 cov = cov * (target**2 / cov.diagonal().mean())  # mean tap variance = target std^2
@@ -152,7 +160,9 @@ class CovarianceTransferInit(InitMethod, name="covariance_transfer"):
                 source_bin=source_bin,
                 n_source_kernels=n_source,
             )
-            for layer, (_, source_size, source_bin, n_source), before, after in zip(layers, sources, std_before, std_after)
+            for layer, (_, source_size, source_bin, n_source), before, after in zip(
+                layers, sources, std_before, std_after
+            )
         ]
 
 

@@ -47,8 +47,13 @@ class DoGLayerInit(LayerInit):
 
     def extra_columns(self) -> dict[str, str]:
         gammas = f"{_fmt(self.gamma_min)}/{_fmt(self.gamma_mean)}/{_fmt(self.gamma_max)}"
-        return {"on": str(self.n_on), "off": str(self.n_off), "gamma min/mean/max": gammas,
-                "radius": _fmt(self.radius_mean), "adjusted": str(self.n_radius_adjusted)}
+        return {
+            "on": str(self.n_on),
+            "off": str(self.n_off),
+            "gamma min/mean/max": gammas,
+            "radius": _fmt(self.radius_mean),
+            "adjusted": str(self.n_radius_adjusted),
+        }
 
 
 @dataclass
@@ -78,14 +83,24 @@ class DoGSummary(InitSummary):
 
     def totals(self) -> dict[str, Any]:
         gamma_min, gamma_mean, gamma_max = self.gamma_stats()
-        return {**super().totals(), "n_on": self.n_on, "n_off": self.n_off,
-                "gamma_min": gamma_min, "gamma_mean": gamma_mean, "gamma_max": gamma_max,
-                "n_radius_adjusted": self.n_radius_adjusted}
+        return {
+            **super().totals(),
+            "n_on": self.n_on,
+            "n_off": self.n_off,
+            "gamma_min": gamma_min,
+            "gamma_mean": gamma_mean,
+            "gamma_max": gamma_max,
+            "n_radius_adjusted": self.n_radius_adjusted,
+        }
 
     def detail_lines(self) -> list[str]:
         gamma_min, gamma_mean, gamma_max = self.gamma_stats()
-        lines = [(f"  on-center {self.n_on}, off-center {self.n_off}, "
-                 f"gamma min/mean/max {_fmt(gamma_min)}/{_fmt(gamma_mean)}/{_fmt(gamma_max)}")]
+        lines = [
+            (
+                f"  on-center {self.n_on}, off-center {self.n_off}, "
+                f"gamma min/mean/max {_fmt(gamma_min)}/{_fmt(gamma_mean)}/{_fmt(gamma_max)}"
+            )
+        ]
         if self.n_radius_adjusted:
             lines.append(
                 f"  centre radius moved inside the window for {self.n_radius_adjusted} of {self.n_initialized} "
@@ -145,9 +160,18 @@ class DoGInit(InitMethod, name="dog"):
     def settings(self) -> dict[str, Any]:
         low, high = self.gamma_range
         radius = self.radius
-        return {"gamma_low": low, "gamma_high": high, "on_center_prob": self.on_center_prob, "dog_share": self.dog_share,
-                    "scale": self.scale,
-                    "radius": "gamma*(k+1)/2" if radius is None else repr(radius) if callable(radius) else float(radius)}
+        return {
+            "gamma_low": low,
+            "gamma_high": high,
+            "on_center_prob": self.on_center_prob,
+            "dog_share": self.dog_share,
+            "scale": self.scale,
+            "radius": "gamma*(k+1)/2"
+            if radius is None
+            else repr(radius)
+            if callable(radius)
+            else float(radius),
+        }
 
     def init_layers(self, layers: list[DepthwiseLayer], generator: torch.Generator) -> list[LayerInit]:
         low, high = self.gamma_range
@@ -198,11 +222,15 @@ class DoGInit(InitMethod, name="dog"):
                 out = dog_kernels(gamma_s, size, r, on_center[rows], torch.float64 if wide else torch.float32)
             except ValueError as err:
                 names = ", ".join(layers[i].name for i in members[:3])
-                raise ConfigError(f"DoG init of the {size[0]}x{size[1]} depthwise layers ({names}): {err}") from err
+                raise ConfigError(
+                    f"DoG init of the {size[0]}x{size[1]} depthwise layers ({names}): {err}"
+                ) from err
             r = r.reshape(-1).expand(len(gamma_s)) if r.numel() == 1 else r.reshape(-1)
             used = effective_radius(r, size)  # what dog_kernels gave each kernel
             parts = [n_dog[i] for i in members]
-            for i, part, r_used, moved in zip(members, out.split(parts), used.split(parts), (used != r).split(parts)):
+            for i, part, r_used, moved in zip(
+                members, out.split(parts), used.split(parts), (used != r).split(parts)
+            ):
                 kernels[i], radius_used[i], radius_moved[i] = part, r_used, moved
 
         std_before = layer_stds(weights)
@@ -210,8 +238,10 @@ class DoGInit(InitMethod, name="dog"):
             if self.scale == "kaiming":
                 targets = [kaiming_std(weight) for weight in weights]
             else:  # checked for every layer before any is written
-                targets = [match_std(layer.name, std) if n > 0 else 0.0
-                           for layer, std, n in zip(layers, std_before, n_dog)]
+                targets = [
+                    match_std(layer.name, std) if n > 0 else 0.0
+                    for layer, std, n in zip(layers, std_before, n_dog)
+                ]
             for i in range(n_layers):
                 if n_dog[i] > 0:
                     kernels[i] = kernels[i] * (targets[i] / kernels[i].square().mean().sqrt())

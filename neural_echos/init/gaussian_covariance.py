@@ -56,13 +56,24 @@ class GaussianCovarianceInit(InitMethod, name="gaussian_covariance"):
         check_choice("scale", scale, ("kaiming", "match"))
         _check_schedule("sigma", sigma, optional=False)
         _check_schedule("tau", tau, optional=True)
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (math.isfinite(eps) and eps >= 0):
-            raise ConfigError(f"gaussian_covariance option eps (diagonal nugget) must be a number >= 0; got {eps!r}")
+        if (
+            isinstance(eps, bool)
+            or not isinstance(eps, (int, float))
+            or not (math.isfinite(eps) and eps >= 0)
+        ):
+            raise ConfigError(
+                f"gaussian_covariance option eps (diagonal nugget) must be a number >= 0; got {eps!r}"
+            )
         self.sigma, self.tau = _tuple(sigma), _tuple(tau)
         self.eps, self.scale = float(eps), scale
 
     def settings(self) -> dict[str, Any]:
-        return {"scale": self.scale, "sigma": _jsonable(self.sigma), "tau": _jsonable(self.tau), "eps": self.eps}
+        return {
+            "scale": self.scale,
+            "sigma": _jsonable(self.sigma),
+            "tau": _jsonable(self.tau),
+            "eps": self.eps,
+        }
 
     def init_layers(self, layers: list[DepthwiseLayer], generator: torch.Generator) -> list[LayerInit]:
         # depth = position among all depthwise layers of the model, so a name filter does not
@@ -80,7 +91,9 @@ class GaussianCovarianceInit(InitMethod, name="gaussian_covariance"):
             size = tuple(layer.conv.kernel_size)
             cov = cov_init.gaussian_covariance(size, sigmas[layer.index], taus[layer.index], self.eps)
             cov = cov * (target**2 / cov.diagonal().mean())  # mean tap variance = target std^2
-            write_kernels(layer.conv.weight, cov_init.sample_filters(cov, layer.conv.weight.shape[0], generator))
+            write_kernels(
+                layer.conv.weight, cov_init.sample_filters(cov, layer.conv.weight.shape[0], generator)
+            )
         return plain_records(layers, std_before, layer_stds(weights))
 
 

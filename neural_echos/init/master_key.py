@@ -51,8 +51,9 @@ def resampled_master_keys(size: tuple[int, int], dtype: torch.dtype = torch.floa
     filters = master_key_filters()
     if tuple(size) == FILE_SIZE:
         return filters.to(dtype)
-    resampled = F.interpolate(filters.double()[:, None], size=tuple(size), mode="bilinear",
-                              align_corners=False, antialias=True)[:, 0]
+    resampled = F.interpolate(
+        filters.double()[:, None], size=tuple(size), mode="bilinear", align_corners=False, antialias=True
+    )[:, 0]
     resampled = resampled - resampled.mean(dim=(1, 2), keepdim=True)
     norm = resampled.flatten(1).norm(dim=1)[:, None, None]
     # a 1x1 (or 1xk with a flat profile) window cannot hold a zero-sum filter: refused by the caller
@@ -90,12 +91,15 @@ class MasterKeyInit(InitMethod, name="master_key"):
             numbers = []
         if not numbers or len(numbers) != len(list(filters)) or not all(1 <= f <= 8 for f in numbers):
             raise ConfigError(
-                f"filters must be a non-empty list of master key filter numbers 1-8; got {filters!r}")
+                f"filters must be a non-empty list of master key filter numbers 1-8; got {filters!r}"
+            )
         if len(set(numbers)) != len(numbers):
             raise ConfigError(f"filters lists a master key filter twice: {filters!r}; give each number once")
         if isinstance(flip_prob, bool) or not isinstance(flip_prob, (int, float)) or not 0 <= flip_prob <= 1:
-            raise ConfigError("flip_prob is the probability that a kernel is the negated filter and must lie "
-                              f"in [0, 1]; got {flip_prob!r}")
+            raise ConfigError(
+                "flip_prob is the probability that a kernel is the negated filter and must lie "
+                f"in [0, 1]; got {flip_prob!r}"
+            )
         check_choice("scale", scale, SCALES)
         self.filters, self.flip_prob, self.scale = tuple(sorted(numbers)), float(flip_prob), scale
 
@@ -109,8 +113,10 @@ class MasterKeyInit(InitMethod, name="master_key"):
         for layer, before in zip(layers, std_before, strict=True):
             kh, kw = layer.conv.kernel_size
             if kh * kw < 2:
-                raise ConfigError(f"master_key init: layer {layer.name!r} has {kh}x{kw} kernels, which "
-                                  "cannot hold a master key filter; exclude it with --init.name_filter")
+                raise ConfigError(
+                    f"master_key init: layer {layer.name!r} has {kh}x{kw} kernels, which "
+                    "cannot hold a master key filter; exclude it with --init.name_filter"
+                )
             if self.scale == "match":
                 match_std(layer.name, before)
         chosen = torch.tensor(self.filters) - 1

@@ -51,19 +51,28 @@ def build_timm_model(
 _BUILD_ERRORS = (RuntimeError, ValueError, IndexError, AssertionError, ZeroDivisionError)
 
 
-def _create(model_name: str, num_classes: int, in_chans: int, image_size: int | None, kwargs: dict) -> nn.Module:
+def _create(
+    model_name: str, num_classes: int, in_chans: int, image_size: int | None, kwargs: dict
+) -> nn.Module:
     try:
         if image_size is not None and "img_size" not in kwargs:
             # Models with position embeddings or global filters need the input size; most CNNs
             # take no img_size argument, and timm offers no way to ask first, so try and fall back.
             try:
                 return timm.create_model(
-                    model_name, pretrained=False, num_classes=num_classes, in_chans=in_chans, img_size=image_size, **kwargs
+                    model_name,
+                    pretrained=False,
+                    num_classes=num_classes,
+                    in_chans=in_chans,
+                    img_size=image_size,
+                    **kwargs,
                 )
             except TypeError as err:
                 if "img_size" not in str(err):
                     raise _bad_kwargs(model_name, kwargs, err) from err
-        return timm.create_model(model_name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
+        return timm.create_model(
+            model_name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs
+        )
     except TypeError as err:
         raise _bad_kwargs(model_name, kwargs, err) from err
     except _BUILD_ERRORS as err:

@@ -79,6 +79,12 @@ def convmixer(
 ) -> ConvMixer:
     """ConvMixer-dim/depth with the given depthwise kernel size and patch size."""
     return _create(
-        "convmixer", pretrained, dim=dim, depth=depth, kernel_size=kernel_size, patch_size=patch_size,
-        act_layer=act_layer, **kwargs,
+        "convmixer",
+        pretrained,
+        dim=dim,
+        depth=depth,
+        kernel_size=kernel_size,
+        patch_size=patch_size,
+        act_layer=act_layer,
+        **kwargs,
     )

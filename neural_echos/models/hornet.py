@@ -215,8 +215,13 @@ class GnConv(nn.Module):
         self.proj_in = nn.Conv2d(dim, 2 * dim, 1, **dd)
         if gf_size is None:
             self.dwconv: nn.Module = nn.Conv2d(
-                self.gate_dim, self.gate_dim, kernel_size, padding=kernel_size // 2, groups=self.gate_dim,
-                bias=True, **dd,
+                self.gate_dim,
+                self.gate_dim,
+                kernel_size,
+                padding=kernel_size // 2,
+                groups=self.gate_dim,
+                bias=True,
+                **dd,
             )
         else:
             self.dwconv = GlobalLocalFilter(self.gate_dim, filter_size=tuple(gf_size), **dd)
@@ -297,8 +302,10 @@ class HorNetStage(nn.Module):
                 raise ValueError(f"a stage without downsampling keeps its width ({in_dim} != {dim})")
             self.downsample = nn.Identity()
         self.blocks = nn.Sequential(
-            *(HorNetBlock(dim, order, drop_path=drop_path_rates[j], **block_kwargs, **dd)
-              for j in range(depth))
+            *(
+                HorNetBlock(dim, order, drop_path=drop_path_rates[j], **block_kwargs, **dd)
+                for j in range(depth)
+            )
         )
         self.grad_checkpointing = False
 
@@ -543,7 +550,10 @@ class HorNet(nn.Module):
         cfg.update(custom_load=False, num_classes=cfg.get("num_classes", 1000))
         cfg.setdefault("classifier", "head.fc")
         timm_load_pretrained(
-            self, pretrained_cfg=cfg, num_classes=self.num_classes, in_chans=self.in_chans,
+            self,
+            pretrained_cfg=cfg,
+            num_classes=self.num_classes,
+            in_chans=self.in_chans,
             filter_fn=checkpoint_filter_fn,
         )
 

@@ -148,7 +148,9 @@ class Subject:
         if self.weights is not None:
             self.pretrained = True
         if self.pretrained and self.model is None:
-            raise AnalysisError("--pretrained and --weights need --model NAME (the timm model the weights are for)")
+            raise AnalysisError(
+                "--pretrained and --weights need --model NAME (the timm model the weights are for)"
+            )
         if self.pretrained and self.checkpoint is not None:
             raise AnalysisError(
                 "--pretrained loads timm's weights and --checkpoint loads yours: pass one of them"
@@ -204,15 +206,22 @@ def analyze(
         raise AnalysisError(f"--max-kernels must be at least 1; got {max_kernels}")
     if max_regular_kernels < 1:
         raise AnalysisError(f"--max-regular-kernels must be at least 1; got {max_regular_kernels}")
-    for flag, value in (("--max-bytes", max_bytes), ("--max-file-bytes", max_file_bytes), ("--max-memory", max_memory),
-                        ("--max-layers", max_layers), ("--max-kernel-side", max_kernel_side)):
+    for flag, value in (
+        ("--max-bytes", max_bytes),
+        ("--max-file-bytes", max_file_bytes),
+        ("--max-memory", max_memory),
+        ("--max-layers", max_layers),
+        ("--max-kernel-side", max_kernel_side),
+    ):
         if value < 1:
             raise AnalysisError(f"{flag} must be a positive number; got {value}")
 
     budget = {"max_memory": max_memory, "max_layers": max_layers, "max_kernel_side": max_kernel_side}
     bounds = {"max_bytes": max_bytes, "max_file_bytes": max_file_bytes, "budget": budget}
     depthwise, regular, source = collect_subject(subject, layers, include_regular, seed, bounds)
-    check_budget(_shapes(depthwise), f"the subject {subject.label!r}", **budget)  # --model: before classifying
+    check_budget(
+        _shapes(depthwise), f"the subject {subject.label!r}", **budget
+    )  # --model: before classifying
     groups = [("depthwise", depthwise, classifier.classify(depthwise))]
     if include_regular:
         regular, sampled = _sample_layers(regular, max_regular_kernels, seed)
@@ -248,8 +257,14 @@ def survey(
     notes: list[str] = []
     for i, subject in enumerate(distinct_labels(subjects)):
         folder = out / f"{i:02d}_{_file_stem(subject.label)}"
-        summary = analyze(subject, classifier, folder, include_regular=include_regular,
-                          max_regular_kernels=max_regular_kernels, seed=seed)
+        summary = analyze(
+            subject,
+            classifier,
+            folder,
+            include_regular=include_regular,
+            max_regular_kernels=max_regular_kernels,
+            seed=seed,
+        )
         for group in (summary, summary.get("regular")):
             if group is None:
                 continue
@@ -270,8 +285,9 @@ def distinct_labels(subjects: Sequence[Subject]) -> list[Subject]:
     labels = [subject.label for subject in subjects]
     result = list(subjects)
     for i, subject in enumerate(subjects):
-        alike = [j for j, label in enumerate(labels)
-                 if label == labels[i] and subjects[j].checkpoint is not None]
+        alike = [
+            j for j, label in enumerate(labels) if label == labels[i] and subjects[j].checkpoint is not None
+        ]
         if len(alike) < 2 or subject.checkpoint is None:
             continue
         paths = [Path(subjects[j].checkpoint).resolve() for j in alike]
@@ -285,7 +301,10 @@ def distinct_labels(subjects: Sequence[Subject]) -> list[Subject]:
 
 
 def collect_subject(
-    subject: Subject, layer_filter: str | None, include_regular: bool, seed: int = DEFAULT_SEED,
+    subject: Subject,
+    layer_filter: str | None,
+    include_regular: bool,
+    seed: int = DEFAULT_SEED,
     bounds: dict[str, int] | None = None,
 ) -> tuple[list[LayerKernels], list[LayerKernels], dict[str, Any]]:
     """Depthwise kernels, regular slices (empty unless ``include_regular``) and a source record.
@@ -299,8 +318,13 @@ def collect_subject(
     if subject.model is None:
         loaded = read_checkpoint(checkpoint, only_depthwise=not include_regular, **bounds)
         where = f"checkpoint {str(checkpoint)!r}"
-        depthwise = kernels_from_state_dict(loaded.state_dict, layer_filter, source=where,
-                                            max_bytes=bounds.get("max_bytes", DEFAULT_MAX_BYTES), budget=budget)
+        depthwise = kernels_from_state_dict(
+            loaded.state_dict,
+            layer_filter,
+            source=where,
+            max_bytes=bounds.get("max_bytes", DEFAULT_MAX_BYTES),
+            budget=budget,
+        )
         regular = regular_kernels_from_state_dict(loaded.state_dict) if include_regular else []
         return depthwise, regular, _source(subject, loaded, seed)
 
@@ -345,12 +369,15 @@ def create_model(
         torch.manual_seed(seed)
         try:
             if pretrained:
-                overlay = None if weights is None else dict(file=str(weights))
+                overlay = None if weights is None else {"file": str(weights)}
                 with _hub_offline_unless_reachable(weights is None):
                     model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay)
             elif hparams is not None:
                 model = build_timm_model(
-                    name, hparams["num_classes"], hparams.get("in_chans", 3), hparams.get("image_size"),
+                    name,
+                    hparams["num_classes"],
+                    hparams.get("in_chans", 3),
+                    hparams.get("image_size"),
                     hparams.get("model_kwargs"),
                 )
             else:
@@ -402,8 +429,12 @@ WEIGHTS_FORMATS = (
 )
 
 
-WEIGHTS = Reader(what="weights file", error=AnalysisError, accepts=WEIGHTS_FORMATS.removeprefix("--weights takes "),
-                 empty_hint=f"{WEIGHTS_FORMATS}; re-download or re-save it")
+WEIGHTS = Reader(
+    what="weights file",
+    error=AnalysisError,
+    accepts=WEIGHTS_FORMATS.removeprefix("--weights takes "),
+    empty_hint=f"{WEIGHTS_FORMATS}; re-download or re-save it",
+)
 
 
 def _check_weights_file(weights: Path) -> None:
@@ -425,7 +456,9 @@ def _check_weights_file(weights: Path) -> None:
     with weights.open("rb") as f:
         head = f.read(4)
     # torch.save's zip format, or its legacy format: a pickle of protocol 2 to 5
-    if zipfile.is_zipfile(weights) or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
+    if zipfile.is_zipfile(weights) or (
+        head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+    ):
         return
     if head[:2] == b"PK":
         what = "it is a zip archive without its end (torch.save's format, truncated)"
@@ -433,7 +466,9 @@ def _check_weights_file(weights: Path) -> None:
         what = "it is a safetensors file under another name: rename it to end in .safetensors"
     else:
         what = "it is neither a torch file nor a safetensors file"
-    raise AnalysisError(f"weights file {path!r} could not be read as a weights file: {what}. {WEIGHTS_FORMATS}")
+    raise AnalysisError(
+        f"weights file {path!r} could not be read as a weights file: {what}. {WEIGHTS_FORMATS}"
+    )
 
 
 def _weights_read_problem(weights: Path) -> str | None:
@@ -452,7 +487,7 @@ def _safetensors_problem(path: Path) -> str | None:
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             f.keys()
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001  (safetensors raises its own and Rust panics for a bad file)
         return one_line(str(err), limit=200) or type(err).__name__
     return None
 
@@ -469,7 +504,8 @@ def _model_error(name: str, pretrained: bool, weights: str | Path | None, err: E
         if "weights_only" in reason:  # readable, but not by torch's weights-only loader that timm uses
             return AnalysisError(
                 f"weights file {str(weights)!r} holds Python objects besides tensors (a Lightning .ckpt?), so timm "
-                f"does not load it. {WEIGHTS_FORMATS}; for a checkpoint of your own, pass --checkpoint FILE --model {name}"
+                f"does not load it. {WEIGHTS_FORMATS}; for a checkpoint of your own, pass "
+                f"--checkpoint FILE --model {name}"
             )
     if pretrained and weights is None:
         return AnalysisError(
@@ -547,7 +583,9 @@ def _source(subject: Subject, checkpoint: Checkpoint | None, seed: int) -> dict[
             nested_key=checkpoint.nested_key,
         )
     elif subject.pretrained:
-        source["init"] = "timm pretrained weights" + (f" from {str(subject.weights)!r}" if subject.weights else "")
+        source["init"] = "timm pretrained weights" + (
+            f" from {str(subject.weights)!r}" if subject.weights else ""
+        )
     else:
         source["init"] = f"timm default initialisation, torch.manual_seed({seed})"
     return source
@@ -609,7 +647,9 @@ def _write_outputs(
             entry.update(key=layer.key, csv=str(path.relative_to(out)))
             csv_files.append(str(path.relative_to(out)))
         files[folders[name]] = csv_files
-        for i, (group, indices, image) in enumerate(grids.grouped_grid_images(kernel_layers, report, max_kernels)):
+        for i, (group, indices, image) in enumerate(
+            grids.grouped_grid_images(kernel_layers, report, max_kernels)
+        ):
             path = grids.save_png(image, out / "grids" / f"{prefix}{i:03d}_{_file_stem(group)}.png")
             files["grids"].append(str(path.relative_to(out)))
             for j in indices:
@@ -617,7 +657,9 @@ def _write_outputs(
         summaries[name] = summary
 
     reports = [report for _, _, report in groups]
-    plots.save_figure(plots.proportions_figure(reports, title=_plot_title(reports[0], source)), out / "proportions.png")
+    plots.save_figure(
+        plots.proportions_figure(reports, title=_plot_title(reports[0], source)), out / "proportions.png"
+    )
     grids.save_png(grids.taxonomy_image(reports[0]), out / "taxonomy.png")
     files["taxonomy"] = "taxonomy.png"
     if any(report.centroids for report in reports):
@@ -648,7 +690,9 @@ def _write_layer_csv(path: Path, result) -> None:
 
 
 # the names analyze gives its per-layer files (see _file_stem): nothing else is ever removed
-OWN_OUTPUT = re.compile(r"(layers|regular)/[0-9]{3}_[A-Za-z0-9_.-]+\.csv|grids/(regular_)?[0-9]{3}_[A-Za-z0-9_.-]+\.png")
+OWN_OUTPUT = re.compile(
+    r"(layers|regular)/[0-9]{3}_[A-Za-z0-9_.-]+\.csv|grids/(regular_)?[0-9]{3}_[A-Za-z0-9_.-]+\.png"
+)
 MAX_SUMMARY_BYTES = 64 * 2**20
 
 
@@ -708,7 +752,9 @@ def _survey_row(
     }
 
 
-def _write_survey(out: Path, rows: list[dict[str, Any]], classifier: KernelClassifier, notes: list[str]) -> None:
+def _write_survey(
+    out: Path, rows: list[dict[str, Any]], classifier: KernelClassifier, notes: list[str]
+) -> None:
     from neural_echos import plots
 
     out.mkdir(parents=True, exist_ok=True)
@@ -719,14 +765,17 @@ def _write_survey(out: Path, rows: list[dict[str, Any]], classifier: KernelClass
     lines = [
         f"Classifier: {classifier!r}. Chance: the same classifier on each kernel's pixel-permuted null.",
         "",
-        ("| subject | group | kernel size | kernels | threshold | on (chance) | off (chance) | excess on+off "
-         "| named by the taxonomy (chance) |"),
+        (
+            "| subject | group | kernel size | kernels | threshold | on (chance) | off (chance) | excess on+off "
+            "| named by the taxonomy (chance) |"
+        ),
         "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['subject']} | {r['group']} | {r['kernel_size']} | {r['kernels']} | {r['threshold']:.2f} | "
-            f"{r['on_center']:.1%} ({r['chance_on_center']:.1%}) | {r['off_center']:.1%} ({r['chance_off_center']:.1%}) | "
+            f"{r['on_center']:.1%} ({r['chance_on_center']:.1%}) | {r['off_center']:.1%} "
+            f"({r['chance_off_center']:.1%}) | "
             f"{r['excess_on_off']:+.1%} | {r['named']:.1%} ({r['chance_named']:.1%}) |"
         )
     if notes:
@@ -761,8 +810,10 @@ def describe_taxonomy(group: dict[str, Any]) -> str:
     """One line: the taxonomy's shares, each with its chance share, and the share it names."""
     shares, chance = group["detailed_proportions"], group["detailed_chance"]
     parts = [f"{name} {shares[name]:.1%} ({chance[name]:.1%})" for name in DETAILED_CLASSES[2:]]
-    return (f"  taxonomy (chance): {', '.join(parts)}; named {group['explained']:.1%} "
-            f"(chance {group['explained_chance']:.1%})")
+    return (
+        f"  taxonomy (chance): {', '.join(parts)}; named {group['explained']:.1%} "
+        f"(chance {group['explained_chance']:.1%})"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -771,14 +822,22 @@ def describe_taxonomy(group: dict[str, Any]) -> str:
 
 # The shorter spellings analyze had before --classifier.OPTION (kept: scripts and tests use them):
 # flag dest -> the classifier's option. A new classifier option needs no entry here.
-CLASSIFIER_SHORTHANDS = {"threshold": "threshold", "alpha": "alpha", "null_model": "null_model",
-                         "null_seed": "null_seed", "clusters": "n_clusters", "cluster_seed": "seed"}
+CLASSIFIER_SHORTHANDS = {
+    "threshold": "threshold",
+    "alpha": "alpha",
+    "null_model": "null_model",
+    "null_seed": "null_seed",
+    "clusters": "n_clusters",
+    "cluster_seed": "seed",
+}
 
 
 def _add_classifier_arguments(parser: argparse.ArgumentParser) -> None:
     names = ", ".join(sorted(CLASSIFIERS))
     parser.add_argument(
-        "--classifier", default=None, metavar="NAME_OR_CLASS",
+        "--classifier",
+        default=None,
+        metavar="NAME_OR_CLASS",
         help=f"kernel classifier: a registered name ({names}; default {DEFAULT_CLASSIFIER}), the class name or "
         "import path of a KernelClassifier subclass, or a JSON/YAML dict {class_path: ..., init_args: {...}}. "
         "Its options, taken from its signature as for `run.py fit --snapshot.classifier`: --classifier.OPTION VALUE "
@@ -786,28 +845,59 @@ def _add_classifier_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--method", default=None, help="same as --classifier NAME")
     parser.add_argument(
-        "--threshold", default=None,
+        "--threshold",
+        default=None,
         help='= --classifier.threshold: correlation threshold in (0, 1), or "auto" (default): calibrated per kernel '
         "size on Gaussian noise",
     )
-    parser.add_argument("--alpha", type=float, default=None,
-                        help="= --classifier.alpha: for auto, share of noise allowed on/off (default 0.05)")
-    parser.add_argument("--null-model", default=None,
-                        help=f"= --classifier.null_model: null model of the chance share: {', '.join(NULL_MODELS)} "
-                        "(default permute)")
-    parser.add_argument("--null-seed", type=int, default=None,
-                        help="= --classifier.null_seed: seed of the null kernels (default 0)")
-    parser.add_argument("--clusters", type=_clusters, default=None,
-                        help='= --classifier.n_clusters (kmeans): k, or "auto" (default): the smallest k from 3 to 12 '
-                        "that carries every polarity the kernels hold; 3 is the paper's")
-    parser.add_argument("--cluster-seed", type=int, default=None,
-                        help="= --classifier.seed (kmeans): random_state (default 0)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
-                        help="seed of a fresh model's initialisation and of the regular-slice sample (default: 0)")
-    parser.add_argument("--include-regular", action="store_true",
-                        help="also classify the slices of the regular kxk convolutions (the control group)")
-    parser.add_argument("--max-regular-kernels", type=int, default=MAX_REGULAR_KERNELS,
-                        help=f"at most this many regular slices per kernel size, sampled (default {MAX_REGULAR_KERNELS:,})")
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="= --classifier.alpha: for auto, share of noise allowed on/off (default 0.05)",
+    )
+    parser.add_argument(
+        "--null-model",
+        default=None,
+        help=f"= --classifier.null_model: null model of the chance share: {', '.join(NULL_MODELS)} "
+        "(default permute)",
+    )
+    parser.add_argument(
+        "--null-seed",
+        type=int,
+        default=None,
+        help="= --classifier.null_seed: seed of the null kernels (default 0)",
+    )
+    parser.add_argument(
+        "--clusters",
+        type=_clusters,
+        default=None,
+        help='= --classifier.n_clusters (kmeans): k, or "auto" (default): the smallest k from 3 to 12 '
+        "that carries every polarity the kernels hold; 3 is the paper's",
+    )
+    parser.add_argument(
+        "--cluster-seed",
+        type=int,
+        default=None,
+        help="= --classifier.seed (kmeans): random_state (default 0)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help="seed of a fresh model's initialisation and of the regular-slice sample (default: 0)",
+    )
+    parser.add_argument(
+        "--include-regular",
+        action="store_true",
+        help="also classify the slices of the regular kxk convolutions (the control group)",
+    )
+    parser.add_argument(
+        "--max-regular-kernels",
+        type=int,
+        default=MAX_REGULAR_KERNELS,
+        help=f"at most this many regular slices per kernel size, sampled (default {MAX_REGULAR_KERNELS:,})",
+    )
 
 
 def _shapes(layers: list[LayerKernels]) -> list[tuple[str, int, int, int]]:
@@ -815,18 +905,38 @@ def _shapes(layers: list[LayerKernels]) -> list[tuple[str, int, int, int]]:
 
 
 def _add_bound_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-memory", type=positive_int, default=DEFAULT_MAX_MEMORY,
-                        help="refuse an analysis estimated (from the shapes, before reading) to need more memory "
-                        "than this (default: 4 GiB; see neural_echos/budget.py)")
-    parser.add_argument("--max-layers", type=positive_int, default=MAX_LAYERS,
-                        help=f"refuse more depthwise layers than this (default: {MAX_LAYERS:,}; each writes files)")
-    parser.add_argument("--max-kernel-side", type=positive_int, default=MAX_KERNEL_SIDE,
-                        help=f"refuse kernels larger than NxN (default: {MAX_KERNEL_SIDE}, RepLKNet's 31x31)")
-    parser.add_argument("--max-bytes", type=positive_int, default=DEFAULT_MAX_BYTES,
-                        help="refuse more depthwise kernel data than this, checked before reading (default: 256 MiB)")
-    parser.add_argument("--max-file-bytes", type=positive_int, default=DEFAULT_MAX_FILE_BYTES,
-                        help="refuse reading more than this whole (legacy .pt, or a .safetensors with --model) "
-                        "(default: 8 GiB)")
+    parser.add_argument(
+        "--max-memory",
+        type=positive_int,
+        default=DEFAULT_MAX_MEMORY,
+        help="refuse an analysis estimated (from the shapes, before reading) to need more memory "
+        "than this (default: 4 GiB; see neural_echos/budget.py)",
+    )
+    parser.add_argument(
+        "--max-layers",
+        type=positive_int,
+        default=MAX_LAYERS,
+        help=f"refuse more depthwise layers than this (default: {MAX_LAYERS:,}; each writes files)",
+    )
+    parser.add_argument(
+        "--max-kernel-side",
+        type=positive_int,
+        default=MAX_KERNEL_SIDE,
+        help=f"refuse kernels larger than NxN (default: {MAX_KERNEL_SIDE}, RepLKNet's 31x31)",
+    )
+    parser.add_argument(
+        "--max-bytes",
+        type=positive_int,
+        default=DEFAULT_MAX_BYTES,
+        help="refuse more depthwise kernel data than this, checked before reading (default: 256 MiB)",
+    )
+    parser.add_argument(
+        "--max-file-bytes",
+        type=positive_int,
+        default=DEFAULT_MAX_FILE_BYTES,
+        help="refuse reading more than this whole (legacy .pt, or a .safetensors with --model) "
+        "(default: 8 GiB)",
+    )
 
 
 def parse_with_classifier(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
@@ -859,7 +969,9 @@ def classifier_from_args(args: argparse.Namespace) -> KernelClassifier:
         Whatever the classifier raises for a bad value (an AnalysisError naming the option).
     """
     if args.classifier is not None and args.method is not None and args.classifier != args.method:
-        raise AnalysisError(f"--classifier {args.classifier} and --method {args.method} disagree; give one of them")
+        raise AnalysisError(
+            f"--classifier {args.classifier} and --method {args.method} disagree; give one of them"
+        )
     name = args.classifier or args.method or DEFAULT_CLASSIFIER
     if args.method is not None and args.method not in CLASSIFIERS:
         raise AnalysisError(f"unknown method {args.method!r}; use one of {', '.join(sorted(CLASSIFIERS))}")
@@ -891,7 +1003,7 @@ def build_classifier(tokens: list[str]) -> KernelClassifier:
     _check_classifier_options(tokens)
     try:
         config = parser.parse_args(tokens)
-    except Exception as err:  # jsonargparse's ArgumentError / ValueError: a value of the wrong type
+    except Exception as err:  # noqa: BLE001  (jsonargparse's ArgumentError / ValueError: a wrong type)
         raise AnalysisError(_classifier_parse_message(str(err))) from None
     cls = _import_class(config.classifier.class_path)
     settings = config.classifier.get("init_args")
@@ -915,8 +1027,10 @@ def _classifier_class(value: str) -> type[KernelClassifier]:
         choices = sorted(CLASSIFIERS) + sorted(by_name)
         close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
         mean = f"did you mean {close[0]}? " if close else ""
-        raise AnalysisError(f"--classifier: unknown classifier {value!r}; {mean}choose one of "
-                            f"{', '.join(sorted(CLASSIFIERS))} (or a KernelClassifier subclass's import path)")
+        raise AnalysisError(
+            f"--classifier: unknown classifier {value!r}; {mean}choose one of "
+            f"{', '.join(sorted(CLASSIFIERS))} (or a KernelClassifier subclass's import path)"
+        )
     return cls
 
 
@@ -944,17 +1058,23 @@ def _check_classifier_options(tokens: list[str]) -> None:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return  # **kwargs passed on: jsonargparse follows them and checks the options
     accepted = [name for name, p in parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
-    given = [token.removeprefix("--classifier.").split("=", 1)[0] for token in tokens[2:]
-             if token.startswith("--classifier.")]
+    given = [
+        token.removeprefix("--classifier.").split("=", 1)[0]
+        for token in tokens[2:]
+        if token.startswith("--classifier.")
+    ]
     for option in given:
         if option in accepted or option == "help":
             continue
-        shorthand = next((f" (--{flag.replace('_', '-')})" for flag, o in CLASSIFIER_SHORTHANDS.items()
-                          if o == option), "")
+        shorthand = next(
+            (f" (--{flag.replace('_', '-')})" for flag, o in CLASSIFIER_SHORTHANDS.items() if o == option), ""
+        )
         close = difflib.get_close_matches(option, accepted, n=1, cutoff=0.6)
         mean = f"did you mean --classifier.{close[0]}? " if close else ""
-        raise AnalysisError(f"classifier {getattr(cls, 'name', cls.__name__)!r} does not take "
-                            f"--classifier.{option}{shorthand}; {mean}its options: {', '.join(accepted)}")
+        raise AnalysisError(
+            f"classifier {getattr(cls, 'name', cls.__name__)!r} does not take "
+            f"--classifier.{option}{shorthand}; {mean}its options: {', '.join(accepted)}"
+        )
 
 
 _NESTED_KEY = re.compile(r'Parser key "(?P<key>\w+)":\s*(?P<rest>[^\n]+)')
@@ -972,9 +1092,11 @@ def _classifier_parse_message(message: str) -> str:
         return f"--classifier: option {rejected['key']!r} is not accepted by that classifier"
     unknown = _NO_CLASS.search(message)
     if unknown:
-        return (f"--classifier: unknown classifier {one_line(unknown['name'], 100)!r}; choose one of "
-                f"{', '.join(sorted(CLASSIFIERS))}, a KernelClassifier subclass's import path, or a dict "
-                "{class_path: ..., init_args: {...}}")
+        return (
+            f"--classifier: unknown classifier {one_line(unknown['name'], 100)!r}; choose one of "
+            f"{', '.join(sorted(CLASSIFIERS))}, a KernelClassifier subclass's import path, or a dict "
+            "{class_path: ..., init_args: {...}}"
+        )
     return f"--classifier: {one_line(message, 300)}"
 
 
@@ -1002,15 +1124,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Classify the depthwise kernels of a checkpoint or timm model as on-center, "
         "off-center or other, each with its chance share (Neural Echos, arXiv 2401.10178).",
     )
-    parser.add_argument("--checkpoint", help="a Lightning .ckpt, torch .pt/.pth state dict or .safetensors file")
+    parser.add_argument(
+        "--checkpoint", help="a Lightning .ckpt, torch .pt/.pth state dict or .safetensors file"
+    )
     parser.add_argument("--model", help="timm model name; alone: its seeded random initialisation")
     parser.add_argument("--pretrained", action="store_true", help="with --model: timm's pretrained weights")
     parser.add_argument("--weights", help="with --model: a local copy of the pretrained weights (offline)")
-    parser.add_argument("--out", default=None,
-                        help="output folder (default: analysis_out, or analysis_out-2, -3, ... when it "
-                        "holds an earlier analysis); a given --out that holds one is updated in place")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default: analysis_out, or analysis_out-2, -3, ... when it "
+        "holds an earlier analysis); a given --out that holds one is updated in place",
+    )
     parser.add_argument("--layers", help="regular expression selecting depthwise layers by name")
-    parser.add_argument("--max-kernels", type=int, default=MAX_KERNELS_DRAWN, help="kernels per grid image (default: 64)")
+    parser.add_argument(
+        "--max-kernels", type=int, default=MAX_KERNELS_DRAWN, help="kernels per grid image (default: 64)"
+    )
     _add_classifier_arguments(parser)
     _add_bound_arguments(parser)
     args = parse_with_classifier(parser, argv)
@@ -1019,12 +1148,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     classifier = classifier_from_args(args)  # first: --classifier.help prints the options and exits
     subject = Subject(
-        checkpoint=None if args.checkpoint is None else Path(args.checkpoint), model=args.model,
-        pretrained=args.pretrained, weights=None if args.weights is None else Path(args.weights),
+        checkpoint=None if args.checkpoint is None else Path(args.checkpoint),
+        model=args.model,
+        pretrained=args.pretrained,
+        weights=None if args.weights is None else Path(args.weights),
     )
-    summary = analyze(subject, classifier, args.out, args.layers, args.max_kernels,
-                      args.include_regular, args.max_regular_kernels, args.seed, args.max_bytes, args.max_file_bytes,
-                      args.max_memory, args.max_layers, args.max_kernel_side)
+    summary = analyze(
+        subject,
+        classifier,
+        args.out,
+        args.layers,
+        args.max_kernels,
+        args.include_regular,
+        args.max_regular_kernels,
+        args.seed,
+        args.max_bytes,
+        args.max_file_bytes,
+        args.max_memory,
+        args.max_layers,
+        args.max_kernel_side,
+    )
     for group in (summary, summary.get("regular")):
         if group is not None:
             print(describe(group))
@@ -1033,9 +1176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"  note: {note}")
     pictures = ["grids/*.png", "proportions.png", "taxonomy.png"]
     pictures += ["centroids.png"] if "centroids" in summary["files"] else []
-    print(f"wrote {Path(args.out) / 'summary.json'}, per-layer CSVs (layers/*.csv) and the pictures "
-          f"{', '.join(pictures)} ({summary['seconds']:.1f} s)"
-          + (f"; it replaced the earlier analysis in {args.out}" if replaced else ""))
+    print(
+        f"wrote {Path(args.out) / 'summary.json'}, per-layer CSVs (layers/*.csv) and the pictures "
+        f"{', '.join(pictures)} ({summary['seconds']:.1f} s)"
+        + (f"; it replaced the earlier analysis in {args.out}" if replaced else "")
+    )
     return 0
 
 
@@ -1058,9 +1203,16 @@ def survey_main(argv: Sequence[str] | None = None) -> int:
         "off-center and other shares with their chance shares, depthwise (and regular) convolutions.",
     )
     parser.add_argument("--model", action="append", default=[], help="timm model, random init (repeatable)")
-    parser.add_argument("--pretrained", action="append", default=[], help="timm model with pretrained weights (repeatable)")
-    parser.add_argument("--weights", action="append", default=[], metavar="NAME=FILE",
-                        help="local pretrained weights for a --pretrained NAME (repeatable)")
+    parser.add_argument(
+        "--pretrained", action="append", default=[], help="timm model with pretrained weights (repeatable)"
+    )
+    parser.add_argument(
+        "--weights",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="local pretrained weights for a --pretrained NAME (repeatable)",
+    )
     parser.add_argument("--checkpoint", action="append", default=[], help="checkpoint file (repeatable)")
     parser.add_argument("--out", default="survey_out", help="output folder (default: survey_out)")
     _add_classifier_arguments(parser)
@@ -1074,8 +1226,7 @@ def survey_main(argv: Sequence[str] | None = None) -> int:
     subjects = [Subject(model=name) for name in args.model]
     subjects += [Subject(model=name, pretrained=True, weights=weights.get(name)) for name in args.pretrained]
     subjects += [Subject(checkpoint=Path(path)) for path in args.checkpoint]
-    rows = survey(subjects, classifier, args.out, args.include_regular,
-                  args.max_regular_kernels, args.seed)
+    rows = survey(subjects, classifier, args.out, args.include_regular, args.max_regular_kernels, args.seed)
     print((Path(args.out) / "survey.md").read_text(), end="")
     print(f"wrote {Path(args.out) / 'survey.csv'}, survey.md and survey.png ({len(rows)} rows)")
     return 0
@@ -1084,7 +1235,9 @@ def survey_main(argv: Sequence[str] | None = None) -> int:
 def _name_and_file(item: str) -> tuple[str, Path]:
     name, sep, path = item.partition("=")
     if not sep or not name or not path:
-        raise AnalysisError(f"--weights takes NAME=FILE (e.g. convnext_tiny=convnext_tiny.safetensors); got {item!r}")
+        raise AnalysisError(
+            f"--weights takes NAME=FILE (e.g. convnext_tiny=convnext_tiny.safetensors); got {item!r}"
+        )
     return name, Path(path)
 
 

@@ -86,7 +86,15 @@ EVENT_PREFIX = "events.out.tfevents."
 MAX_EVENT_FILE_BYTES = 1 << 30
 MAX_RESYNC_BYTES = 256 << 10
 # hparams that may differ between runs of one comparison without making it unfair
-IGNORED_HPARAMS = {"root", "num_workers", "download", "_instantiator", "_class_path", "pin_memory", "persistent_workers"}
+IGNORED_HPARAMS = {
+    "root",
+    "num_workers",
+    "download",
+    "_instantiator",
+    "_class_path",
+    "pin_memory",
+    "persistent_workers",
+}
 
 SHARE_COLUMNS = [f"final_{c}" for c in CLASSES]
 CHANCE_COLUMNS = [f"chance_{c}" for c in CLASSES]
@@ -97,13 +105,42 @@ TAXONOMY_CHANCE_TAG = names.TAXONOMY_CHANCE
 TAXONOMY_COLUMNS = [f"taxonomy_{c}" for c in TAXONOMY] + [f"taxonomy_chance_{c}" for c in TAXONOMY]
 KERNEL_COLUMNS = SHARE_COLUMNS + CHANCE_COLUMNS + EXCESS_COLUMNS + TAXONOMY_COLUMNS
 RUN_COLUMNS = [
-    "run", "status", "reason", "model", "init", "seed", "best_acc1", "best_epoch", "final_acc1", "epochs",
-    *KERNEL_COLUMNS, "init_method", "init_settings", "model_name", "model_kwargs", "kernel_sizes", "data",
+    "run",
+    "status",
+    "reason",
+    "model",
+    "init",
+    "seed",
+    "best_acc1",
+    "best_epoch",
+    "final_acc1",
+    "epochs",
+    *KERNEL_COLUMNS,
+    "init_method",
+    "init_settings",
+    "model_name",
+    "model_kwargs",
+    "kernel_sizes",
+    "data",
 ]
 GROUP_COLUMNS = [
-    "model", "init", "init_method", "init_settings", "model_name", "model_kwargs", "n", "seeds",
-    "best_acc1_mean", "best_acc1_std", "final_acc1_mean", "final_acc1_std",
-    "delta_best", "delta_final", "baseline", "epochs", *KERNEL_COLUMNS,
+    "model",
+    "init",
+    "init_method",
+    "init_settings",
+    "model_name",
+    "model_kwargs",
+    "n",
+    "seeds",
+    "best_acc1_mean",
+    "best_acc1_std",
+    "final_acc1_mean",
+    "final_acc1_std",
+    "delta_best",
+    "delta_final",
+    "baseline",
+    "epochs",
+    *KERNEL_COLUMNS,
 ]
 REQUIRED = object()  # stands for the default of a method option that has none
 
@@ -146,8 +183,11 @@ def method_defaults(method: str) -> dict[str, Any] | None:
     cls = init_methods().get(method)
     if cls is None:
         return None
-    parameters = {name: p for name, p in inspect.signature(cls).parameters.items()
-                  if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    parameters = {
+        name: p
+        for name, p in inspect.signature(cls).parameters.items()
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
     if any(p.default is p.empty for p in parameters.values()):
         return {name: REQUIRED if p.default is p.empty else p.default for name, p in parameters.items()}
     return dict(cls().settings())
@@ -207,12 +247,15 @@ def init_label(method: str, settings: dict[str, Any]) -> str:
     """
     if settings.get("freeze") is True:
         label = init_label(method, {key: value for key, value in settings.items() if key != "freeze"})
-        return f"{method}+frozen{label[len(method):]}"
+        return f"{method}+frozen{label[len(method) :]}"
     defaults = method_defaults(method) or {}
     order = {key: index for index, key in enumerate(defaults)}
     keys = sorted(settings, key=lambda key: (order.get(key, len(order)), key))
-    differing = {key for key in keys if key not in defaults or defaults[key] is REQUIRED
-                 or not _same(settings[key], defaults[key])}
+    differing = {
+        key
+        for key in keys
+        if key not in defaults or defaults[key] is REQUIRED or not _same(settings[key], defaults[key])
+    }
     parts, done = [], set()
     for key in keys:
         if key in done:
@@ -240,13 +283,19 @@ def init_from_hparams(session: dict[str, Any], hparams: dict[str, Any]) -> tuple
     if session_method is not None:
         method = str(session_method)
         derived = {names.INIT_METHOD, names.INIT_SETTINGS}  # the method and its one-line label
-        settings = {key[len("init/"):]: value for key, value in session.items()
-                    if key.startswith("init/") and key not in derived and value != names.NOT_APPLICABLE}
+        settings = {
+            key[len("init/") :]: value
+            for key, value in session.items()
+            if key.startswith("init/") and key not in derived and value != names.NOT_APPLICABLE
+        }
     elif hparams.get(names.INIT_METHOD) is not None:
         method = str(hparams[names.INIT_METHOD])
         options = method_defaults(method) or {}
-        settings = {key: hparams[names.INIT_SETTING.format(key)] for key in options
-                    if names.INIT_SETTING.format(key) in hparams}
+        settings = {
+            key: hparams[names.INIT_SETTING.format(key)]
+            for key in options
+            if names.INIT_SETTING.format(key) in hparams
+        }
     else:
         return None, {}
     name_filter = _canon(hparams.get(names.INIT_SETTING.format("name_filter")))
@@ -299,7 +348,9 @@ def find_run_dirs(logdirs: list[str | os.PathLike]) -> list[Path]:
             raise ReportError(f"log directory {str(path)!r} does not exist")
         if path.is_file():
             if not path.name.startswith(EVENT_PREFIX):
-                raise ReportError(f"{str(path)!r} is a file, not a log directory (give logs/ or logs/<name>/<version>/)")
+                raise ReportError(
+                    f"{str(path)!r} is a file, not a log directory (give logs/ or logs/<name>/<version>/)"
+                )
             found.add(path.parent.resolve())
             continue
         for root, dirs, files in os.walk(path):
@@ -310,7 +361,8 @@ def find_run_dirs(logdirs: list[str | os.PathLike]) -> list[Path]:
         where = ", ".join(repr(str(p)) for p in logdirs)
         raise ReportError(
             f"no TensorBoard runs under {where}: expected version directories such as "
-            f"logs/<recipe>/<init method>/version_0/ holding {EVENT_PREFIX}* files (train with `python run.py fit ...` first)"
+            f"logs/<recipe>/<init method>/version_0/ holding {EVENT_PREFIX}* files (train with "
+            "`python run.py fit ...` first)"
         )
     return sorted(found)
 
@@ -333,8 +385,10 @@ def _read_events(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any], int]:
     corrupt = 0
     for path in sorted(p for p in run_dir.iterdir() if p.name.startswith(EVENT_PREFIX) and p.is_file()):
         if path.stat().st_size > MAX_EVENT_FILE_BYTES:
-            raise OSError(f"events file {path.name} is {path.stat().st_size / 2**30:.1f} GiB, beyond the "
-                          f"{MAX_EVENT_FILE_BYTES / 2**30:.0f} GiB that report reads (MAX_EVENT_FILE_BYTES)")
+            raise OSError(
+                f"events file {path.name} is {path.stat().st_size / 2**30:.1f} GiB, beyond the "
+                f"{MAX_EVENT_FILE_BYTES / 2**30:.0f} GiB that report reads (MAX_EVENT_FILE_BYTES)"
+            )
         records, bad = _tfrecords(path.read_bytes())
         corrupt += bad
         for record in records:
@@ -346,10 +400,15 @@ def _read_events(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any], int]:
             for value in event.summary.value:
                 if value.HasField("simple_value"):
                     rows.append((event.wall_time, value.tag, int(event.step), float(value.simple_value)))
-                elif (session is None and value.tag == hparams_metadata.SESSION_START_INFO_TAG
-                      and value.metadata.plugin_data.plugin_name == hparams_metadata.PLUGIN_NAME):
+                elif (
+                    session is None
+                    and value.tag == hparams_metadata.SESSION_START_INFO_TAG
+                    and value.metadata.plugin_data.plugin_name == hparams_metadata.PLUGIN_NAME
+                ):
                     try:
-                        info = hparams_metadata.parse_session_start_info_plugin_data(value.metadata.plugin_data.content)
+                        info = hparams_metadata.parse_session_start_info_plugin_data(
+                            value.metadata.plugin_data.content
+                        )
                     except Exception:  # noqa: BLE001  (undecodable plugin data: as if absent)
                         corrupt += 1
                         continue
@@ -452,7 +511,12 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     DataFrame ``[tag, step, x, value]``: val/acc1 per epoch, the kernel shares and chance shares
     per snapshot, ``x`` in epochs trained (the global step when the steps per epoch are unknown,
     ``steps_per_epoch`` then empty)."""
-    row: dict[str, Any] = {"run": str(run_dir), "reason": None, "corrupt_records": 0, "failed_at_start": False}
+    row: dict[str, Any] = {
+        "run": str(run_dir),
+        "reason": None,
+        "corrupt_records": 0,
+        "failed_at_start": False,
+    }
     curves = pd.DataFrame(columns=["tag", "step", "x", "value"])
     try:
         scalars, session, row["corrupt_records"] = _read_events(run_dir)
@@ -464,7 +528,9 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
             loaded = _load_yaml(_find_beside(run_dir, name))
         except (OSError, yaml.YAMLError, ValueError) as err:  # ValueError: UnicodeDecodeError (not UTF-8)
             what = "not UTF-8 text" if isinstance(err, UnicodeDecodeError) else one_line(str(err), 200)
-            row["reason"] = row["warning"] = f"unreadable {name} ({what}): fix or delete the file to report this run"
+            row["reason"] = row["warning"] = (
+                f"unreadable {name} ({what}): fix or delete the file to report this run"
+            )
             return row, curves
         if name == "hparams.yaml":
             hparams = loaded
@@ -474,11 +540,14 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     model_name = session.get(names.MODEL) or hparams.get("model_name")
     if scalars.empty and not model_name:
         # nothing logged, not even the model: a run that failed at its start
-        row.update(failed_at_start=True, reason="no scalar and no model logged (a run that failed at its start)")
+        row.update(
+            failed_at_start=True, reason="no scalar and no model logged (a run that failed at its start)"
+        )
         return row, curves
     if not model_name:
-        row["reason"] = ("no model logged (no HParams session, no model_name in hparams.yaml): "
-                         "not a `run.py fit` run?")
+        row["reason"] = (
+            "no model logged (no HParams session, no model_name in hparams.yaml): not a `run.py fit` run?"
+        )
         return row, curves
     kwargs = hparams.get("model_kwargs") or {}
     if names.MODEL in session and isinstance(session.get(names.MODEL_KWARGS), str):
@@ -490,18 +559,24 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     method, settings = init_from_hparams(session, hparams)
     trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
     row.update(
-        model=model_label(str(model_name), kwargs), model_name=str(model_name),
+        model=model_label(str(model_name), kwargs),
+        model_name=str(model_name),
         model_kwargs=json.dumps(kwargs, sort_keys=True, default=str),
-        kernel_sizes=session.get(names.MODEL_KERNEL_SIZES), data=session.get(names.DATA),
+        kernel_sizes=session.get(names.MODEL_KERNEL_SIZES),
+        data=session.get(names.DATA),
         classifier=session.get(names.SNAPSHOT_CLASSIFIER),
-        init_method=method, init_settings=json.dumps(settings, sort_keys=True, default=str),
+        init_method=method,
+        init_settings=json.dumps(settings, sort_keys=True, default=str),
         init=None if method is None else init_label(method, settings),
         init_registered=method is None or method == "none" or method_defaults(method) is not None,
-        init_from="session" if {names.INIT_METHOD, names.LEGACY_INIT_METHOD} & set(session)
+        init_from="session"
+        if {names.INIT_METHOD, names.LEGACY_INIT_METHOD} & set(session)
         else "hparams.yaml",
         seed=_seed(session, config, hparams),
-        hparams={**{k: v for k, v in hparams.items() if not str(k).startswith("init/")},
-                 "trainer.max_epochs": trainer.get("max_epochs")},
+        hparams={
+            **{k: v for k, v in hparams.items() if not str(k).startswith("init/")},
+            "trainer.max_epochs": trainer.get("max_epochs"),
+        },
         last_wall_time=float(scalars.wall_time.max()) if len(scalars) else 0.0,
     )
     if method is None:
@@ -520,12 +595,23 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     per_epoch = acc.drop_duplicates("epoch", keep="last").set_index("epoch").value.sort_index()
     spe = _steps_per_epoch(last_step)
     row.update(
-        best_acc1=100 * per_epoch.max(), best_epoch=int(per_epoch.idxmax()),  # idxmax: the earliest best
-        final_acc1=100 * acc.value.iloc[-1], epochs=len(per_epoch), steps_per_epoch=spe,
+        best_acc1=100 * per_epoch.max(),
+        best_epoch=int(per_epoch.idxmax()),  # idxmax: the earliest best
+        final_acc1=100 * acc.value.iloc[-1],
+        epochs=len(per_epoch),
+        steps_per_epoch=spe,
     )
     ends = acc.drop_duplicates("epoch", keep="last").set_index("epoch").step.sort_index()
-    parts = [pd.DataFrame({"tag": ACC_TAG, "step": ends.to_numpy(), "x": per_epoch.index + 1.0,
-                           "value": per_epoch.to_numpy()})]
+    parts = [
+        pd.DataFrame(
+            {
+                "tag": ACC_TAG,
+                "step": ends.to_numpy(),
+                "x": per_epoch.index + 1.0,
+                "value": per_epoch.to_numpy(),
+            }
+        )
+    ]
 
     kernel_tags = [tag.format(c) for tag in (SHARE_TAG, CHANCE_TAG) for c in CLASSES]
     kernels = scalars[scalars.tag.isin(kernel_tags)].sort_values("step", kind="stable")
@@ -584,15 +670,24 @@ def _drop_superseded(runs: pd.DataFrame) -> pd.DataFrame:
     newest = known.groupby(keys).run.last()
     for index in known.index[known.duplicated(keys, keep="last")]:
         model, init, seed = runs.loc[index, keys]
-        runs.loc[index, "reason"] = (f"superseded by the newer run {_rel(newest[(model, init, seed)])} "
-                                     f"(same model, init and seed {seed})")
+        runs.loc[index, "reason"] = (
+            f"superseded by the newer run {_rel(newest[(model, init, seed)])} "
+            f"(same model, init and seed {seed})"
+        )
     return runs
 
 
 def _order(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """Per model: the baseline first, then by method, each method's default settings first."""
-    key = pd.DataFrame({"model": table.model, "not_base": table.init != baseline, "method": table.init_method,
-                        "variant": table.init != table.init_method, "init": table.init})
+    key = pd.DataFrame(
+        {
+            "model": table.model,
+            "not_base": table.init != baseline,
+            "method": table.init_method,
+            "variant": table.init != table.init_method,
+            "init": table.init,
+        }
+    )
     return table.loc[key.sort_values(list(key.columns), kind="stable").index]
 
 
@@ -603,11 +698,16 @@ def summarise(used: pd.DataFrame, baseline: str) -> pd.DataFrame:
     used = used.sort_values(["seed", "run"], na_position="last", kind="stable")
     groups = used.groupby(["model", "init"], sort=False)
     table = groups.agg(
-        init_method=("init_method", "first"), init_settings=("init_settings", "first"),
-        model_name=("model_name", "first"), model_kwargs=("model_kwargs", "first"), n=("run", "size"),
+        init_method=("init_method", "first"),
+        init_settings=("init_settings", "first"),
+        model_name=("model_name", "first"),
+        model_kwargs=("model_kwargs", "first"),
+        n=("run", "size"),
         seeds=("seed", lambda s: " ".join("?" if pd.isna(v) else str(v) for v in s)),
-        best_acc1_mean=("best_acc1", "mean"), best_acc1_std=("best_acc1", "std"),
-        final_acc1_mean=("final_acc1", "mean"), final_acc1_std=("final_acc1", "std"),
+        best_acc1_mean=("best_acc1", "mean"),
+        best_acc1_std=("best_acc1", "std"),
+        final_acc1_mean=("final_acc1", "mean"),
+        final_acc1_std=("final_acc1", "std"),
         epochs=("epochs", lambda s: str(s.min()) if s.min() == s.max() else f"{s.min()}-{s.max()}"),
     )
     kernel = groups[KERNEL_COLUMNS]
@@ -623,39 +723,59 @@ def summarise(used: pd.DataFrame, baseline: str) -> pd.DataFrame:
 def _notes(used: pd.DataFrame, groups: pd.DataFrame) -> list[str]:
     notes = []
     settings = pd.DataFrame(
-        [{k: json.dumps(v, sort_keys=True, default=str) for k, v in h.items() if k not in IGNORED_HPARAMS}
-         for h in used.hparams], index=used.index,
+        [
+            {k: json.dumps(v, sort_keys=True, default=str) for k, v in h.items() if k not in IGNORED_HPARAMS}
+            for h in used.hparams
+        ],
+        index=used.index,
     )
     for model, part in settings.groupby(used.model, sort=True):
         part = part.fillna("null")
-        differing = [f"{key} ({', '.join(sorted(set(part[key])))})"
-                     for key in sorted(part.columns[part.nunique() > 1], key=str)]
+        differing = [
+            f"{key} ({', '.join(sorted(set(part[key])))})"
+            for key in sorted(part.columns[part.nunique() > 1], key=str)
+        ]
         if differing:
-            notes.append(f"{model}: the runs differ in more than the init, so the deltas mix effects: {'; '.join(differing)}")
+            notes.append(
+                f"{model}: the runs differ in more than the init, so the deltas mix effects: {'; '.join(differing)}"
+            )
     for (model, init), part in used.groupby(["model", "init"], sort=True):
         short = part[part.epochs < part.epochs.max()]
         if len(short):
             listed = ", ".join(f"{_rel(r.run)} ({r.epochs})" for r in short.itertuples())
-            notes.append(f"{model} / {init}: runs with fewer validated epochs than the others (unfinished?): {listed}")
+            notes.append(
+                f"{model} / {init}: runs with fewer validated epochs than the others (unfinished?): {listed}"
+            )
         unknown = part[part.seed.isna()]
         if len(unknown):
-            notes.append(f"{model} / {init}: seed unknown (no HParams session seed, no config.yaml "
-                         f"seed_everything, no init/seed) for {', '.join(_rel(r) for r in unknown.run)}")
+            notes.append(
+                f"{model} / {init}: seed unknown (no HParams session seed, no config.yaml "
+                f"seed_everything, no init/seed) for {', '.join(_rel(r) for r in unknown.run)}"
+            )
     for method, part in used[~used.init_registered.astype(bool)].groupby("init_method"):
-        how = ("its label lists every logged setting" if (part.init_from == "session").all()
-               else "runs without an HParams session get its name alone")
-        notes.append(f"init method {method!r} is not in neural_echos.init's registry, so its defaults are "
-                     f"unknown: {how}")
+        how = (
+            "its label lists every logged setting"
+            if (part.init_from == "session").all()
+            else "runs without an HParams session get its name alone"
+        )
+        notes.append(
+            f"init method {method!r} is not in neural_echos.init's registry, so its defaults are "
+            f"unknown: {how}"
+        )
     with_shares = used[used[SHARE_COLUMNS].notna().any(axis=1)]
     readers = sorted({str(c) for c in with_shares.classifier if isinstance(c, str)})
     if readers:  # which classifier produced the kernel shares (the HParams session's snapshot/classifier)
-        notes.append(f"kernel shares read by the {' and '.join(readers)} classifier"
-                     + ("s: the runs differ in it, so their shares do not compare" if len(readers) > 1 else ""))
+        notes.append(
+            f"kernel shares read by the {' and '.join(readers)} classifier"
+            + ("s: the runs differ in it, so their shares do not compare" if len(readers) > 1 else "")
+        )
     no_chance = with_shares[with_shares[CHANCE_COLUMNS].isna().any(axis=1)]
     if len(no_chance):
-        notes.append(f"runs that logged kernel shares without their chance shares ({CHANCE_TAG.format('*')}, "
-                     "logged by the KernelSnapshot callback since the calibration), so their shares cannot "
-                     f"be read against chance: {', '.join(_rel(r) for r in no_chance.run)}")
+        notes.append(
+            f"runs that logged kernel shares without their chance shares ({CHANCE_TAG.format('*')}, "
+            "logged by the KernelSnapshot callback since the calibration), so their shares cannot "
+            f"be read against chance: {', '.join(_rel(r) for r in no_chance.run)}"
+        )
     return notes
 
 
@@ -697,19 +817,27 @@ def report(
     if explicit and baseline not in labels:
         close = difflib.get_close_matches(baseline, labels, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ReportError(f"--baseline {baseline!r} is no init of these runs{hint}; choose one of "
-                          f"{', '.join(repr(label) for label in labels)}")
+        raise ReportError(
+            f"--baseline {baseline!r} is no init of these runs{hint}; choose one of "
+            f"{', '.join(repr(label) for label in labels)}"
+        )
     groups = summarise(used, baseline)
 
     notes = _notes(used, groups)
     if baseline not in labels:
-        notes.append(f"no run has the baseline init {baseline!r}, so every delta is n/a "
-                     f"(--baseline picks another: {', '.join(repr(label) for label in labels)})")
+        notes.append(
+            f"no run has the baseline init {baseline!r}, so every delta is n/a "
+            f"(--baseline picks another: {', '.join(repr(label) for label in labels)})"
+        )
     for r in runs[runs.corrupt_records > 0].itertuples():
-        notes.append(f"{_rel(r.run)}: {r.corrupt_records} corrupt event records skipped (failed their checksum)")
+        notes.append(
+            f"{_rel(r.run)}: {r.corrupt_records} corrupt event records skipped (failed their checksum)"
+        )
     if len(empty):
-        notes.append(f"left out {len(empty)} folders with no scalar logged (runs that failed at their start): "
-                     + ", ".join(_rel(run) for run in empty.run))
+        notes.append(
+            f"left out {len(empty)} folders with no scalar logged (runs that failed at their start): "
+            + ", ".join(_rel(run) for run in empty.run)
+        )
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -722,14 +850,17 @@ def report(
     notes += plot_notes
     files += [path for path, _ in plots]
     skipped = runs[runs.reason.notna()]
-    (out / "results.md").write_text(_markdown(groups, skipped, notes, plots, logdirs, baseline, len(used)),
-                                    encoding="utf-8")
+    (out / "results.md").write_text(
+        _markdown(groups, skipped, notes, plots, logdirs, baseline, len(used)), encoding="utf-8"
+    )
     return {
         "groups": groups,
         "runs": listed.reset_index(drop=True),
         "curves": curves[curves.run.isin(used.run)].reset_index(drop=True),
         "skipped": [{"run": r.run, "reason": r.reason} for r in skipped.itertuples()],
-        "warnings": [f"skipped {_rel(r.run)}: {r.warning}" for r in runs.itertuples() if isinstance(r.warning, str)],
+        "warnings": [
+            f"skipped {_rel(r.run)}: {r.warning}" for r in runs.itertuples() if isinstance(r.warning, str)
+        ],
         "notes": notes,
         "files": [str(path) for path in files],
     }
@@ -795,10 +926,16 @@ def _plot(
         for label in order:
             band = _band(model_curves[model_curves.init == label], ACC_TAG) * [100, 100, 100, 1]
             marker = "o" if len(band) < 30 else None
-            (line,) = ax.plot(band.index, band["mean"], marker=marker, ms=3, label=f"{label} (n={n_runs[label]})")
+            (line,) = ax.plot(
+                band.index, band["mean"], marker=marker, ms=3, label=f"{label} (n={n_runs[label]})"
+            )
             if n_runs[label] > 1:
-                ax.fill_between(band.index, band["min"], band["max"], color=line.get_color(), alpha=0.2, linewidth=0)
-        ax.set(xlabel="epochs trained", ylabel="val top-1 (%)", title=f"{model}\nmean over seeds, band: min-max")
+                ax.fill_between(
+                    band.index, band["min"], band["max"], color=line.get_color(), alpha=0.2, linewidth=0
+                )
+        ax.set(
+            xlabel="epochs trained", ylabel="val top-1 (%)", title=f"{model}\nmean over seeds, band: min-max"
+        )
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -812,11 +949,15 @@ def _plot(
         share_tags = [SHARE_TAG.format(c) for c in CLASSES]
         with_shares = set(model_curves.run[model_curves.tag.isin(share_tags)])
         if not with_shares:
-            notes.append(f"{model}: no kernel class shares logged ({', '.join(share_tags)}); kernel class plot skipped")
+            notes.append(
+                f"{model}: no kernel class shares logged ({', '.join(share_tags)}); kernel class plot skipped"
+            )
             continue
         by_epoch = model_runs[model_runs.run.isin(with_shares)].steps_per_epoch.notna().all()
         if not by_epoch:  # some runs' steps per epoch are unknown: every run by global step
-            model_curves = model_curves.assign(x=model_curves.x.where(model_curves.tag == ACC_TAG, model_curves.step))
+            model_curves = model_curves.assign(
+                x=model_curves.x.where(model_curves.tag == ACC_TAG, model_curves.step)
+            )
         fig, axes = plt.subplots(1, len(CLASSES), figsize=(13, 4.2), sharey=True)
         any_chance = False
         for ax, name in zip(axes, CLASSES):
@@ -828,24 +969,40 @@ def _plot(
                     continue
                 marker = "o" if len(observed) < 30 else None
                 n = part.run[part.tag == SHARE_TAG.format(name)].nunique()
-                ax.plot(observed.index, observed["mean"], color=color, marker=marker, ms=3, label=f"{label} (n={n})")
+                ax.plot(
+                    observed.index,
+                    observed["mean"],
+                    color=color,
+                    marker=marker,
+                    ms=3,
+                    label=f"{label} (n={n})",
+                )
                 if n > 1:
-                    ax.fill_between(observed.index, observed["min"], observed["max"], color=color, alpha=0.2, linewidth=0)
+                    ax.fill_between(
+                        observed.index, observed["min"], observed["max"], color=color, alpha=0.2, linewidth=0
+                    )
                 chance = _band(part, CHANCE_TAG.format(name))
                 if len(chance):
                     any_chance = True
-                    ax.plot(chance.index, chance["mean"], color=color, linestyle="--", linewidth=1.2, alpha=0.9)
-            ax.set(title=name.replace("_", "-"),
-                   xlabel="epochs trained (0: the initialised kernels)" if by_epoch else "global step")
+                    ax.plot(
+                        chance.index, chance["mean"], color=color, linestyle="--", linewidth=1.2, alpha=0.9
+                    )
+            ax.set(
+                title=name.replace("_", "-"),
+                xlabel="epochs trained (0: the initialised kernels)" if by_epoch else "global step",
+            )
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
         axes[0].set_ylabel("share of depthwise kernels")
         handles, _ = axes[0].get_legend_handles_labels()
         if any_chance:
-            handles.append(Line2D([], [], color="0.3", linestyle="--", label="dashed: chance share (same colour)"))
+            handles.append(
+                Line2D([], [], color="0.3", linestyle="--", label="dashed: chance share (same colour)")
+            )
         axes[0].legend(handles=handles, fontsize=8)
-        fig.suptitle(f"{model}\nkernel classes (solid, mean over seeds, band min-max) "
-                     "and their chance shares (dashed)")
+        fig.suptitle(
+            f"{model}\nkernel classes (solid, mean over seeds, band min-max) and their chance shares (dashed)"
+        )
         fig.tight_layout()
         path = out / f"kernel_clusters_{slug}.png"
         fig.savefig(path, dpi=110)
@@ -853,7 +1010,10 @@ def _plot(
         plots.append((path, f"{model}: kernel class shares and their chance shares"))
         missing = model_runs.run[~model_runs.run.isin(with_shares)]
         if len(missing):
-            notes.append(f"{model}: runs without kernel class shares, left out of that plot: {', '.join(_rel(r) for r in missing)}")
+            notes.append(
+                f"{model}: runs without kernel class shares, left out of that plot: "
+                f"{', '.join(_rel(r) for r in missing)}"
+            )
     return plots, notes
 
 
@@ -878,33 +1038,42 @@ def _md_table(table: pd.DataFrame, right: tuple[str, ...] = ()) -> list[str]:
     """A DataFrame of display strings as Markdown rows (DataFrame.to_markdown would need the
     tabulate package for these few lines)."""
     cells = table.astype(str).map(lambda text: text.replace("|", "\\|"))
-    lines = ["| " + " | ".join(table.columns) + " |",
-             "|" + "|".join("---:" if column in right else "---" for column in table.columns) + "|"]
+    lines = [
+        "| " + " | ".join(table.columns) + " |",
+        "|" + "|".join("---:" if column in right else "---" for column in table.columns) + "|",
+    ]
     return lines + ["| " + " | ".join(row) + " |" for row in cells.itertuples(index=False)]
 
 
 def _markdown(groups, skipped, notes, plots, logdirs, baseline, n_used) -> str:
-    accuracy = pd.DataFrame({
-        "model": groups.model, "init": groups.init, "n": groups.n, "seeds": groups.seeds,
-        "best": [_pm(m, s) for m, s in zip(groups.best_acc1_mean, groups.best_acc1_std)],
-        "Δ best": [_delta(g, "best", baseline) for _, g in groups.iterrows()],
-        "final": [_pm(m, s) for m, s in zip(groups.final_acc1_mean, groups.final_acc1_std)],
-        "Δ final": [_delta(g, "final", baseline) for _, g in groups.iterrows()],
-        "epochs": groups.epochs,
-    })
+    accuracy = pd.DataFrame(
+        {
+            "model": groups.model,
+            "init": groups.init,
+            "n": groups.n,
+            "seeds": groups.seeds,
+            "best": [_pm(m, s) for m, s in zip(groups.best_acc1_mean, groups.best_acc1_std)],
+            "Δ best": [_delta(g, "best", baseline) for _, g in groups.iterrows()],
+            "final": [_pm(m, s) for m, s in zip(groups.final_acc1_mean, groups.final_acc1_std)],
+            "Δ final": [_delta(g, "final", baseline) for _, g in groups.iterrows()],
+            "epochs": groups.epochs,
+        }
+    )
     lines = [
         "# Neural Echos: results",
         "",
-        f"{n_used} runs from {', '.join(f'`{d}`' for d in logdirs)}. Top-1 on the validation set "
-        f"(`{ACC_TAG}`) in %, mean ± sample std over seeds; best = highest over epochs, final = last "
-        f"validation. Δ = difference of means against `{baseline}` init of the same model, "
-        "in percentage points.",
+        (
+            f"{n_used} runs from {', '.join(f'`{d}`' for d in logdirs)}. Top-1 on the validation set "
+            f"(`{ACC_TAG}`) in %, mean ± sample std over seeds; best = highest over epochs, final = last "
+            f"validation. Δ = difference of means against `{baseline}` init of the same model, "
+            "in percentage points."
+        ),
         "",
         *_md_table(accuracy, right=("n", "best", "Δ best", "final", "Δ final", "epochs")),
     ]
     kernels = groups[groups[SHARE_COLUMNS].notna().all(axis=1)]
     if len(kernels):
-        fmt = lambda values: ["" if pd.isna(v) else f"{v:.3f}" for v in values]  # noqa: E731
+        fmt = lambda values: ["" if pd.isna(v) else f"{v:.3f}" for v in values]
         table = pd.DataFrame({"model": kernels.model, "init": kernels.init})
         for c in CLASSES:
             name = c.replace("_", "-")
@@ -912,18 +1081,28 @@ def _markdown(groups, skipped, notes, plots, logdirs, baseline, n_used) -> str:
             table[f"{name} chance"] = fmt(kernels[f"chance_{c}"])
             if c in EXCESS_CLASSES:
                 table[f"{name} excess"] = [f"{v:+.3f}" if pd.notna(v) else "" for v in kernels[f"excess_{c}"]]
-        lines += ["", "Final kernel classes (share of depthwise kernels, mean over seeds), each beside its "
-                  "chance share (what the same classifier gives the kernels' pixel-permuted nulls) and the "
-                  "excess over chance; a share means something only where it stands above its chance:", "",
-                  *_md_table(table, right=tuple(table.columns[2:]))]
+        lines += [
+            "",
+            (
+                "Final kernel classes (share of depthwise kernels, mean over seeds), each beside its "
+                "chance share (what the same classifier gives the kernels' pixel-permuted nulls) and the "
+                "excess over chance; a share means something only where it stands above its chance:"
+            ),
+            "",
+            *_md_table(table, right=tuple(table.columns[2:])),
+        ]
     taxonomy = groups[groups[TAXONOMY_COLUMNS].notna().all(axis=1)]
     if len(taxonomy):
         table = pd.DataFrame({"model": taxonomy.model, "init": taxonomy.init})
         for c in TAXONOMY:
-            table[c.replace("_", " ")] = [f"{v:.3f} ({w:.3f})" for v, w in
-                                          zip(taxonomy[f"taxonomy_{c}"], taxonomy[f"taxonomy_chance_{c}"])]
-        caption = ("Final kernel taxonomy (share of depthwise kernels by their best template, mean over seeds; "
-                   "chance share in brackets):")
+            table[c.replace("_", " ")] = [
+                f"{v:.3f} ({w:.3f})"
+                for v, w in zip(taxonomy[f"taxonomy_{c}"], taxonomy[f"taxonomy_chance_{c}"])
+            ]
+        caption = (
+            "Final kernel taxonomy (share of depthwise kernels by their best template, mean over seeds; "
+            "chance share in brackets):"
+        )
         lines += ["", caption, "", *_md_table(table, right=tuple(table.columns[2:]))]
     if plots:
         lines += ["", "## Plots", ""]
@@ -944,10 +1123,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         description="Tabulate and plot val top-1 (best/final, mean ± std over seeds, delta vs a baseline "
         "init) and the kernel class shares beside their chance shares, per (model, init), from TensorBoard logs.",
     )
-    parser.add_argument("logdirs", nargs="+", metavar="LOGDIR", help="run directories or folders above them (e.g. logs/)")
+    parser.add_argument(
+        "logdirs", nargs="+", metavar="LOGDIR", help="run directories or folders above them (e.g. logs/)"
+    )
     parser.add_argument("--out", default="report_out", help="output folder (default: report_out)")
     parser.add_argument(
-        "--baseline", default=None,
+        "--baseline",
+        default=None,
         help=f"init label the deltas are taken against (default: {BASELINE}; e.g. 'none' for the model's own init, "
         "or a label with settings such as 'dog gamma∈(0,0.5)')",
     )

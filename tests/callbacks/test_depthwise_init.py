@@ -36,9 +36,17 @@ def _depthwise(module):
 
 
 def _trainer(tmp_path, *callbacks, logger=False, **kwargs):
-    defaults = dict(accelerator="cpu", max_epochs=1, limit_train_batches=1, limit_val_batches=1,
-                    num_sanity_val_steps=0, enable_progress_bar=False, enable_model_summary=False,
-                    enable_checkpointing=False, default_root_dir=tmp_path)
+    defaults = {
+        "accelerator": "cpu",
+        "max_epochs": 1,
+        "limit_train_batches": 1,
+        "limit_val_batches": 1,
+        "num_sanity_val_steps": 0,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "enable_checkpointing": False,
+        "default_root_dir": tmp_path,
+    }
     return pl.Trainer(logger=logger, callbacks=list(callbacks), **{**defaults, **kwargs})
 
 
@@ -81,7 +89,9 @@ def test_evaluation_does_not_initialise(tmp_path, datamodule, entry):
     module = ImageClassifier(num_classes=10, image_size=32)
     before = _depthwise(module)
     init = DepthwiseInit(DoGInit())
-    getattr(_trainer(tmp_path, init, limit_test_batches=1, limit_predict_batches=1), entry)(module, datamodule=datamodule)
+    getattr(_trainer(tmp_path, init, limit_test_batches=1, limit_predict_batches=1), entry)(
+        module, datamodule=datamodule
+    )
     assert init.summary is None
     assert all(torch.equal(before[n], w) for n, w in _depthwise(module).items())
 
@@ -119,12 +129,18 @@ def test_model_without_depthwise_layers_is_named(tmp_path, datamodule):
 
 def test_filter_matching_nothing_is_an_error(tmp_path, datamodule):
     module = ImageClassifier(num_classes=10, image_size=32)
-    with pytest.raises(NoDepthwiseLayersError, match=r"^--init.name_filter 'stages.*' matches none.*drop --init.name_filter"):
-        _trainer(tmp_path, DepthwiseInit(DoGInit(), name_filter="stages\\.9")).fit(module, datamodule=datamodule)
+    with pytest.raises(
+        NoDepthwiseLayersError, match=r"^--init.name_filter 'stages.*' matches none.*drop --init.name_filter"
+    ):
+        _trainer(tmp_path, DepthwiseInit(DoGInit(), name_filter="stages\\.9")).fit(
+            module, datamodule=datamodule
+        )
 
 
 def test_a_method_name_instead_of_a_method_is_an_error():
-    with pytest.raises(ConfigError, match="DepthwiseInit takes an init method such as neural_echos.init.dog.DoGInit"):
+    with pytest.raises(
+        ConfigError, match="DepthwiseInit takes an init method such as neural_echos.init.dog.DoGInit"
+    ):
         DepthwiseInit(method="dog")
 
 
@@ -149,7 +165,8 @@ def test_frozen_depthwise_weights_stay_bit_identical_and_out_of_the_optimizer(tm
     before = {name: p.detach().clone() for name, p in module.named_parameters()}
     init = DepthwiseInit(DoGInit(), seed=1, freeze=freeze)
     _trainer(tmp_path, init, start, optimizer, logger=logger, max_epochs=2, limit_train_batches=2).fit(
-        module, datamodule=datamodule)
+        module, datamodule=datamodule
+    )
     after, convs = _depthwise(module), find_depthwise_convs(module.model)
     depthwise_ids = {id(conv.weight) for _, conv in convs}
     depthwise_names = {f"model.{name}.weight" for name, _ in convs}
@@ -251,7 +268,7 @@ def test_each_init_config_builds_the_method_it_is_named_after(path, tmp_path):
     assert logger.params["init/method"] == path.stem
     if init.method is not None:
         assert logger.params["init/n_initialized"] == 8 and logger.params["init/model"] == "tiny"
-        assert {key[len("init/"):] for key in logger.params} >= set(init.method.settings())
+        assert {key[len("init/") :] for key in logger.params} >= set(init.method.settings())
 
 
 class _HParamsLogger:
@@ -264,14 +281,17 @@ class _HParamsLogger:
         self.params.update(params)
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--init.method", "DoGInit", "--init.method.sigma", "1.0"], "sigma"),  # an option of another method
-    (["--init.method", "KaimingNormalInit", "--init.method.scale", "unit"], "scale"),
-    (["--init.method", "DoGInit", "--init.method.scale", "xavier"], "xavier"),  # not one of its choices
-    (["--init.method", "DoGInit", "--init.method.gamma_range", "[0.1, 0.2, 0.3]"], "gamma_range"),
-    (["--init.method", "CovarianceTransferInit"], "checkpoint"),  # required, missing
-    (["--init.method", "GaborInit"], "GaborInit"),  # no such method
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--init.method", "DoGInit", "--init.method.sigma", "1.0"], "sigma"),  # an option of another method
+        (["--init.method", "KaimingNormalInit", "--init.method.scale", "unit"], "scale"),
+        (["--init.method", "DoGInit", "--init.method.scale", "xavier"], "xavier"),  # not one of its choices
+        (["--init.method", "DoGInit", "--init.method.gamma_range", "[0.1, 0.2, 0.3]"], "gamma_range"),
+        (["--init.method", "CovarianceTransferInit"], "checkpoint"),  # required, missing
+        (["--init.method", "GaborInit"], "GaborInit"),  # no such method
+    ],
+)
 def test_a_wrong_option_for_a_method_is_a_parse_error(args, message):
     from jsonargparse import ArgumentError
 
@@ -290,8 +310,14 @@ def test_the_method_options_are_in_the_help(capsys):
 @pytest.mark.slow
 def test_two_process_ddp_ranks_get_identical_weights(tmp_path, cifar_root):
     script = REPO / "tests" / "helpers" / "ddp_init_run.py"
-    result = subprocess.run([sys.executable, str(script), str(cifar_root), str(tmp_path)], capture_output=True,
-                            text=True, timeout=600, cwd=tmp_path, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [sys.executable, str(script), str(cifar_root), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     for when in ("start", "end"):  # after the init, and after training (DDP keeps ranks in step)
         rank0, rank1 = (torch.load(tmp_path / f"{when}_rank{r}.pt") for r in (0, 1))
@@ -306,9 +332,14 @@ def test_two_process_ddp_ranks_get_identical_weights(tmp_path, cifar_root):
 @pytest.mark.slow
 def test_two_process_ddp_frozen_weights_stay_bit_identical_on_both_ranks(tmp_path, cifar_root):
     script = REPO / "tests" / "helpers" / "ddp_init_run.py"
-    result = subprocess.run([sys.executable, str(script), str(cifar_root), str(tmp_path), "freeze"],
-                            capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [sys.executable, str(script), str(cifar_root), str(tmp_path), "freeze"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     start = torch.load(tmp_path / "start_rank0.pt")
     for rank in (0, 1):  # 2 epochs x 3 steps later, on each rank: the weights as initialised

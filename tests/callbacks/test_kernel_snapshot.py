@@ -21,9 +21,16 @@ def _fit(tmp_path, cifar_root, callbacks, epochs=2, logger=True, seed=0):
     pl.seed_everything(seed)
     module = ImageClassifier(num_classes=10, image_size=32, model_kwargs={"drop_path_rate": 0.1})
     trainer = pl.Trainer(
-        accelerator="cpu", max_epochs=epochs, limit_train_batches=STEPS_PER_EPOCH, limit_val_batches=1,
-        num_sanity_val_steps=0, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
-        logger=TensorBoardLogger(tmp_path, name="snap", version=0) if logger else False, callbacks=callbacks,
+        accelerator="cpu",
+        max_epochs=epochs,
+        limit_train_batches=STEPS_PER_EPOCH,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        logger=TensorBoardLogger(tmp_path, name="snap", version=0) if logger else False,
+        callbacks=callbacks,
     )
     trainer.fit(module, datamodule=CIFAR10DataModule(root=str(cifar_root), batch_size=8))
     return module
@@ -54,11 +61,14 @@ def test_logs_documented_tags_at_step_zero_and_every_epoch(tmp_path, cifar_root)
     # the DoG init made every kernel on-center at step 0; their pixel-permuted nulls mostly are not
     assert events.Scalars("kernels/proportion/on_center")[0].value == pytest.approx(1.0)
     assert events.Scalars("kernels/chance/on_center")[0].value < 0.1
-    shares = [events.Scalars(f"kernels/proportion/{n}")[-1].value for n in ("on_center", "off_center", "other")]
+    shares = [
+        events.Scalars(f"kernels/proportion/{n}")[-1].value for n in ("on_center", "off_center", "other")
+    ]
     assert sum(shares) == pytest.approx(1.0)
     # one grid per stage: 4 cards a snapshot, not 12 (two runs' kernels on a page of Time Series)
     assert sorted(t for t in tags["images"] if t.startswith("kernels/grid/")) == [
-        f"kernels/grid/stages.{i}" for i in range(4)]
+        f"kernels/grid/stages.{i}" for i in range(4)
+    ]
     assert {"kernels/centroids", "kernels/layers"} <= set(tags["images"])
     grid = events.Images("kernels/grid/stages.0")
     assert [g.step for g in grid] == [0, *val_steps] and grid[0].width >= 340
@@ -99,9 +109,13 @@ def test_every_n_epochs_zero_turns_it_off(tmp_path, cifar_root):
 
 @pytest.mark.parametrize(
     "kwargs, error, message",
-    [({"every_n_epochs": -1}, ConfigError, "every_n_epochs"), ({"max_kernels": 0}, ConfigError, "max_kernels"),
-     ({"sampling": "first"}, ConfigError, "sampling"), ({"scaling": "global"}, ConfigError, "scaling"),
-     ({"transfer": "log"}, ConfigError, "transfer")],
+    [
+        ({"every_n_epochs": -1}, ConfigError, "every_n_epochs"),
+        ({"max_kernels": 0}, ConfigError, "max_kernels"),
+        ({"sampling": "first"}, ConfigError, "sampling"),
+        ({"scaling": "global"}, ConfigError, "scaling"),
+        ({"transfer": "log"}, ConfigError, "transfer"),
+    ],
 )
 def test_bad_settings(kwargs, error, message):
     with pytest.raises(error, match=message):
@@ -119,9 +133,14 @@ def test_ddp_writes_one_set_of_logs(tmp_path, cifar_root):
     import sys
 
     repo = Path(__file__).resolve().parents[2]
-    result = subprocess.run([sys.executable, str(repo / "tests/helpers/ddp_init_run.py"), str(cifar_root), str(tmp_path)],
-                            capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                            env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [sys.executable, str(repo / "tests/helpers/ddp_init_run.py"), str(cifar_root), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     versions = list((tmp_path / "logs" / "ddp").iterdir())
     assert len(versions) == 1

@@ -84,7 +84,7 @@ def test_a_one_epoch_fit_logs_transitions_drift_and_the_population_signal(tmp_pa
 @pytest.mark.slow
 def test_init_state_survives_a_resume(tmp_path, cifar_root):
     tracking = KernelTracking(images=False)
-    trainer, _ = _fit(tmp_path, cifar_root, [tracking], epochs=1, checkpointing=True)
+    _fit(tmp_path, cifar_root, [tracking], epochs=1, checkpointing=True)
     init_kernels = [k.clone() for k in tracking.init["kernels"]]
     checkpoint = next((tmp_path / "track" / "version_0" / "checkpoints").glob("*.ckpt"))
     state = torch.load(checkpoint, weights_only=True)["callbacks"]

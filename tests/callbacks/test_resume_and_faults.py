@@ -21,18 +21,47 @@ SCRIPT = REPO / "tests" / "helpers" / "resume_run.py"
 
 
 def _fit(kill_at, cwd, cifar_root, *extra):
-    args = ["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), "--data.root", str(cifar_root),
-            "--data.batch_size", "16", "--trainer.max_epochs", "3", "--trainer.limit_val_batches", "2",
-            "--trainer.deterministic", "true", "--trainer.enable_progress_bar", "false",
-            "--trainer.enable_model_summary", "false", "--trainer.logger.init_args.version", "0",
-            "--model.model_kwargs", "{drop_path_rate: 0.1}", "--model.mixup_alpha", "0.5", *extra]
+    args = [
+        "fit",
+        "--config",
+        str(REPO / "configs/cifar10/quickstart.yaml"),
+        "--data.root",
+        str(cifar_root),
+        "--data.batch_size",
+        "16",
+        "--trainer.max_epochs",
+        "3",
+        "--trainer.limit_val_batches",
+        "2",
+        "--trainer.deterministic",
+        "true",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--trainer.logger.init_args.version",
+        "0",
+        "--model.model_kwargs",
+        "{drop_path_rate: 0.1}",
+        "--model.mixup_alpha",
+        "0.5",
+        *extra,
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, str(SCRIPT), str(kill_at), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), str(kill_at), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def _final(cwd):
-    checkpoint = torch.load(cwd / "logs/quickstart/none/version_0/checkpoints/last.ckpt", weights_only=False, map_location="cpu")
+    checkpoint = torch.load(
+        cwd / "logs/quickstart/none/version_0/checkpoints/last.ckpt", weights_only=False, map_location="cpu"
+    )
     events = EventAccumulator(str(cwd / "logs/quickstart/none/version_0"))
     events.Reload()
     return checkpoint, events
@@ -72,10 +101,20 @@ def test_nan_loss_stops_before_the_update(tmp_path, cifar_root):
         return loss * float("nan") if module.global_step == 2 else loss
 
     module.training_step = poisoned_step
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=5, limit_val_batches=0, logger=False,
-                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
-                         callbacks=[FiniteLossGuard(), RNGStateCheckpoint()])
-    with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 2 .*stopped before the update.*gradient_clip_val"):
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=5,
+        limit_val_batches=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        callbacks=[FiniteLossGuard(), RNGStateCheckpoint()],
+    )
+    with pytest.raises(
+        NonFiniteLossError, match=r"loss is nan at step 2 .*stopped before the update.*gradient_clip_val"
+    ):
         trainer.fit(module, datamodule=CIFAR10DataModule(root=str(cifar_root), batch_size=16))
     assert all(torch.isfinite(p).all() for p in module.parameters())
 
@@ -84,10 +123,31 @@ def test_nan_loss_stops_before_the_update(tmp_path, cifar_root):
 def test_nan_loss_through_the_cli_is_one_error_line(tmp_path, cifar_root):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run(
-        [sys.executable, str(REPO / "run.py"), "fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"),
-         "--data.root", str(cifar_root), "--data.batch_size", "16", "--model.lr", "1e30", "--model.warmup_epochs", "0",
-         "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            str(REPO / "run.py"),
+            "fit",
+            "--config",
+            str(REPO / "configs/cifar10/quickstart.yaml"),
+            "--data.root",
+            str(cifar_root),
+            "--data.batch_size",
+            "16",
+            "--model.lr",
+            "1e30",
+            "--model.warmup_epochs",
+            "0",
+            "--trainer.max_epochs",
+            "2",
+            "--trainer.enable_progress_bar",
+            "false",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     assert "error: training loss is nan" in result.stderr and "Traceback" not in result.stderr
 
@@ -96,12 +156,16 @@ def test_nan_loss_through_the_cli_is_one_error_line(tmp_path, cifar_root):
 def test_the_nan_message_offers_a_resume_only_when_there_is_a_checkpoint(written):
     from types import SimpleNamespace
 
-    callback = SimpleNamespace(last_model_path="logs/r/checkpoints/last.ckpt" if written else "", best_model_path="")
+    callback = SimpleNamespace(
+        last_model_path="logs/r/checkpoints/last.ckpt" if written else "", best_model_path=""
+    )
     trainer = SimpleNamespace(checkpoint_callback=callback, global_step=3, current_epoch=0)
     with pytest.raises(NonFiniteLossError) as caught:
         FiniteLossGuard().on_before_backward(trainer, None, torch.tensor(float("nan")))
     if written:
-        assert "resume from that checkpoint with --ckpt_path logs/r/checkpoints/last.ckpt" in str(caught.value)
+        assert "resume from that checkpoint with --ckpt_path logs/r/checkpoints/last.ckpt" in str(
+            caught.value
+        )
     else:
         assert "no checkpoint had been written yet" in str(caught.value) and "resume" not in str(caught.value)
         assert "start the run again" in str(caught.value)

@@ -26,11 +26,30 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def fit(cifar_root, *extra):
-    run.main(["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), *extra,
-              "--data.root", str(cifar_root), "--data.batch_size", "16", "--trainer.max_epochs", "2",
-              "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1",
-              "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
-              "--trainer.enable_model_summary", "false"])
+    run.main(
+        [
+            "fit",
+            "--config",
+            str(REPO / "configs/cifar10/quickstart.yaml"),
+            *extra,
+            "--data.root",
+            str(cifar_root),
+            "--data.batch_size",
+            "16",
+            "--trainer.max_epochs",
+            "2",
+            "--trainer.limit_train_batches",
+            "3",
+            "--trainer.limit_val_batches",
+            "1",
+            "--trainer.log_every_n_steps",
+            "1",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.enable_model_summary",
+            "false",
+        ]
+    )
 
 
 def events(folder: Path) -> EventAccumulator:
@@ -46,7 +65,10 @@ def plugin_data(accumulator: EventAccumulator, tag: str):
 def session(accumulator: EventAccumulator) -> tuple[dict, list[str]]:
     start = plugin_data(accumulator, "_hparams_/session_start_info")
     experiment = plugin_data(accumulator, "_hparams_/experiment")
-    params = {key: value.string_value or value.number_value for key, value in start.session_start_info.hparams.items()}
+    params = {
+        key: value.string_value or value.number_value
+        for key, value in start.session_start_info.hparams.items()
+    }
     metrics = [info.name.tag for info in experiment.experiment.metric_infos]
     return params, metrics
 
@@ -74,7 +96,9 @@ def two_runs(tmp_path_factory):
 @pytest.mark.slow
 def test_runs_are_named_by_init_and_their_hparams_sessions_tell_them_apart(two_runs):
     assert sorted(p.relative_to(two_runs).as_posix() for p in two_runs.glob("*/version_*")) == [
-        "dog/version_0", "none/version_0"]
+        "dog/version_0",
+        "none/version_0",
+    ]
     dog, _ = session(events(two_runs / "dog" / "version_0"))
     default, metrics = session(events(two_runs / "none" / "version_0"))
     assert dog["init/method"] == "dog" and default["init/method"] == "none"
@@ -83,7 +107,9 @@ def test_runs_are_named_by_init_and_their_hparams_sessions_tell_them_apart(two_r
     assert dog["init/settings"] == default["init/settings"] == "defaults"
     for params in (dog, default):
         assert params["model"] == "convnext_atto" and params["model/kernel_sizes"] == "7x7"
-        assert params["seed"] == 42 and params["data/batch_size"] == 16 and params["data"] == "CIFAR10DataModule"
+        assert (
+            params["seed"] == 42 and params["data/batch_size"] == 16 and params["data"] == "CIFAR10DataModule"
+        )
         assert params["snapshot/classifier"] == "template" and params["model/lr"] == 2e-3
     assert metrics == list(METRICS)
     for version in ("dog", "none"):  # the init's text, under the tag README names
@@ -100,8 +126,13 @@ def test_runs_are_named_by_init_and_their_hparams_sessions_tell_them_apart(two_r
 def test_every_run_declares_every_init_option_so_tensorboard_lists_the_dog_settings(two_runs):
     # TensorBoard takes the HParams columns from the first run it finds with an experiment
     # summary (backend_context._find_experiment_tag): each run must declare the DoG options
-    dog_options = {"init/gamma_low", "init/gamma_high", "init/on_center_prob", "init/dog_share",
-                   "init/radius"}
+    dog_options = {
+        "init/gamma_low",
+        "init/gamma_high",
+        "init/on_center_prob",
+        "init/dog_share",
+        "init/radius",
+    }
     declared, trials = [], []
     for init in ("dog", "none"):
         accumulator = events(two_runs / init / "version_0")
@@ -131,13 +162,20 @@ def test_custom_scalars_layout_and_aligned_steps(two_runs):
     accumulator = events(two_runs / "dog" / "version_0")
     (config,) = accumulator.Tensors("custom_scalars__config__")
     layout = layout_pb2.Layout.FromString(config.tensor_proto.string_val[0])
-    charts = {(category.title, chart.title): list(chart.multiline.tag)
-              for category in layout.category for chart in category.chart}
+    charts = {
+        (category.title, chart.title): list(chart.multiline.tag)
+        for category in layout.category
+        for chart in category.chart
+    }
     scalars = accumulator.Tags()["scalars"]
     for category, classes, share, chance in (
         ("kernel classes: observed vs chance", names.CLASSES, names.SHARE, names.CHANCE),
-        ("kernel taxonomy: observed vs chance", names.TAXONOMY_CLASSES, names.TAXONOMY_SHARE,
-         names.TAXONOMY_CHANCE),
+        (
+            "kernel taxonomy: observed vs chance",
+            names.TAXONOMY_CLASSES,
+            names.TAXONOMY_SHARE,
+            names.TAXONOMY_CHANCE,
+        ),
     ):
         for name in classes:  # one chart per class: its share and its chance share, nothing else
             regexes = charts[(category, f"{name}: observed vs chance")]
@@ -148,7 +186,9 @@ def test_custom_scalars_layout_and_aligned_steps(two_runs):
     assert [e.step for e in accumulator.Scalars("kernels/proportion/on_center")] == [0, *val_steps]
     assert [e.step for e in accumulator.Images("kernels/grid/stages.0")] == [0, *val_steps]
     tags = accumulator.Tags()["scalars"]
-    assert "train/lr" in tags and not any(tag.startswith("kernels/layer/") for tag in tags)  # behind an option
+    assert "train/lr" in tags and not any(
+        tag.startswith("kernels/layer/") for tag in tags
+    )  # behind an option
 
 
 @pytest.mark.slow
@@ -166,17 +206,24 @@ def test_kernel_pictures_carry_their_legend(two_runs):
 
 def test_run_name_gets_the_init_once():
     def config(name, method, freeze=False):
-        logger = Namespace(class_path="lightning.pytorch.loggers.TensorBoardLogger", init_args=Namespace(name=name))
+        logger = Namespace(
+            class_path="lightning.pytorch.loggers.TensorBoardLogger", init_args=Namespace(name=name)
+        )
         return Namespace(trainer=Namespace(logger=logger), init=Namespace(method=method, freeze=freeze))
 
     dog = Namespace(class_path="DoGInit", init_args=Namespace())
-    cases = [(config("quickstart", dog), "quickstart/dog"), (config("quickstart/dog", dog), "quickstart/dog"),
-             (config("quickstart", None), "quickstart/none"),
-             (config("x", Namespace(class_path="neural_echos.init.kaiming.KaimingNormalInit")),
-              "x/kaiming_normal"),
-             (config("quickstart", dog, freeze=True), "quickstart/dog+frozen"),
-             (config("quickstart/dog+frozen", dog, freeze=True), "quickstart/dog+frozen"),
-             (config("quickstart", None, freeze=True), "quickstart/none+frozen")]
+    cases = [
+        (config("quickstart", dog), "quickstart/dog"),
+        (config("quickstart/dog", dog), "quickstart/dog"),
+        (config("quickstart", None), "quickstart/none"),
+        (
+            config("x", Namespace(class_path="neural_echos.init.kaiming.KaimingNormalInit")),
+            "x/kaiming_normal",
+        ),
+        (config("quickstart", dog, freeze=True), "quickstart/dog+frozen"),
+        (config("quickstart/dog+frozen", dog, freeze=True), "quickstart/dog+frozen"),
+        (config("quickstart", None, freeze=True), "quickstart/none+frozen"),
+    ]
     for namespace, expected in cases:
         name_run_by_init(namespace)
         assert namespace.trainer.logger.init_args.name == expected

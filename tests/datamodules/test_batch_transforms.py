@@ -11,7 +11,7 @@ def _is_crop_of(out, image, padding):
     h, w = image.shape[-2:]
     for top in range(2 * padding + 1):
         for left in range(2 * padding + 1):
-            window = padded[:, top:top + h, left:left + w]
+            window = padded[:, top : top + h, left : left + w]
             if torch.equal(out, window) or torch.equal(out, window.flip(-1)):
                 return True
     return False

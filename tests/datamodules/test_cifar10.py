@@ -107,10 +107,18 @@ class _RunsCode:
 def test_a_batch_file_that_would_run_code_is_refused(cifar_root, tmp_path, name, protocol):
     marker = tmp_path / "ran"
     folder = cifar_root / "cifar-10-batches-py"
-    evil = {"data": np.zeros((2, 3072), np.uint8), "labels": [0, 1], "x": _RunsCode(f"touch {marker}"), "label_names": []}
+    evil = {
+        "data": np.zeros((2, 3072), np.uint8),
+        "labels": [0, 1],
+        "x": _RunsCode(f"touch {marker}"),
+        "label_names": [],
+    }
     with open(folder / name, "wb") as f:
         pickle.dump(evil, f, protocol=protocol)
-    with pytest.raises(CIFAR10FormatError, match=rf"refusing to load .*{name}.*posix.system|refusing to load .*{name}.*nt.system"):
+    with pytest.raises(
+        CIFAR10FormatError,
+        match=rf"refusing to load .*{name}.*posix.system|refusing to load .*{name}.*nt.system",
+    ):
         _quiet_load(cifar_root)
     assert not marker.exists()
 
@@ -138,7 +146,9 @@ def test_batches_repickled_by_numpy_2_load(cifar_root, protocol):
     folder = cifar_root / "cifar-10-batches-py"
     data = np.arange(3 * 3072, dtype=np.uint8).reshape(3, 3072)
     with open(folder / "data_batch_1", "wb") as f:
-        pickle.dump({"data": data, "labels": [1, 2, 3], "filenames": [b"a.png", b"", "c.png"]}, f, protocol=protocol)
+        pickle.dump(
+            {"data": data, "labels": [1, 2, 3], "filenames": [b"a.png", b"", "c.png"]}, f, protocol=protocol
+        )
     arrays = _quiet_load(cifar_root)
     assert torch.equal(arrays.train_images[:3].reshape(3, -1), torch.from_numpy(data))
 
@@ -152,7 +162,11 @@ def test_a_meta_file_that_is_a_list_is_named(cifar_root):
 
 def test_the_real_batches_load_with_the_restricted_unpickler(cifar10_mini):
     arrays = _quiet_load(cifar10_mini)
-    assert arrays.classes[0] == "airplane" and arrays.train_images.dtype == torch.uint8 and len(arrays.test_labels) > 0
+    assert (
+        arrays.classes[0] == "airplane"
+        and arrays.train_images.dtype == torch.uint8
+        and len(arrays.test_labels) > 0
+    )
 
 
 def test_batch_with_wrong_shape(cifar_root):
@@ -177,7 +191,9 @@ def test_download_failure_says_where_to_put_the_files(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tv_utils, "download_and_extract_archive", offline)
     dm = CIFAR10DataModule(root=str(tmp_path / "c10"), download=True)
-    with pytest.raises(CIFAR10FormatError, match=r"could not download.*copy the extracted cifar-10-batches-py"):
+    with pytest.raises(
+        CIFAR10FormatError, match=r"could not download.*copy the extracted cifar-10-batches-py"
+    ):
         dm.prepare_data()
 
 
@@ -190,8 +206,13 @@ def test_download_is_skipped_when_files_exist(cifar_root, monkeypatch):
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"batch_size": 0}, "batch_size"), ({"val_split": 1.0}, "val_split"), ({"val_split": -0.1}, "val_split"),
-     ({"padding": -1}, "padding"), ({"num_workers": -2}, "num_workers")],
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"val_split": 1.0}, "val_split"),
+        ({"val_split": -0.1}, "val_split"),
+        ({"padding": -1}, "padding"),
+        ({"num_workers": -2}, "num_workers"),
+    ],
 )
 def test_out_of_range_parameters(kwargs, message):
     with pytest.raises(ConfigError, match=message):
@@ -247,12 +268,18 @@ def test_augmentation_only_while_training(cifar_root):
     assert x_train.shape == x_eval.shape and not torch.equal(x_train, x_eval)
 
 
-@pytest.mark.parametrize(("labels", "message"), [
-    (["0", "1", "2", "3"], r"'labels' should be 4 integers in 0\.\.9, got \(4,\) <U1"),
-    (np.array([0, 1, 2, None], dtype=object), r"'labels' should be 4 integers in 0\.\.9, got \(4,\) object"),
-    ([0.0, 1.0, float("nan"), 3.0], r"'labels' should be 4 integers in 0\.\.9, got \(4,\) float64"),
-    ([[0], [1, 2], 3, 4], r"not a CIFAR-10 batch \('data' or 'labels' is not an array"),
-])
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (["0", "1", "2", "3"], r"'labels' should be 4 integers in 0\.\.9, got \(4,\) <U1"),
+        (
+            np.array([0, 1, 2, None], dtype=object),
+            r"'labels' should be 4 integers in 0\.\.9, got \(4,\) object",
+        ),
+        ([0.0, 1.0, float("nan"), 3.0], r"'labels' should be 4 integers in 0\.\.9, got \(4,\) float64"),
+        ([[0], [1, 2], 3, 4], r"not a CIFAR-10 batch \('data' or 'labels' is not an array"),
+    ],
+)
 def test_labels_that_are_not_integers_are_named(cifar_root, labels, message):
     """Strings, an object array and a ragged list gave 50-line tracebacks; NaN floats passed the
     check and crashed in training (IndexError)."""
@@ -272,16 +299,20 @@ def test_an_empty_test_batch_is_an_error(cifar_root):
 
 
 @pytest.mark.parametrize("download", [True, False])
-def test_a_root_one_level_too_high_names_the_folder_below_and_downloads_nothing(cifar_root, download, monkeypatch):
+def test_a_root_one_level_too_high_names_the_folder_below_and_downloads_nothing(
+    cifar_root, download, monkeypatch
+):
     """``--data.root ../shared/data`` for ``../shared/data/cifar10-mini``: named, not downloaded next to it."""
-    import datamodules.cifar10 as cifar10
+    from datamodules import cifar10
 
     def no_download(root):
         raise AssertionError(f"tried to download into {root}")
 
     monkeypatch.setattr(cifar10, "download_cifar10", no_download)
     data = CIFAR10DataModule(root=str(cifar_root.parent), download=download)
-    message = rf"no CIFAR-10 in '{cifar_root.parent}', but '{cifar_root}' one level down holds it: pass --data.root"
+    message = (
+        rf"no CIFAR-10 in '{cifar_root.parent}', but '{cifar_root}' one level down holds it: pass --data.root"
+    )
     with pytest.raises(CIFAR10FormatError, match=message):
         data.prepare_data()
         data.setup("fit")

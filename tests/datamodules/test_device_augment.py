@@ -19,7 +19,9 @@ from timm.data import create_transform
 from datamodules import device_augment as da
 from datamodules.imagenet import ImageNetDataModule, ImageNetFormatError, UnreadableImageWarning
 
-pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:The image decoding and encoding capabilities:DeprecationWarning"
+)
 POLICY = "rand-m9-mstd0.5-inc1"
 FILL = (124, 116, 104)
 
@@ -29,7 +31,7 @@ def natural(seed: int, w: int = 96, h: int = 80) -> Image.Image:
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 256, (h // 8, w // 8, 3), dtype=np.uint8)
     image = np.asarray(Image.fromarray(small).resize((w, h), Image.Resampling.BICUBIC), np.float32)
-    image[h // 3: h // 2, w // 4: w // 2] = rng.integers(0, 256, 3)
+    image[h // 3 : h // 2, w // 4 : w // 2] = rng.integers(0, 256, 3)
     image += rng.normal(0, 8, image.shape)
     return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
 
@@ -38,12 +40,29 @@ def as_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.array(image)).permute(2, 0, 1)
 
 
-POINT_CASES = [(timm_aa.auto_contrast, ()), (timm_aa.equalize, ()), (timm_aa.invert, ()), (timm_aa.posterize, (1,)),
-               (timm_aa.posterize, (3,)), (timm_aa.solarize, (60,)), (timm_aa.solarize_add, (99,)),
-               (timm_aa.color, (1.8,)), (timm_aa.color, (0.2,)), (timm_aa.contrast, (1.8,)), (timm_aa.contrast, (0.3,)),
-               (timm_aa.brightness, (1.7,)), (timm_aa.sharpness, (1.9,)), (timm_aa.sharpness, (0.1,))]
-GEOMETRIC_CASES = [(timm_aa.rotate, (27.0,)), (timm_aa.shear_x, (0.27,)), (timm_aa.shear_y, (-0.27,)),
-                   (timm_aa.translate_x_rel, (0.4,)), (timm_aa.translate_y_rel, (-0.4,))]
+POINT_CASES = [
+    (timm_aa.auto_contrast, ()),
+    (timm_aa.equalize, ()),
+    (timm_aa.invert, ()),
+    (timm_aa.posterize, (1,)),
+    (timm_aa.posterize, (3,)),
+    (timm_aa.solarize, (60,)),
+    (timm_aa.solarize_add, (99,)),
+    (timm_aa.color, (1.8,)),
+    (timm_aa.color, (0.2,)),
+    (timm_aa.contrast, (1.8,)),
+    (timm_aa.contrast, (0.3,)),
+    (timm_aa.brightness, (1.7,)),
+    (timm_aa.sharpness, (1.9,)),
+    (timm_aa.sharpness, (0.1,)),
+]
+GEOMETRIC_CASES = [
+    (timm_aa.rotate, (27.0,)),
+    (timm_aa.shear_x, (0.27,)),
+    (timm_aa.shear_y, (-0.27,)),
+    (timm_aa.translate_x_rel, (0.4,)),
+    (timm_aa.translate_y_rel, (-0.4,)),
+]
 
 
 @pytest.mark.parametrize("fn, args", POINT_CASES, ids=[f"{f.__name__}{a}" for f, a in POINT_CASES])
@@ -51,21 +70,26 @@ def test_point_ops_match_timms_pil_ops(fn, args):
     """Within one grey level anywhere (rounding), on average exact."""
     image = natural(0)
     reference = as_tensor(fn(image, *args)).float()
-    ours = da.POINT_OPS[fn](as_tensor(image)[None].float(), torch.tensor([float(args[0]) if args else 0.0]))[0]
+    ours = da.POINT_OPS[fn](as_tensor(image)[None].float(), torch.tensor([float(args[0]) if args else 0.0]))[
+        0
+    ]
     difference = (ours - reference).abs()
     assert difference.max() <= 1 and difference.mean() < 0.01
 
 
 @pytest.mark.parametrize("fn, args", GEOMETRIC_CASES, ids=[f.__name__ for f, _ in GEOMETRIC_CASES])
-@pytest.mark.parametrize("resample, mean_tol, max_tol", [(Image.Resampling.BILINEAR, 0.6, 1),
-                                                        (Image.Resampling.BICUBIC, 1.5, 16)])
+@pytest.mark.parametrize(
+    "resample, mean_tol, max_tol", [(Image.Resampling.BILINEAR, 0.6, 1), (Image.Resampling.BICUBIC, 1.5, 16)]
+)
 def test_geometric_ops_match_timms_pil_ops(fn, args, resample, mean_tol, max_tol):
     """Same geometry and fill; bilinear within one level; bicubic differs by the kernel (PIL
     a = -0.5, torch's grid_sample a = -0.75): mean below 1.5 levels, a few pixels at edges more."""
     image = natural(1)
     reference = as_tensor(fn(image, *args, fillcolor=FILL, resample=resample)).float()
     mode = "bilinear" if resample == Image.Resampling.BILINEAR else "bicubic"
-    ours = da.GEOMETRIC_OPS[fn](as_tensor(image)[None].float(), torch.tensor([args[0]]), FILL, mode)[0].round()
+    ours = da.GEOMETRIC_OPS[fn](as_tensor(image)[None].float(), torch.tensor([args[0]]), FILL, mode)[
+        0
+    ].round()
     difference = (ours - reference).abs()
     assert difference.mean() < mean_tol and difference.max() <= max_tol
 
@@ -83,6 +107,7 @@ def _recorded_timm_draws(policy: timm_aa.RandAugment, n: int) -> list[list]:
                 args = args + (timm_aa._interpolation(dict(kwargs)),)  # what timm's op does with resample
             draws[-1].append((op.name, args))
             return img
+
         return record
 
     for op in policy.ops:
@@ -97,8 +122,14 @@ def _recorded_timm_draws(policy: timm_aa.RandAugment, n: int) -> list[list]:
 @pytest.mark.parametrize("interpolation", ["bicubic", "random"])
 def test_randaugment_draws_are_exactly_timms(interpolation):
     """Same seeds -> the same ops, magnitudes, signs and interpolations, image by image."""
-    steps = create_transform(64, is_training=True, auto_augment=POLICY, interpolation=interpolation,
-                             use_prefetcher=True, separate=True)[1].transforms
+    steps = create_transform(
+        64,
+        is_training=True,
+        auto_augment=POLICY,
+        interpolation=interpolation,
+        use_prefetcher=True,
+        separate=True,
+    )[1].transforms
     policy = steps[0]
     n = 400
     random.seed(7), np.random.seed(7)
@@ -113,8 +144,15 @@ def test_randaugment_draws_are_exactly_timms(interpolation):
 
 def test_random_resized_crop_matches_timms_pil_crop():
     """timm's box draw, then our antialiased bicubic resize vs PIL's: the same crop within ~1 level."""
-    primary = create_transform(64, is_training=True, auto_augment=None, interpolation="bicubic", hflip=0.0,
-                               use_prefetcher=True, separate=True)[0]
+    primary = create_transform(
+        64,
+        is_training=True,
+        auto_augment=None,
+        interpolation="bicubic",
+        hflip=0.0,
+        use_prefetcher=True,
+        separate=True,
+    )[0]
     crop = primary.transforms[0]
     device = da.DeviceTrainTransform(primary.transforms)
     for seed in range(6):
@@ -144,8 +182,12 @@ def test_crop_scale_and_ratio_statistics_are_timms():
     for boxes in (ours, cpu):
         assert (boxes[:, 0] + boxes[:, 2] <= h).all() and (boxes[:, 1] + boxes[:, 3] <= w).all()
     features = {
-        "share": lambda b: b[:, 2] * b[:, 3] / (h * w), "log aspect": lambda b: np.log(b[:, 3] / b[:, 2]),
-        "height": lambda b: b[:, 2], "width": lambda b: b[:, 3], "top": lambda b: b[:, 0], "left": lambda b: b[:, 1],
+        "share": lambda b: b[:, 2] * b[:, 3] / (h * w),
+        "log aspect": lambda b: np.log(b[:, 3] / b[:, 2]),
+        "height": lambda b: b[:, 2],
+        "width": lambda b: b[:, 3],
+        "top": lambda b: b[:, 0],
+        "left": lambda b: b[:, 1],
     }
     for name, feature in features.items():
         assert ks_2samp(feature(ours), feature(cpu)).pvalue > 1e-3, name
@@ -168,7 +210,9 @@ def test_flip_probability():
 def test_unsupported_transforms_are_config_errors():
     from neural_echos.errors import ConfigError
 
-    steps = create_transform(64, is_training=True, auto_augment="augmix-m5-w4-d2", use_prefetcher=True, separate=True)
+    steps = create_transform(
+        64, is_training=True, auto_augment="augmix-m5-w4-d2", use_prefetcher=True, separate=True
+    )
     with pytest.raises(ConfigError, match="device pipeline"):
         da.DeviceTrainTransform([*steps[0].transforms, *steps[1].transforms])
 
@@ -195,14 +239,17 @@ def _batches(dm: ImageNetDataModule, training: bool):
 
 
 def test_device_pipeline_batches(tmp_path):
-    dm = ImageNetDataModule(str(write_tree(tmp_path / "inet")), image_size=48, batch_size=4, num_workers=0,
-                            pipeline="device")
+    dm = ImageNetDataModule(
+        str(write_tree(tmp_path / "inet")), image_size=48, batch_size=4, num_workers=0, pipeline="device"
+    )
     dm.setup("fit")
     train = list(_batches(dm, True))
     val = list(_batches(dm, False))
     assert [len(y) for _, y in train] == [4, 4] and [len(y) for _, y in val] == [4, 4, 2]
     for images, labels in train + val:
-        assert images.shape[1:] == (3, 48, 48) and images.dtype == torch.float32 and labels.dtype == torch.int64
+        assert (
+            images.shape[1:] == (3, 48, 48) and images.dtype == torch.float32 and labels.dtype == torch.int64
+        )
         assert images.is_contiguous(memory_format=torch.channels_last)
         assert -2.2 < images.min() and images.max() < 2.7  # normalised with the ImageNet mean/std
     workers = ImageNetDataModule(str(tmp_path / "inet"), image_size=48, batch_size=4, num_workers=0)
@@ -221,12 +268,13 @@ def test_device_pipeline_bad_file_fail_and_skip(tmp_path):
     dm.setup("fit")
     with pytest.raises(ImageNetFormatError, match=f"cannot read image '{bad}'"):
         list(_batches(dm, True))
-    dm = ImageNetDataModule(str(root), image_size=32, batch_size=11, num_workers=0, pipeline="device",
-                            on_bad_image="skip")
+    dm = ImageNetDataModule(
+        str(root), image_size=32, batch_size=11, num_workers=0, pipeline="device", on_bad_image="skip"
+    )
     dm.setup("fit")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        (images, labels), = list(_batches(dm, True))
+        ((images, labels),) = list(_batches(dm, True))
     assert len(labels) == 11 and torch.isfinite(images).all()
     assert any(str(bad) in str(w.message) for w in caught if issubclass(w.category, UnreadableImageWarning))
 
@@ -237,7 +285,30 @@ def test_device_pipeline_fast_dev_run(tmp_path, monkeypatch):
 
     root = write_tree(tmp_path / "inet")
     monkeypatch.chdir(tmp_path)
-    run.main(["fit", "--trainer.fast_dev_run", "true", "--data", "datamodules.imagenet.ImageNetDataModule",
-              "--data.root", str(root), "--data.image_size", "32", "--data.batch_size", "4", "--data.num_workers", "1",
-              "--data.pipeline", "device", "--model.model_name", "convnext_atto", "--trainer.accelerator", "cpu",
-              "--trainer.enable_progress_bar", "false", "--trainer.logger", "false"])
+    run.main(
+        [
+            "fit",
+            "--trainer.fast_dev_run",
+            "true",
+            "--data",
+            "datamodules.imagenet.ImageNetDataModule",
+            "--data.root",
+            str(root),
+            "--data.image_size",
+            "32",
+            "--data.batch_size",
+            "4",
+            "--data.num_workers",
+            "1",
+            "--data.pipeline",
+            "device",
+            "--model.model_name",
+            "convnext_atto",
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.logger",
+            "false",
+        ]
+    )

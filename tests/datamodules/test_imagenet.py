@@ -32,7 +32,9 @@ from datamodules.imagenet import (
 from neural_echos.errors import ConfigError, NeuralEchosError
 
 # torchvision 0.29 deprecates its image decoders (TorchCodec replaces them); the device pipeline uses them
-pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:The image decoding and encoding capabilities:DeprecationWarning"
+)
 
 REPO = Path(__file__).resolve().parents[2]
 WNIDS = ["n01440764", "n01443537", "n01484850", "n01491361"]
@@ -53,7 +55,11 @@ def write_tree(root: Path, wnids=WNIDS, train: int = 6, val: int = 2) -> Path:
     for split, count in (("train", train), ("val", val)):
         for c, wnid in enumerate(wnids):
             for i in range(count):
-                write_jpeg(root / split / wnid / f"{wnid}_{i}.JPEG", SIZES[(i + c) % len(SIZES)], seed=1000 * (split == "val") + 10 * c + i)
+                write_jpeg(
+                    root / split / wnid / f"{wnid}_{i}.JPEG",
+                    SIZES[(i + c) % len(SIZES)],
+                    seed=1000 * (split == "val") + 10 * c + i,
+                )
     return root
 
 
@@ -106,7 +112,9 @@ def test_batch_is_normalised_on_the_device_and_erased_only_in_training(tree):
     images, labels = next(iter(dm.val_dataloader()))
     out, out_labels = dm.on_after_batch_transfer((images, labels), 0)
     assert out.dtype == torch.float32 and out.shape == images.shape and out_labels is labels
-    expected = (images.float() / 255 - torch.tensor(dm.mean).view(1, 3, 1, 1)) / torch.tensor(dm.std).view(1, 3, 1, 1)
+    expected = (images.float() / 255 - torch.tensor(dm.mean).view(1, 3, 1, 1)) / torch.tensor(dm.std).view(
+        1, 3, 1, 1
+    )
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)  # no trainer attached: no erasing
     dm.trainer = SimpleNamespace(training=True)
     erased, _ = dm.on_after_batch_transfer((images, labels), 0)
@@ -122,7 +130,9 @@ def test_normalize_uint8_matches_the_formula_in_both_layouts(channels_last):
         images = images.contiguous(memory_format=torch.channels_last)
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     out = normalize_uint8(images, mean, std)
-    expected = (images.float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    expected = (images.float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(
+        1, 3, 1, 1
+    )
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
     assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
 
@@ -130,18 +140,32 @@ def test_normalize_uint8_matches_the_formula_in_both_layouts(channels_last):
 def test_train_transform_is_timms_with_a_uint8_tail(tree):
     dm = make(tree)
     names = [type(t).__name__ for t in dm.train_transform.transforms]
-    assert names == ["RandomResizedCropAndInterpolation", "RandomHorizontalFlip", "RandAugment", "PILToHWCTensor"]
-    assert [type(t).__name__ for t in dm.eval_transform.transforms] == ["Resize", "CenterCrop", "PILToHWCTensor"]
+    assert names == [
+        "RandomResizedCropAndInterpolation",
+        "RandomHorizontalFlip",
+        "RandAugment",
+        "PILToHWCTensor",
+    ]
+    assert [type(t).__name__ for t in dm.eval_transform.transforms] == [
+        "Resize",
+        "CenterCrop",
+        "PILToHWCTensor",
+    ]
     assert dm.eval_transform.transforms[0].size == int(64 / 0.875)
     no_aa = make(tree, auto_augment=None)
-    assert "ColorJitter" in [type(t).__name__ for t in no_aa.train_transform.transforms]  # jitter only without AA
+    assert "ColorJitter" in [
+        type(t).__name__ for t in no_aa.train_transform.transforms
+    ]  # jitter only without AA
 
 
 def test_posterize_zero_bits_does_not_crash():
     # timm's rand-*-mstd RandAugment draws magnitude 10 (0 bits kept) now and then; Pillow 13 rejects 0 bits
     image = Image.new("RGB", (8, 8), (200, 100, 50))
     assert np.asarray(_posterize_zero_bits(image, 0)).max() == 0
-    assert np.asarray(_posterize_zero_bits(image, 4)).tolist() == np.asarray(timm.data.auto_augment.posterize(image, 4)).tolist()
+    assert (
+        np.asarray(_posterize_zero_bits(image, 4)).tolist()
+        == np.asarray(timm.data.auto_augment.posterize(image, 4)).tolist()
+    )
 
 
 def test_patched_randaugment_survives_magnitude_ten(tree):
@@ -237,7 +261,9 @@ def test_subset_naming_unknown_wnids(tree):
 
 def test_mismatched_class_sets_are_listed(tree):
     (tree / "val" / WNIDS[1]).rename(tree / "val" / "n07777777")
-    with pytest.raises(ImageNetFormatError, match=rf"differ: 1 only in train/ \({WNIDS[1]}\); 1 only in val/ \(n07777777\)"):
+    with pytest.raises(
+        ImageNetFormatError, match=rf"differ: 1 only in train/ \({WNIDS[1]}\); 1 only in val/ \(n07777777\)"
+    ):
         _ = make(tree).num_classes
     assert make(tree, classes=[WNIDS[0], WNIDS[2]]).num_classes == 2  # a common subset still works
 
@@ -372,7 +398,7 @@ def test_random_erasing_probability_and_box_sizes():
     assert (share[hit] >= 0.015).all() and (share[hit] <= 0.34).all()
     for mask in erased[hit][:20]:  # each erased region is one axis-aligned rectangle
         rows, cols = mask.any(1).nonzero().squeeze(1), mask.any(0).nonzero().squeeze(1)
-        assert mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()
+        assert mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all()
         assert int(mask.sum()) == len(rows) * len(cols)
     assert torch.equal(random_erasing(images.clone(), probability=0.0), images)
 
@@ -399,15 +425,38 @@ def test_fast_dev_run_through_run_py(tree, tmp_path, monkeypatch):
 
     built = []
     original = classifier.build_timm_model
-    monkeypatch.setattr(classifier, "build_timm_model", lambda *a, **k: built.append(a[1:4]) or original(*a, **k))
+    monkeypatch.setattr(
+        classifier, "build_timm_model", lambda *a, **k: built.append(a[1:4]) or original(*a, **k)
+    )
     monkeypatch.chdir(tmp_path)
     (tmp_path / "subset.txt").write_text("\n".join(WNIDS[:3]))  # a class file given on the command line
-    run.main([
-        "fit", "--trainer.fast_dev_run", "true", "--data", "datamodules.imagenet.ImageNetDataModule",
-        "--data.root", str(tree), "--data.image_size", "64", "--data.batch_size", "4", "--data.num_workers", "0",
-        "--data.classes", "subset.txt", "--model.model_name", "convnext_atto", "--trainer.accelerator", "cpu",
-        "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
-    ])
+    run.main(
+        [
+            "fit",
+            "--trainer.fast_dev_run",
+            "true",
+            "--data",
+            "datamodules.imagenet.ImageNetDataModule",
+            "--data.root",
+            str(tree),
+            "--data.image_size",
+            "64",
+            "--data.batch_size",
+            "4",
+            "--data.num_workers",
+            "0",
+            "--data.classes",
+            "subset.txt",
+            "--model.model_name",
+            "convnext_atto",
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.logger",
+            "false",
+        ]
+    )
     assert built == [(3, 3, 64)]  # num_classes and image_size linked from the DataModule
 
 
@@ -417,8 +466,19 @@ def test_run_py_reports_a_missing_root_as_one_line(tmp_path, monkeypatch, capsys
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("NEURAL_ECHOS_TRACEBACK", raising=False)
     with pytest.raises(SystemExit) as exit_info:
-        run.main(["fit", "--data", "datamodules.imagenet.ImageNetDataModule", "--data.root", str(tmp_path / "none"),
-                  "--trainer.accelerator", "cpu", "--trainer.logger", "false"])
+        run.main(
+            [
+                "fit",
+                "--data",
+                "datamodules.imagenet.ImageNetDataModule",
+                "--data.root",
+                str(tmp_path / "none"),
+                "--trainer.accelerator",
+                "cpu",
+                "--trainer.logger",
+                "false",
+            ]
+        )
     assert exit_info.value.code == 2
     assert "error: ImageNet root" in capsys.readouterr().err
 
@@ -431,7 +491,9 @@ def test_data_configs(name):
     assert args["root"] == "data/imagenet"
     if name == "imagenet100.yaml":
         synsets = (Path(timm.data.__file__).parent / "_info" / "imagenet_synsets.txt").read_text().split()
-        assert len(args["classes"]) == len(set(args["classes"])) == 100 and set(args["classes"]) <= set(synsets)
+        assert len(args["classes"]) == len(set(args["classes"])) == 100 and set(args["classes"]) <= set(
+            synsets
+        )
         assert args["classes"][:3] == ["n02869837", "n01749939", "n02488291"]  # CMC's imagenet100.txt order
 
 
@@ -453,5 +515,8 @@ def test_a_bad_image_in_a_worker_process_is_one_line_naming_the_file_and_the_fix
         list(dm.train_dataloader())
     assert "Original Traceback" in str(caught.value)  # the worker's traceback, as torch re-raises it
     line = user_error_message(caught.value)
-    assert re.fullmatch(rf"cannot read image '{tree}/train/.*\.JPEG' \(.*\)\. Replace or delete the file .*"
-                        r"or set --data.on_bad_image skip to train on without it\.", line), line
+    assert re.fullmatch(
+        rf"cannot read image '{tree}/train/.*\.JPEG' \(.*\)\. Replace or delete the file .*"
+        r"or set --data.on_bad_image skip to train on without it\.",
+        line,
+    ), line

@@ -3,6 +3,7 @@ order, exact mid-epoch resume, errors, and a fit through run.py, on generated JP
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -12,10 +13,12 @@ import torch
 from PIL import Image
 
 from datamodules.imagenet import encode_for_device
-from datamodules.imagenet_shards import ImageNetShardsDataModule, ShardLoader, ShardStream, _as_is
+from datamodules.imagenet_shards import ImageNetShardsDataModule, ShardLoader, ShardStream
 from neural_echos.errors import NeuralEchosError
 
-pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:The image decoding and encoding capabilities:DeprecationWarning"
+)
 REPO = Path(__file__).resolve().parents[2]
 CLASSES, TRAIN, VAL = 3, 16, 4  # 48 training images in 6 shards of 8
 
@@ -28,7 +31,9 @@ def write_tree(root: Path) -> Path:
             folder.mkdir(parents=True)
             for i in range(count):
                 pixels = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
-                Image.fromarray(pixels).resize((40 + i, 36), Image.Resampling.BILINEAR).save(folder / f"{c}_{i}.JPEG", quality=80)
+                Image.fromarray(pixels).resize((40 + i, 36), Image.Resampling.BILINEAR).save(
+                    folder / f"{c}_{i}.JPEG", quality=80
+                )
     return root
 
 
@@ -45,7 +50,11 @@ def test_script_writes_shards_and_timm_style_info(shards):
     info = json.loads((shards / "_info.json").read_text())
     assert info["classes"] == ["n00000000", "n00000001", "n00000002"]
     train = info["splits"]["train"]
-    assert train["num_samples"] == 48 and train["shard_lengths"] == [8] * 6 and len(info["splits"]["val"]["filenames"]) == 2
+    assert (
+        train["num_samples"] == 48
+        and train["shard_lengths"] == [8] * 6
+        and len(info["splits"]["val"]["filenames"]) == 2
+    )
     assert all((shards / name).is_file() for name in train["filenames"])
 
 
@@ -58,10 +67,21 @@ def test_timms_wds_reader_reads_our_shards(shards):
     assert len(samples) == CLASSES * VAL and {int(t) for _, t in samples} == {0, 1, 2}
 
 
-def _stream(shards: Path, split="train", batch_size=4, world=1, rank=0, workers=1, seed=0, buffer=5) -> ShardStream:
+def _stream(
+    shards: Path, split="train", batch_size=4, world=1, rank=0, workers=1, seed=0, buffer=5
+) -> ShardStream:
     info = json.loads((shards / "_info.json").read_text())["splits"][split]
-    stream = ShardStream([str(shards / n) for n in info["filenames"]], info["shard_lengths"], encode_for_device,
-                         _names_only, batch_size, split == "train", seed=seed, shuffle_buffer=buffer, device_items=True)
+    stream = ShardStream(
+        [str(shards / n) for n in info["filenames"]],
+        info["shard_lengths"],
+        encode_for_device,
+        _names_only,
+        batch_size,
+        split == "train",
+        seed=seed,
+        shuffle_buffer=buffer,
+        device_items=True,
+    )
     stream.world, stream.rank, stream.num_workers = world, rank, workers
     return stream
 
@@ -111,7 +131,9 @@ def test_order_depends_only_on_seed_and_epoch(shards):
     c = _epoch(_stream(shards, workers=2), epoch=2)
     d = _epoch(_stream(shards, workers=2, seed=5), epoch=1)
     assert a == b and a != c and a != d
-    assert sorted(sum(a, [])) == sorted(sum(c, []))  # a permutation of the same samples
+    assert sorted(itertools.chain.from_iterable(a)) == sorted(
+        itertools.chain.from_iterable(c)
+    )  # a permutation of the same samples
 
 
 def test_uneven_shards_are_cycled_to_the_common_quota(shards):
@@ -147,17 +169,21 @@ def test_validation_sees_every_sample_once(shards):
         stream = _stream(shards, split="val", world=2, rank=rank, batch_size=5)
         batches = _epoch(stream, epoch=0)
         assert len(batches) == len(stream)
-        names += sum(batches, [])
+        names += itertools.chain.from_iterable(batches)
     assert len(names) == len(set(names)) == CLASSES * VAL
 
 
 def test_datamodule_batches_both_pipelines(shards):
     for pipeline in ("workers", "device"):
-        dm = ImageNetShardsDataModule(str(shards), image_size=32, batch_size=4, num_workers=0, pipeline=pipeline)
+        dm = ImageNetShardsDataModule(
+            str(shards), image_size=32, batch_size=4, num_workers=0, pipeline=pipeline
+        )
         assert dm.num_classes == 3
         dm.setup("fit")
         batch = next(iter(dm.train_dataloader()))
-        images, labels = dm.on_after_batch_transfer(dm.transfer_batch_to_device(batch, torch.device("cpu"), 0), 0)
+        images, labels = dm.on_after_batch_transfer(
+            dm.transfer_batch_to_device(batch, torch.device("cpu"), 0), 0
+        )
         assert images.shape == (4, 3, 32, 32) and images.dtype == torch.float32 and labels.shape == (4,)
 
 
@@ -165,14 +191,14 @@ def test_errors(tmp_path, shards):
     from scripts.make_shards import main
 
     with pytest.raises(NeuralEchosError, match="no _info.json"):
-        ImageNetShardsDataModule(str(tmp_path)).num_classes
+        _ = ImageNetShardsDataModule(str(tmp_path)).num_classes
     with pytest.raises(NeuralEchosError, match="fixed when the shards are written"):
         ImageNetShardsDataModule(str(shards), classes=["n00000000"])
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "_info.json").write_text((shards / "_info.json").read_text())
     with pytest.raises(NeuralEchosError, match="missing under"):
-        ImageNetShardsDataModule(str(broken)).num_classes
+        _ = ImageNetShardsDataModule(str(broken)).num_classes
     assert main([str(tmp_path / "nowhere"), str(tmp_path / "o")]) == 2
     assert main([str(shards), str(shards)]) == 2  # not an ImageFolder tree
 
@@ -182,10 +208,33 @@ def test_fit_from_shards_through_run_py(shards, tmp_path, monkeypatch):
     import run
 
     monkeypatch.chdir(tmp_path)
-    run.main(["fit", "--config", str(REPO / "configs/data/imagenet_shards.yaml"), "--data.root", str(shards),
-              "--data.image_size", "32", "--data.batch_size", "4", "--data.num_workers", "2",
-              "--model.model_name", "convnext_atto", "--trainer.accelerator", "cpu", "--trainer.max_epochs", "1",
-              "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false", "--trainer.logger", "false"])
+    run.main(
+        [
+            "fit",
+            "--config",
+            str(REPO / "configs/data/imagenet_shards.yaml"),
+            "--data.root",
+            str(shards),
+            "--data.image_size",
+            "32",
+            "--data.batch_size",
+            "4",
+            "--data.num_workers",
+            "2",
+            "--model.model_name",
+            "convnext_atto",
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_val_batches",
+            "1",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.logger",
+            "false",
+        ]
+    )
 
 
 def _damaged_copy(shards: Path, tmp_path: Path, damage) -> Path:
@@ -206,7 +255,9 @@ def test_an_unreadable_shard_is_one_error_naming_it(shards, tmp_path, damage):
         path.write_bytes({"zero-byte": b"", "truncated": data[:1000], "garbage": b"\x00junk" * 300}[damage])
 
     stream = _stream(_damaged_copy(shards, tmp_path, apply))
-    with pytest.raises(NeuralEchosError, match=r"cannot read shard '.*\.tar' \(.*\): it is truncated, empty or not a tar"):
+    with pytest.raises(
+        NeuralEchosError, match=r"cannot read shard '.*\.tar' \(.*\): it is truncated, empty or not a tar"
+    ):
         _epoch(stream, epoch=0)
 
 
@@ -243,8 +294,9 @@ def test_a_process_reading_shards_ends_on_sigterm(shards):
         "while True:\n"
         "    _epoch(stream, epoch); epoch += 1\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
         time.sleep(0.5)  # reading

@@ -52,9 +52,17 @@ if __name__ == "__main__":
     freeze = sys.argv[3:] == ["freeze"]
     module = ImageClassifier(num_classes=10, image_size=32)
     trainer = pl.Trainer(
-        accelerator="cpu", devices=2, strategy="ddp", max_epochs=2, limit_train_batches=3, limit_val_batches=1,
-        num_sanity_val_steps=0, logger=TensorBoardLogger(out / "logs", name="ddp"), enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False,
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp",
+        max_epochs=2,
+        limit_train_batches=3,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        logger=TensorBoardLogger(out / "logs", name="ddp"),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
         callbacks=[DepthwiseInit(DoGInit(), seed=5, freeze=freeze), KernelSnapshot(), SaveWeights(out)],
     )
     trainer.fit(module, datamodule=CIFAR10DataModule(root=root, batch_size=8))

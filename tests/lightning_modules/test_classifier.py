@@ -1,3 +1,4 @@
+import itertools
 from types import SimpleNamespace
 
 import pytest
@@ -9,47 +10,70 @@ from neural_echos.errors import ConfigError
 
 
 def test_builds_any_timm_model_with_extra_kwargs():
-    model = build_timm_model("convnext_atto", num_classes=7, model_kwargs={"kernel_sizes": 9, "drop_path_rate": 0.1})
+    model = build_timm_model(
+        "convnext_atto", num_classes=7, model_kwargs={"kernel_sizes": 9, "drop_path_rate": 0.1}
+    )
     assert model.stages[0].blocks[0].conv_dw.kernel_size == (9, 9)
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 7)
 
 
 def test_our_registered_models_build_by_name():
-    model = build_timm_model("convmixer", num_classes=10, model_kwargs={"dim": 32, "depth": 2, "kernel_size": 7, "patch_size": 4})
+    model = build_timm_model(
+        "convmixer", num_classes=10, model_kwargs={"dim": 32, "depth": 2, "kernel_size": 7, "patch_size": 4}
+    )
     assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
 
 
 def test_image_size_reaches_models_that_take_it():
-    vit = build_timm_model("vit_tiny_patch16_224", num_classes=10, image_size=32, model_kwargs={"patch_size": 8})
+    vit = build_timm_model(
+        "vit_tiny_patch16_224", num_classes=10, image_size=32, model_kwargs={"patch_size": 8}
+    )
     assert vit(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
 
 
 def test_unknown_model_name_suggests_close_names():
-    with pytest.raises(ConfigError, match=r"unknown timm model 'convnext_atoo'.*Did you mean: .*convnext_atto"):
+    with pytest.raises(
+        ConfigError, match=r"unknown timm model 'convnext_atoo'.*Did you mean: .*convnext_atto"
+    ):
         build_timm_model("convnext_atoo", num_classes=10)
 
 
 def test_unknown_model_kwarg_names_the_model():
-    with pytest.raises(ConfigError, match=r"'convnext_atto' does not accept model_kwargs \['kernel_size_typo'\]"):
+    with pytest.raises(
+        ConfigError, match=r"'convnext_atto' does not accept model_kwargs \['kernel_size_typo'\]"
+    ):
         build_timm_model("convnext_atto", num_classes=10, image_size=32, model_kwargs={"kernel_size_typo": 3})
     # only the key timm refused, not the valid ones given beside it (drop_path_rate was blamed too)
     with pytest.raises(ConfigError, match=r"does not accept model_kwargs \['kernel_size_typo'\]"):
-        build_timm_model("convnext_atto", num_classes=10, image_size=32,
-                         model_kwargs={"drop_path_rate": 0.1, "kernel_size_typo": 3})
+        build_timm_model(
+            "convnext_atto",
+            num_classes=10,
+            image_size=32,
+            model_kwargs={"drop_path_rate": 0.1, "kernel_size_typo": 3},
+        )
 
 
 @pytest.mark.parametrize(
     ("kernel_sizes", "fails_at"),
-    [(4, "fails on a 3x32x32 input"), (2, "fails on a 3x32x32 input"), (0, "fails on a 3x32x32 input"),
-     (-1, "cannot build model"), ([7, 7, 7], "cannot build model")],
+    [
+        (4, "fails on a 3x32x32 input"),
+        (2, "fails on a 3x32x32 input"),
+        (0, "fails on a 3x32x32 input"),
+        (-1, "cannot build model"),
+        ([7, 7, 7], "cannot build model"),
+    ],
 )
 def test_model_kwargs_that_break_the_model_are_a_config_error(kernel_sizes, fails_at):
     """timm accepts these kernel sizes and the model breaks later (at construction or in the first
     forward); the error names the model, the kwargs and what to check."""
     with pytest.raises(ConfigError) as info:
-        build_timm_model("convnext_atto", num_classes=10, image_size=32, model_kwargs={"kernel_sizes": kernel_sizes})
+        build_timm_model(
+            "convnext_atto", num_classes=10, image_size=32, model_kwargs={"kernel_sizes": kernel_sizes}
+        )
     message = str(info.value)
-    assert fails_at in message and "'convnext_atto'" in message and f"'kernel_sizes': {kernel_sizes}" in message
+    assert (
+        fails_at in message and "'convnext_atto'" in message and f"'kernel_sizes': {kernel_sizes}" in message
+    )
     assert "kernel sizes" in message and "\n" not in message
 
 
@@ -73,12 +97,21 @@ def test_reserved_kwargs_are_refused(key):
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"optimizer": "adamm"}, "unknown optimizer 'adamm'.*adam"), ({"lr": 0}, "lr must be > 0"),
-     ({"weight_decay": -1}, "weight_decay"), ({"warmup_epochs": -1}, "warmup_epochs"),
-     ({"label_smoothing": 1.0}, "label_smoothing"), ({"mixup_alpha": -0.1}, "mixup_alpha"),
-     ({"mixup_prob": 2}, "mixup_prob"), ({"num_classes": 1}, "num_classes"),
-     ({"optimizer": "sgd", "momentum": -1}, "momentum must be >= 0, got -1"), ({"warmup_lr": -1}, "warmup_lr .* >= 0"),
-     ({"min_lr": -1}, "min_lr"), ({"mixup_switch_prob": 1.5}, "mixup_switch_prob"), ({"in_chans": 0}, "in_chans")],
+    [
+        ({"optimizer": "adamm"}, "unknown optimizer 'adamm'.*adam"),
+        ({"lr": 0}, "lr must be > 0"),
+        ({"weight_decay": -1}, "weight_decay"),
+        ({"warmup_epochs": -1}, "warmup_epochs"),
+        ({"label_smoothing": 1.0}, "label_smoothing"),
+        ({"mixup_alpha": -0.1}, "mixup_alpha"),
+        ({"mixup_prob": 2}, "mixup_prob"),
+        ({"num_classes": 1}, "num_classes"),
+        ({"optimizer": "sgd", "momentum": -1}, "momentum must be >= 0, got -1"),
+        ({"warmup_lr": -1}, "warmup_lr .* >= 0"),
+        ({"min_lr": -1}, "min_lr"),
+        ({"mixup_switch_prob": 1.5}, "mixup_switch_prob"),
+        ({"in_chans": 0}, "in_chans"),
+    ],
 )
 def test_out_of_range_hyperparameters(kwargs, message):
     with pytest.raises(ConfigError, match=message):
@@ -123,9 +156,9 @@ def test_per_step_warmup_then_cosine():
         scheduler.step_update(num_updates=step)
         lrs.append(optimizer.param_groups[0]["lr"])
     assert lrs[0] == pytest.approx(1e-6)
-    assert all(a < b for a, b in zip(lrs[:10], lrs[1:11]))  # linear warm-up over 10 steps
+    assert all(a < b for a, b in itertools.pairwise(lrs))  # linear warm-up over 10 steps
     assert lrs[10] == pytest.approx(1e-3) and max(lrs) == pytest.approx(1e-3)
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))  # cosine decay per step
+    assert all(a >= b for a, b in itertools.pairwise(lrs))  # cosine decay per step
     assert lrs[-1] == pytest.approx(1e-5, rel=0.05)
 
 

@@ -25,8 +25,13 @@ QUICKSTART = str(REPO / "configs/cifar10/quickstart.yaml")
 DOG = str(REPO / "configs/init/dog.yaml")
 
 
-@pytest.mark.parametrize("kwargs, message", [({"compile_mode": "fast"}, "unknown compile_mode 'fast'"),
-                                             ({"compile_backend": "inductr"}, "unknown compile_backend 'inductr'")])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"compile_mode": "fast"}, "unknown compile_mode 'fast'"),
+        ({"compile_backend": "inductr"}, "unknown compile_backend 'inductr'"),
+    ],
+)
 def test_bad_compile_options_are_config_errors(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         ImageClassifier(num_classes=10, image_size=32, compile=True, **kwargs)
@@ -61,18 +66,44 @@ def test_checkpoint_of_a_torch_compile_wrapper_loads(tmp_path):
     source = ImageClassifier(num_classes=10, image_size=32)
     state = {k.replace("model.", "model._orig_mod.", 1): v for k, v in source.state_dict().items()}
     path = tmp_path / "wrapped.ckpt"
-    torch.save({"state_dict": state, "hyper_parameters": dict(source.hparams), "pytorch-lightning_version": "2.6.0"}, path)
+    torch.save(
+        {"state_dict": state, "hyper_parameters": dict(source.hparams), "pytorch-lightning_version": "2.6.0"},
+        path,
+    )
     for compile in (False, True):
         loaded = ImageClassifier.load_from_checkpoint(path, compile=compile, compile_backend="aot_eager")
         torch.testing.assert_close(loaded.model.stem[0].weight, source.model.stem[0].weight)
 
 
 def _fit_cli(tmp_path: Path, cifar_root: Path, *extra: str) -> Path:
-    run.main(["fit", "--config", QUICKSTART, "--config", DOG, "--data.init_args.root", str(cifar_root),
-              "--data.init_args.batch_size", "16", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
-              "--trainer.limit_val_batches", "1", "--trainer.num_sanity_val_steps", "0",
-              "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.version", "0",
-              "--model.compile", "true", *extra])
+    run.main(
+        [
+            "fit",
+            "--config",
+            QUICKSTART,
+            "--config",
+            DOG,
+            "--data.init_args.root",
+            str(cifar_root),
+            "--data.init_args.batch_size",
+            "16",
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "2",
+            "--trainer.limit_val_batches",
+            "1",
+            "--trainer.num_sanity_val_steps",
+            "0",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.logger.init_args.version",
+            "0",
+            "--model.compile",
+            "true",
+            *extra,
+        ]
+    )
     return tmp_path / "logs" / "quickstart" / "dog" / "version_0"  # <recipe>/<init method>/<version>
 
 
@@ -89,7 +120,9 @@ def test_fit_with_compile_dog_init_snapshot_checkpoint_and_analyze(cifar_root, t
     # loadable without compile, strictly (same keys), and by run.py analyze
     plain = ImageClassifier.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt", compile=False)
     assert not hasattr(plain.model, "_compiled_call_impl") or plain.model._compiled_call_impl is None
-    run.main(["analyze", "--checkpoint", str(run_dir / "checkpoints" / "last.ckpt"), "--out", str(tmp_path / "an")])
+    run.main(
+        ["analyze", "--checkpoint", str(run_dir / "checkpoints" / "last.ckpt"), "--out", str(tmp_path / "an")]
+    )
     summary = json.loads((tmp_path / "an" / "summary.json").read_text())
     assert summary["kernels"] > 0 and summary["proportions"]["other"] < 0.1  # still DoG kernels after 2 steps
 
@@ -98,7 +131,26 @@ def test_fit_with_compile_dog_init_snapshot_checkpoint_and_analyze(cifar_root, t
 def test_fast_dev_run_with_the_inductor_backend(cifar_root, tmp_path, monkeypatch):
     """The default backend, code generation included (a C++ compiler on the CPU), on a tiny ConvMixer."""
     monkeypatch.chdir(tmp_path)
-    run.main(["fit", "--config", QUICKSTART, "--config", DOG, "--data.init_args.root", str(cifar_root),
-              "--data.init_args.batch_size", "16", "--trainer.fast_dev_run", "true",
-              "--trainer.enable_progress_bar", "false", "--model.compile", "true", "--model.model_name", "convmixer",
-              "--model.model_kwargs", "{dim: 16, depth: 1, kernel_size: 5, patch_size: 4}"])
+    run.main(
+        [
+            "fit",
+            "--config",
+            QUICKSTART,
+            "--config",
+            DOG,
+            "--data.init_args.root",
+            str(cifar_root),
+            "--data.init_args.batch_size",
+            "16",
+            "--trainer.fast_dev_run",
+            "true",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--model.compile",
+            "true",
+            "--model.model_name",
+            "convmixer",
+            "--model.model_kwargs",
+            "{dim: 16, depth: 1, kernel_size: 5, patch_size: 4}",
+        ]
+    )

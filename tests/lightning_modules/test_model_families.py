@@ -31,5 +31,9 @@ def test_family_trains_and_its_depthwise_layers_are_found(name, kwargs, size):
     loss = module.training_step((images, labels), 0)
     loss.backward()
     assert torch.isfinite(loss)
-    grads = [layer.weight.grad for name_, layer in module.model.named_modules() if name_ in {l.name for l in summary.layers}]
+    grads = [
+        layer.weight.grad
+        for name_, layer in module.model.named_modules()
+        if name_ in {l.name for l in summary.layers}
+    ]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)

@@ -40,11 +40,18 @@ def test_the_cost_model_follows_the_classifier():
     assert two < one + analysis_bytes([(16, 7, 7)]) // 2
 
 
-@pytest.mark.parametrize(("layers", "options", "message"), [
-    ([("big", 16, 201, 201)], {}, r"larger than 31x31 \(e.g. big \(201x201\)\).*--max-kernel-side"),
-    ([("l", 2, 3, 3)] * 1001, {}, "has 1,001 depthwise layers, beyond the 1,000 .*--max-layers"),
-    ([("big", 16, 51, 51)], {"max_kernel_side": 64, "max_memory": 2**30}, "about 2.4 GiB .* --max-memory"),
-])
+@pytest.mark.parametrize(
+    ("layers", "options", "message"),
+    [
+        ([("big", 16, 201, 201)], {}, r"larger than 31x31 \(e.g. big \(201x201\)\).*--max-kernel-side"),
+        ([("l", 2, 3, 3)] * 1001, {}, "has 1,001 depthwise layers, beyond the 1,000 .*--max-layers"),
+        (
+            [("big", 16, 51, 51)],
+            {"max_kernel_side": 64, "max_memory": 2**30},
+            "about 2.4 GiB .* --max-memory",
+        ),
+    ],
+)
 def test_each_bound_is_refused_with_its_option(layers, options, message):
     with pytest.raises(BudgetError, match=message):
         check_budget(layers, "the file", **options)
@@ -80,11 +87,22 @@ def test_analyze_stays_within_an_address_space_limit(tmp_path):
     ]
     argv = [json.dumps([*run, "--out", str(tmp_path / f"out{i}")]) for i, run in enumerate(runs)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, str(REPO / "tests/helpers/analyze_under_limit.py"), "2048", *argv],
-                            capture_output=True, text=True, timeout=300, env=env, cwd=REPO, check=False)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tests/helpers/analyze_under_limit.py"), "2048", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=REPO,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     outcomes = [json.loads(line) for line in result.stdout.splitlines()]
-    for outcome, expected in zip(outcomes[:4], ["--max-kernel-side", "--max-kernel-side", "--max-layers", "--max-memory"]):
-        assert outcome["code"] == 2 and outcome["err"].count("\n") == 1 and expected in outcome["err"], outcome
+    for outcome, expected in zip(
+        outcomes[:4], ["--max-kernel-side", "--max-kernel-side", "--max-layers", "--max-memory"]
+    ):
+        assert outcome["code"] == 2 and outcome["err"].count("\n") == 1 and expected in outcome["err"], (
+            outcome
+        )
     assert outcomes[4] == {"code": 0, "err": outcomes[4]["err"]} and "error" not in outcomes[4]["err"]
     assert not (tmp_path / "out2" / "layers").exists()  # refused before writing any per-layer file

@@ -12,13 +12,18 @@ from neural_echos.errors import ResumeError
 from neural_echos.tools.analyze import WEIGHTS, AnalysisError
 
 
-@pytest.mark.parametrize(("reader", "error"), [(CKPT_PATH, ResumeError), (CHECKPOINT, AnalysisError),
-                                               (WEIGHTS, AnalysisError)])
+@pytest.mark.parametrize(
+    ("reader", "error"), [(CKPT_PATH, ResumeError), (CHECKPOINT, AnalysisError), (WEIGHTS, AnalysisError)]
+)
 def test_every_reader_refuses_the_same_files_in_its_own_words(reader, error, tmp_path):
     (tmp_path / "empty.pt").write_bytes(b"")
     os.mkfifo(tmp_path / "pipe")
-    for name, message in [("missing.pt", "does not exist"), ("", "is a folder; pass"), ("empty.pt", "it is empty (0 bytes)"),
-                          ("pipe", "is not a file (a pipe or device)")]:
+    for name, message in [
+        ("missing.pt", "does not exist"),
+        ("", "is a folder; pass"),
+        ("empty.pt", "it is empty (0 bytes)"),
+        ("pipe", "is not a file (a pipe or device)"),
+    ]:
         with pytest.raises(error, match=f"{reader.what} .*{message.replace('(', '.').replace(')', '.')}"):
             check_file(tmp_path / name, reader)
     torch.save({"w": torch.zeros(2)}, tmp_path / "ok.pt")

@@ -208,7 +208,9 @@ def _sparse_safetensors(path, shape, dtype="F32", item_bytes=4):
     import struct
 
     n_bytes = math.prod(shape) * item_bytes
-    header = json.dumps({"blocks.0.conv_dw.weight": {"dtype": dtype, "shape": list(shape), "data_offsets": [0, n_bytes]}})
+    header = json.dumps(
+        {"blocks.0.conv_dw.weight": {"dtype": dtype, "shape": list(shape), "data_offsets": [0, n_bytes]}}
+    )
     header = header.encode() + b" " * (-len(header) % 8)
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(header)) + header)
@@ -222,7 +224,9 @@ def test_a_file_declaring_huge_kernels_is_refused_before_reading(tmp_path):
     path = _sparse_safetensors(tmp_path / "huge.safetensors", (60_000_000, 1, 3, 3))  # 2.16 GB declared
     assert os.stat(path).st_blocks * 512 < 1 << 20  # almost nothing on disk
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with pytest.raises(CheckpointError, match=r"declare 2,059.9 MiB of data, beyond the 256.0 MiB.*--max-bytes"):
+    with pytest.raises(
+        CheckpointError, match=r"declare 2,059.9 MiB of data, beyond the 256.0 MiB.*--max-bytes"
+    ):
         kernels_from_checkpoint(path)
     with pytest.raises(CheckpointError, match=r"--max-file-bytes"):
         read_checkpoint(path, max_file_bytes=2**30)  # the whole state dict (analyze --model)
@@ -247,18 +251,34 @@ def test_analyze_takes_the_bounds_from_its_flags(tmp_path, capsys):
 
     torch.save({"dw.weight": torch.randn(64, 1, 3, 3)}, tmp_path / "k.pt")
     with pytest.raises(SystemExit) as exit_info:
-        run.main(["analyze", "--checkpoint", str(tmp_path / "k.pt"), "--out", str(tmp_path / "out"), "--max-bytes", "1000"])
+        run.main(
+            [
+                "analyze",
+                "--checkpoint",
+                str(tmp_path / "k.pt"),
+                "--out",
+                str(tmp_path / "out"),
+                "--max-bytes",
+                "1000",
+            ]
+        )
     assert exit_info.value.code == 2
     assert "raise the bound with --max-bytes" in capsys.readouterr().err
 
 
 def test_non_finite_kernels_are_reported_by_layer(tmp_path):
-    state_dict = {"a.dw.weight": torch.randn(8, 1, 3, 3), "b.dw.weight": torch.randn(8, 1, 3, 3),
-                  "c.dw.weight": torch.randn(8, 1, 5, 5)}
+    state_dict = {
+        "a.dw.weight": torch.randn(8, 1, 3, 3),
+        "b.dw.weight": torch.randn(8, 1, 3, 3),
+        "c.dw.weight": torch.randn(8, 1, 5, 5),
+    }
     state_dict["a.dw.weight"][2, 0, 1, 1] = float("nan")
     state_dict["c.dw.weight"][0:3] = float("inf")
-    with pytest.raises(AnalysisError, match=r"2 of the 3 depthwise layers .* NaN or infinite values: a.dw \(1 of 8 kernels\), "
-                                            r"c.dw \(3 of 8 kernels\).*--layers"):
+    with pytest.raises(
+        AnalysisError,
+        match=r"2 of the 3 depthwise layers .* NaN or infinite values: a.dw \(1 of 8 kernels\), "
+        r"c.dw \(3 of 8 kernels\).*--layers",
+    ):
         kernels_from_state_dict(state_dict)
     assert [layer.name for layer in kernels_from_state_dict(state_dict, name_filter="^b")] == ["b.dw"]
     model = nn.Sequential(nn.Conv2d(4, 4, 3, groups=4))
@@ -274,7 +294,9 @@ def test_no_depthwise_kernel_counts_every_entry(tmp_path, suffix):
     state_dict = {f"layer{i}.conv.weight": torch.randn(4, 4, 3, 3) for i in range(100)}
     path = tmp_path / f"resnet{suffix}"
     (save_file if suffix == ".safetensors" else torch.save)(state_dict, str(path))
-    with pytest.raises(CheckpointError, match=r"no depthwise kernel .* among its 100 entries \(first tensors: layer"):
+    with pytest.raises(
+        CheckpointError, match=r"no depthwise kernel .* among its 100 entries \(first tensors: layer"
+    ):
         kernels_from_checkpoint(path)
 
 
@@ -307,7 +329,9 @@ def test_the_loader_itself_never_reaches_the_torchscript_loader(hostile_archive,
     from neural_echos import checkpoints
 
     archive, marker = hostile_archive
-    monkeypatch.setattr(checkpoints, "is_torchscript_archive", lambda *args, **kwargs: False)  # the content check
+    monkeypatch.setattr(
+        checkpoints, "is_torchscript_archive", lambda *args, **kwargs: False
+    )  # the content check
     with pytest.raises(CheckpointError, match="is a TorchScript archive"):
         read_checkpoint(archive)
     assert not marker.exists()
@@ -347,16 +371,27 @@ def test_a_state_dict_of_parameters_is_read(tmp_path):
     model = nn.Sequential(nn.Conv2d(8, 8, 3, groups=8), nn.Conv2d(8, 8, 5, groups=8))
     torch.save(dict(model.named_parameters()), tmp_path / "params.pt")
     layers = kernels_from_checkpoint(tmp_path / "params.pt")
-    assert [layer.name for layer in layers] == ["0", "1"] and not any(layer.kernels.requires_grad for layer in layers)
+    assert [layer.name for layer in layers] == ["0", "1"] and not any(
+        layer.kernels.requires_grad for layer in layers
+    )
     assert torch.equal(layers[1].kernels, model[1].weight.detach().reshape(8, 5, 5))
 
 
-@pytest.mark.parametrize(("make", "message"), [
-    (lambda w: w.to_sparse(), r"layer 0 of checkpoint .* is a sparse tensor \(torch.sparse_coo\).*to_dense"),
-    (lambda w: w.to("meta"), r"layer 0 of checkpoint .* is a meta tensor \(a shape without values\)"),
-    (lambda w: (w * 10).to(torch.int8), r"tensors of depthwise shape \[C, 1, k, k\] but of dtype int8 \(e.g. 0.weight"),
-    (lambda w: w > 0, r"but of dtype bool .* dequantize the weights"),
-])
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda w: w.to_sparse(),
+            r"layer 0 of checkpoint .* is a sparse tensor \(torch.sparse_coo\).*to_dense",
+        ),
+        (lambda w: w.to("meta"), r"layer 0 of checkpoint .* is a meta tensor \(a shape without values\)"),
+        (
+            lambda w: (w * 10).to(torch.int8),
+            r"tensors of depthwise shape \[C, 1, k, k\] but of dtype int8 \(e.g. 0.weight",
+        ),
+        (lambda w: w > 0, r"but of dtype bool .* dequantize the weights"),
+    ],
+)
 def test_sparse_meta_and_integer_kernels_are_one_error_naming_what(make, message, tmp_path):
     torch.save({"0.weight": make(torch.randn(8, 1, 3, 3)), "1.bias": torch.zeros(8)}, tmp_path / "k.pt")
     with pytest.raises(CheckpointError, match=message):

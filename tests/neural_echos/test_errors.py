@@ -8,7 +8,9 @@ import pytest
 from neural_echos.errors import ConfigError, user_error_message
 
 
-@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.ENOTDIR, errno.EFBIG])
+@pytest.mark.parametrize(
+    "code", [errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.ENOTDIR, errno.EFBIG]
+)
 def test_file_system_errors_are_user_errors(code):
     message = user_error_message(OSError(code, os.strerror(code), "/out/summary.json"))
     assert message is not None and "/out/summary.json" in message and "\n" not in message
@@ -43,14 +45,34 @@ def test_one_line_argument_parser(capsys, monkeypatch):
     parser.add_argument("--threshold")
     parser.add_argument("--max-bytes", type=positive_int)
     cases = [
-        (["x", "--treshold", "1"], ("error: unrecognized arguments: --treshold 1; did you mean --threshold? "
-                                   "(run `python run.py demo --help` for the options)")),
-        (["x", "--treshold=1", "--zzz"], "error: unrecognized arguments: --treshold=1 --zzz; did you mean --threshold?"),
-        (["x", "--zzz"], "error: unrecognized arguments: --zzz (run `python run.py demo --help` for the options)"),
+        (
+            ["x", "--treshold", "1"],
+            (
+                "error: unrecognized arguments: --treshold 1; did you mean --threshold? "
+                "(run `python run.py demo --help` for the options)"
+            ),
+        ),
+        (
+            ["x", "--treshold=1", "--zzz"],
+            "error: unrecognized arguments: --treshold=1 --zzz; did you mean --threshold?",
+        ),
+        (
+            ["x", "--zzz"],
+            "error: unrecognized arguments: --zzz (run `python run.py demo --help` for the options)",
+        ),
         ([], "error: the following arguments are required: path (run"),
-        (["x", "--max-bytes", "-5"], "error: argument --max-bytes: must be a positive whole number (at least 1), got -5"),
-        (["x", "--max-bytes", "0"], "error: argument --max-bytes: must be a positive whole number (at least 1), got 0"),
-        (["x", "--max-bytes", "1e3"], "error: argument --max-bytes: expected a positive whole number, got '1e3'"),
+        (
+            ["x", "--max-bytes", "-5"],
+            "error: argument --max-bytes: must be a positive whole number (at least 1), got -5",
+        ),
+        (
+            ["x", "--max-bytes", "0"],
+            "error: argument --max-bytes: must be a positive whole number (at least 1), got 0",
+        ),
+        (
+            ["x", "--max-bytes", "1e3"],
+            "error: argument --max-bytes: expected a positive whole number, got '1e3'",
+        ),
     ]
     for argv, message in cases:
         with pytest.raises(SystemExit) as exit_info:

@@ -28,9 +28,13 @@ def has_colour(image, rgb, at_least=10):
 @pytest.fixture(scope="module")
 def report_and_layers():
     g = torch.Generator().manual_seed(0)
-    dogs = dog_kernels(0.1 + 0.8 * torch.rand(200, generator=g), 7, on_center=torch.rand(200, generator=g) < 0.5)
-    layers = [LayerKernels("stages.0.dw", "k", torch.cat([dogs, torch.randn(120, 7, 7, generator=g)])),
-              LayerKernels("stages.1.dw", "k", torch.randn(40, 5, 5, generator=g))]
+    dogs = dog_kernels(
+        0.1 + 0.8 * torch.rand(200, generator=g), 7, on_center=torch.rand(200, generator=g) < 0.5
+    )
+    layers = [
+        LayerKernels("stages.0.dw", "k", torch.cat([dogs, torch.randn(120, 7, 7, generator=g)])),
+        LayerKernels("stages.1.dw", "k", torch.randn(40, 5, 5, generator=g)),
+    ]
     return get_classifier("kmeans").classify(layers), layers
 
 
@@ -52,7 +56,7 @@ def test_grid_has_title_legend_and_documented_width(report_and_layers):
     image = pictures[0][2]
     assert image.dtype == np.uint8 and image.shape[2] == 3 and image.shape[1] == WIDTH  # TensorBoard's card
     legend = legend_strip(report.detailed_classes, image.shape[1])  # frames: each kernel's taxonomy
-    assert np.array_equal(image[-legend.shape[0]:], legend)  # the legend strip closes the picture
+    assert np.array_equal(image[-legend.shape[0] :], legend)  # the legend strip closes the picture
     for name in ("on_center", "off_center"):  # frames in the grid
         assert has_colour(image[: -legend.shape[0]], CLASS_COLOURS[name])
     for name in report.detailed_classes:  # and a swatch of every class in the legend
@@ -82,7 +86,11 @@ def test_centroids_are_captioned_and_layers_image_has_a_row_per_layer(report_and
     assert centroids.shape[1] >= WIDTH
     layers = layer_shares_image(report).astype(int)
     row = FONT_SIZE + 6
-    assert layers.shape == (3 * row + len(report.layers) * row + 6, WIDTH, 3)  # title, key, header, a row each
+    assert layers.shape == (
+        3 * row + len(report.layers) * row + 6,
+        WIDTH,
+        3,
+    )  # title, key, header, a row each
     assert report.proportions([report.layers[0]])["on_center"] > 0.2
     assert report.proportions([report.layers[1]])["on_center"] == 0
 

@@ -147,7 +147,10 @@ def test_name_filter_restricts(convnext_atto):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"method": "gabor"}, r"unknown depthwise init method 'gabor'; choose one of .*dog, .*kaiming_normal"),
+        (
+            {"method": "gabor"},
+            r"unknown depthwise init method 'gabor'; choose one of .*dog, .*kaiming_normal",
+        ),
         ({"gamma_range": (-0.1, 0.5)}, r"must lie within \[0, 1\]"),
         ({"gamma_range": (0.2, 1.5)}, r"must lie within \[0, 1\]"),
         ({"gamma_range": (0.5, 0.5)}, "needs low < high"),
@@ -162,7 +165,10 @@ def test_name_filter_restricts(convnext_atto):
         ({"radius": "big"}, "radius must be None"),
         ({"seed": 1.5}, "seed must be an integer"),
         ({"foo": 1}, r"init method 'dog' takes the options gamma_range, .*; got unknown \['foo'\]"),
-        ({"method": "kaiming_normal", "scale": "unit"}, r"'kaiming_normal' takes no options; got unknown \['scale'\]"),
+        (
+            {"method": "kaiming_normal", "scale": "unit"},
+            r"'kaiming_normal' takes no options; got unknown \['scale'\]",
+        ),
         ({"method": "kaiming_uniform", "sigma": 1.0}, "takes no options"),
         ({"method": "torch_default", "gain": 1.0}, "takes no options"),
         ({"method": "gaussian_covariance", "scale": "unit"}, "choose one of kaiming, match"),
@@ -186,7 +192,13 @@ def test_bad_settings_error_clearly(kwargs, match):
 def test_registry_names_classes_and_configs():
     names = init_methods()  # (sorted; a new method joins by its file alone)
     assert list(names) == sorted(names) and set(names) >= {
-        "covariance_transfer", "dog", "gaussian_covariance", "kaiming_normal", "kaiming_uniform", "torch_default"}
+        "covariance_transfer",
+        "dog",
+        "gaussian_covariance",
+        "kaiming_normal",
+        "kaiming_uniform",
+        "torch_default",
+    }
     for name, cls in names.items():
         assert issubclass(cls, InitMethod) and cls.name == name and cls.__doc__
         assert method_name(cls.__name__) == method_name(f"{cls.__module__}.{cls.__qualname__}") == name
@@ -201,9 +213,14 @@ def test_a_method_by_class_or_by_name_is_the_same(convmixer):
     a = DoGInit(gamma_range=(0.0, 0.5), scale="kaiming").initialize(by_class, seed=4)
     b = initialize_depthwise(by_name, "dog", gamma_range=(0.0, 0.5), scale="kaiming", seed=4)
     assert a.to_dict() == b.to_dict()
-    assert all(torch.equal(x, y) for x, y in zip(depthwise_weights(by_class).values(), depthwise_weights(by_name).values()))
+    assert all(
+        torch.equal(x, y)
+        for x, y in zip(depthwise_weights(by_class).values(), depthwise_weights(by_name).values())
+    )
     assert create_init("dog", on_center_prob=1.0).settings()["on_center_prob"] == 1.0
-    c = initialize_depthwise(copy.deepcopy(convmixer), DoGInit(gamma_range=(0.0, 0.5), scale="kaiming"), seed=4)
+    c = initialize_depthwise(
+        copy.deepcopy(convmixer), DoGInit(gamma_range=(0.0, 0.5), scale="kaiming"), seed=4
+    )
     assert c.to_dict() == a.to_dict()
     with pytest.raises(ValueError, match="give the options of DoGInit"):
         initialize_depthwise(convmixer, DoGInit(), scale="kaiming")

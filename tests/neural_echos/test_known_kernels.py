@@ -45,7 +45,10 @@ def test_master_key_filters_7_and_8_are_on_center_1_to_6_are_not_and_negatives_f
         if expected:
             assert (names[i], names[8 + i]) == expected, i
         else:
-            assert names[i] not in ("on_center", "off_center") and names[8 + i] not in ("on_center", "off_center"), i
+            assert names[i] not in ("on_center", "off_center") and names[8 + i] not in (
+                "on_center",
+                "off_center",
+            ), i
 
 
 @pytest.mark.parametrize("k", [3, 5, 7])

@@ -13,12 +13,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_the_names_module_loads_neither_torch_nor_lightning():
     # loaded by path: the neural_echos package itself imports torch; this module must not
-    code = ("import importlib.util, sys; "
-            "spec = importlib.util.spec_from_file_location('logged_names', 'neural_echos/logged_names.py'); "
-            "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
-            "print(module.ACC, sorted(m for m in ('torch', 'lightning', 'numpy') if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
-                            check=True)
+    code = (
+        "import importlib.util, sys; "
+        "spec = importlib.util.spec_from_file_location('logged_names', 'neural_echos/logged_names.py'); "
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
+        "print(module.ACC, sorted(m for m in ('torch', 'lightning', 'numpy') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
     assert result.stdout.strip() == "val/acc1 []"
 
 
@@ -31,11 +34,18 @@ def test_class_names_are_the_classifiers_and_the_taxonomys():
 
 
 def test_the_writers_and_readers_spell_no_tag_of_their_own():
-    spelled = {"kernels/proportion", "kernels/chance/", "kernels/taxonomy", "\"init/method\"", "\"val/acc1\""}
-    for path in ("callbacks/kernel_snapshot.py", "callbacks/hparams_session.py",
-                 "callbacks/scalars_layout.py", "neural_echos/tools/report.py"):
-        code = [line for line in (REPO / path).read_text().splitlines()
-                if not line.lstrip().startswith(("#", "*", "``", "-")) and '"""' not in line]
+    spelled = {"kernels/proportion", "kernels/chance/", "kernels/taxonomy", '"init/method"', '"val/acc1"'}
+    for path in (
+        "callbacks/kernel_snapshot.py",
+        "callbacks/hparams_session.py",
+        "callbacks/scalars_layout.py",
+        "neural_echos/tools/report.py",
+    ):
+        code = [
+            line
+            for line in (REPO / path).read_text().splitlines()
+            if not line.lstrip().startswith(("#", "*", "``", "-")) and '"""' not in line
+        ]
         for tag in spelled:
             assert not any(tag in line and "``" not in line for line in code), (path, tag)
 

@@ -32,5 +32,9 @@ def test_the_kernel_maths_imports_no_lightning():
 
 def test_no_generic_top_level_import_names():
     generic = {"models", "tools", "plugins", "cli", "cli_configs", "utils", "data"}
-    ours = {p.stem for p in REPO.glob("*.py")} | {p.name for p in REPO.iterdir() if (p / "__init__.py").is_file()}
-    assert not ours & generic, f"top-level import names that collide with other packages: {sorted(ours & generic)}"
+    ours = {p.stem for p in REPO.glob("*.py")} | {
+        p.name for p in REPO.iterdir() if (p / "__init__.py").is_file()
+    }
+    assert not ours & generic, (
+        f"top-level import names that collide with other packages: {sorted(ours & generic)}"
+    )

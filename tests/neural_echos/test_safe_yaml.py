@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def alias_bomb(levels: int = 9) -> str:
-    """"Billion laughs": 9 levels of 9 aliases each, ~10^9 values in some 700 bytes."""
+    """ "Billion laughs": 9 levels of 9 aliases each, ~10^9 values in some 700 bytes."""
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels + 1)]
     return "\n".join(lines) + "\n"
@@ -46,7 +46,9 @@ def test_a_file_over_the_size_bound_is_refused_before_it_is_read(tmp_path, monke
         safe_yaml.check_text(path.read_text())
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs").rglob("*.yaml")), ids=lambda p: str(p.relative_to(REPO)))
+@pytest.mark.parametrize(
+    "path", sorted((REPO / "configs").rglob("*.yaml")), ids=lambda p: str(p.relative_to(REPO))
+)
 def test_the_projects_configs_read_as_safe_load_reads_them(path):
     assert safe_yaml.load_file(path) == yaml.safe_load(path.read_text())
 
@@ -58,4 +60,6 @@ def test_a_bound_error_is_a_yaml_error_so_report_skips_such_a_run(tmp_path):
     with pytest.raises(yaml.YAMLError, match="aliases expand"):
         _load_yaml(tmp_path / "hparams.yaml")
     (tmp_path / "hparams.yaml").write_text("model_name: !!python/name:os.system x\n")
-    assert _load_yaml(tmp_path / "hparams.yaml") == {"model_name": "x"}  # unknown tags still read as plain YAML
+    assert _load_yaml(tmp_path / "hparams.yaml") == {
+        "model_name": "x"
+    }  # unknown tags still read as plain YAML

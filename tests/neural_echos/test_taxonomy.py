@@ -23,8 +23,14 @@ def details(kernels, threshold=0.5):
 @given(seed=st.integers(0, 2**31 - 1), k=st.sampled_from([3, 5, 7]), scale=st.floats(1e-30, 1e30))
 def test_scale_never_changes_a_class_and_negation_only_swaps_on_and_off(seed, k, scale):
     g = torch.Generator().manual_seed(seed)
-    mix = torch.cat([torch.randn(20, k, k, generator=g),
-                     dog_kernels(0.2 + 0.6 * torch.rand(10, generator=g), k, on_center=torch.rand(10, generator=g) < 0.5)])
+    mix = torch.cat(
+        [
+            torch.randn(20, k, k, generator=g),
+            dog_kernels(
+                0.2 + 0.6 * torch.rand(10, generator=g), k, on_center=torch.rand(10, generator=g) < 0.5
+            ),
+        ]
+    )
     base = details(mix)
     assert np.array_equal(details(mix * scale), base)
     assert np.array_equal(details(-mix), SWAP[base])

@@ -18,7 +18,10 @@ REPO = Path(__file__).resolve().parents[2]
 def test_runs_as_a_file_from_the_repository_root():
     result = subprocess.run(
         [sys.executable, "scripts/classifier_calibration.py", "--kernels", "300", "--sizes", "5"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith(("| kmeans", "| template"))]
@@ -39,6 +42,8 @@ def test_kmeans_no_longer_counts_bars_as_center_surround(clusters):
     score alone, so it called 100 % of these bars on/off-center (a bar correlates up to 0.83 with a
     DoG and is antagonistic). Its per-kernel gate is now each kernel's own taxonomy, where a bar
     template fits a bar better than any DoG."""
-    report = get_classifier("kmeans", n_clusters=clusters).classify_kernels(bars(1000, 7, torch.Generator().manual_seed(7)))
+    report = get_classifier("kmeans", n_clusters=clusters).classify_kernels(
+        bars(1000, 7, torch.Generator().manual_seed(7))
+    )
     assert report.proportions()["on_center"] + report.proportions()["off_center"] <= 0.02
     assert report.detailed_proportions()["second_derivative"] >= 0.9

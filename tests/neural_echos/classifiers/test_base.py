@@ -160,7 +160,9 @@ def test_gaussian_kernels_are_on_off_at_most_alpha(method, k):
 
 @pytest.mark.parametrize("k", [5, 7, 9, 11])
 def test_dogs_with_noise_of_equal_energy_are_found_by_a_dog_only_bank(k):
-    direct = get_classifier("template", families=("dog",)).classify_kernels(dogs_plus_noise(k, 1500, 1.0, seed=k))
+    direct = get_classifier("template", families=("dog",)).classify_kernels(
+        dogs_plus_noise(k, 1500, 1.0, seed=k)
+    )
     assert on_off(direct.proportions()) >= 0.9
 
 
@@ -244,8 +246,12 @@ def test_fresh_timm_initialisations_are_at_chance(method, model_name):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_report_per_layer_per_size_with_chance_and_json(method):
-    big, _ = synthetic_kernels({"on_center": 350, "off_center": 250, "first_derivative": 250, "noise": 150},
-                               size=7, noise=0.3, seed=7)
+    big, _ = synthetic_kernels(
+        {"on_center": 350, "off_center": 250, "first_derivative": 250, "noise": 150},
+        size=7,
+        noise=0.3,
+        seed=7,
+    )
     small, _ = synthetic_kernels({"on_center": 30, "noise": 30}, size=3, noise=0.1, seed=8)
     layers = [
         LayerKernels("a", "a.weight", big[:500]),
@@ -259,7 +265,9 @@ def test_report_per_layer_per_size_with_chance_and_json(method):
     for shares in [report.proportions(), report.chance(), *(report.proportions([x]) for x in report.layers)]:
         assert sum(shares.values()) == pytest.approx(1.0)
     excess = report.excess()
-    assert excess["on_center"] == pytest.approx(report.proportions()["on_center"] - report.chance()["on_center"])
+    assert excess["on_center"] == pytest.approx(
+        report.proportions()["on_center"] - report.chance()["on_center"]
+    )
     assert {c.kernel_size for c in report.centroids} == {(7, 7), (3, 3)}
     assert sum(c.count for c in report.centroids) == 1060
     summary = json.loads(json.dumps(report.to_dict()))

@@ -15,7 +15,13 @@ from neural_echos.dog import dog_kernels
 from neural_echos.known_kernels import population
 from tests.neural_echos.synthetic import synthetic_kernels
 
-MIXTURE = {"on_center": 400, "off_center": 300, "first_derivative": 150, "second_derivative": 100, "noise": 50}
+MIXTURE = {
+    "on_center": 400,
+    "off_center": 300,
+    "first_derivative": 150,
+    "second_derivative": 100,
+    "noise": 50,
+}
 EDGES_AND_NOISE = {"on_center": 350, "off_center": 250, "first_derivative": 250, "noise": 150}
 
 
@@ -101,7 +107,9 @@ def test_the_null_is_classified_with_the_fitted_model_so_chance_is_not_zero_by_c
     the null kernels with the clusters fitted on the real ones gives a real chance share, which a
     population of pixel-permuted DoGs must match (it has no spatial layout left)."""
     g = torch.Generator().manual_seed(3)
-    dogs = dog_kernels(0.2 + 0.6 * torch.rand(2000, generator=g), 3, on_center=torch.rand(2000, generator=g) < 0.5)
+    dogs = dog_kernels(
+        0.2 + 0.6 * torch.rand(2000, generator=g), 3, on_center=torch.rand(2000, generator=g) < 0.5
+    )
     report = KMeansClassifier().classify_kernels(dogs)
     assert report.chance()["on_center"] > 0 and report.chance()["off_center"] > 0
     order = torch.rand(2000, 9, generator=g).argsort(dim=1)

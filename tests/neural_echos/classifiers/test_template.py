@@ -11,7 +11,13 @@ from neural_echos.classifiers import TemplateClassifier
 from neural_echos.taxonomy import DETAILED_CLASSES
 from tests.neural_echos.synthetic import synthetic_kernels
 
-MIXTURE = {"on_center": 400, "off_center": 300, "first_derivative": 150, "second_derivative": 100, "noise": 50}
+MIXTURE = {
+    "on_center": 400,
+    "off_center": 300,
+    "first_derivative": 150,
+    "second_derivative": 100,
+    "noise": 50,
+}
 EDGES_AND_NOISE = {"on_center": 350, "off_center": 250, "first_derivative": 250, "noise": 150}
 
 

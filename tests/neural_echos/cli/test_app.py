@@ -19,13 +19,33 @@ from neural_echos.cli import run_config, run_folders
 from tests.conftest import write_cifar10_tree
 
 REPO = Path(__file__).resolve().parents[3]
-TINY = ["--model.model_name", "convmixer", "--model.model_kwargs", "{dim: 16, depth: 2, kernel_size: 5, patch_size: 4}",
-        "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false", "--snapshot.every_n_epochs", "0"]
+TINY = [
+    "--model.model_name",
+    "convmixer",
+    "--model.model_kwargs",
+    "{dim: 16, depth: 2, kernel_size: 5, patch_size: 4}",
+    "--trainer.limit_train_batches",
+    "2",
+    "--trainer.limit_val_batches",
+    "1",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+    "--snapshot.every_n_epochs",
+    "0",
+]
 
 
 def _args(cifar_root: Path, *extra: str, version: str | None = "r") -> list[str]:
-    args = ["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), "--data.root", str(cifar_root), *TINY]
+    args = [
+        "fit",
+        "--config",
+        str(REPO / "configs/cifar10/quickstart.yaml"),
+        "--data.root",
+        str(cifar_root),
+        *TINY,
+    ]
     if version is not None:
         args += ["--trainer.logger.init_args.version", version]
     return [*args, *extra]
@@ -49,7 +69,9 @@ def trained(tmp_path_factory):
     cifar_root = write_cifar10_tree(root / "cifar10")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
-        cli.main(_args(cifar_root, "--trainer.max_epochs", "1", "--seed_everything", "3", "--data.batch_size", "8"))
+        cli.main(
+            _args(cifar_root, "--trainer.max_epochs", "1", "--seed_everything", "3", "--data.batch_size", "8")
+        )
     return root, cifar_root
 
 
@@ -80,17 +102,35 @@ def test_unset_settings_and_the_seed_come_from_the_checkpoint(run_copy, monkeypa
 
 def test_conflicting_settings_are_an_error_that_lists_them(run_copy, capsys):
     folder, cifar_root = run_copy
-    line = _error(capsys, _args(cifar_root, "--trainer.max_epochs", "2", "--ckpt_path", "last", "--model.lr", "1e-5",
-                                "--data.batch_size", "32", "--seed_everything", "5"))
+    line = _error(
+        capsys,
+        _args(
+            cifar_root,
+            "--trainer.max_epochs",
+            "2",
+            "--ckpt_path",
+            "last",
+            "--model.lr",
+            "1e-5",
+            "--data.batch_size",
+            "32",
+            "--seed_everything",
+            "5",
+        ),
+    )
     assert "model.lr 1e-05 (given) vs 0.002 (checkpoint)" in line
     assert "data.batch_size 32 (given) vs 8 (checkpoint)" in line and "seed_everything 5 (given) vs 3" in line
     assert f"--config {folder.resolve() / 'config.yaml'}" in line
-    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in folder.iterdir() if "resume" not in p.name)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        p.name for p in folder.iterdir() if "resume" not in p.name
+    )
 
 
 def test_the_runs_own_config_resumes_it(run_copy):
     folder, _ = run_copy
-    resumed = cli.main(["fit", "--config", str(folder / "config.yaml"), "--trainer.max_epochs", "2", "--ckpt_path", "last"])
+    resumed = cli.main(
+        ["fit", "--config", str(folder / "config.yaml"), "--trainer.max_epochs", "2", "--ckpt_path", "last"]
+    )
     assert resumed.trainer.global_step == 4
 
 
@@ -103,9 +143,22 @@ def test_a_runs_checkpoint_resumes_into_its_folder_when_no_version_is_given(run_
     assert resumed.trainer.global_step == 4 and Path(resumed.trainer.log_dir).resolve() == folder.resolve()
     assert (folder / "config.resume-1.yaml").is_file()
     assert sorted(p.name for p in folder.parent.iterdir()) == ["r"]  # no version_0 beside it
-    tested = cli.main(["test", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), "--data.root", str(cifar_root),
-                       *TINY, "--ckpt_path", str(ckpt)])
-    assert Path(tested.trainer.log_dir).resolve() == folder.resolve() and (folder / "config.test-1.yaml").is_file()
+    tested = cli.main(
+        [
+            "test",
+            "--config",
+            str(REPO / "configs/cifar10/quickstart.yaml"),
+            "--data.root",
+            str(cifar_root),
+            *TINY,
+            "--ckpt_path",
+            str(ckpt),
+        ]
+    )
+    assert (
+        Path(tested.trainer.log_dir).resolve() == folder.resolve()
+        and (folder / "config.test-1.yaml").is_file()
+    )
     assert sorted(p.name for p in folder.parent.iterdir()) == ["r"]
 
 
@@ -114,7 +167,9 @@ def test_a_checkpoint_outside_the_loggers_folders_starts_a_new_version(run_copy,
     elsewhere = tmp_path / "copied" / "last.ckpt"
     elsewhere.parent.mkdir()
     shutil.copy(folder / "checkpoints" / "last.ckpt", elsewhere)
-    resumed = cli.main(_args(cifar_root, "--trainer.max_epochs", "2", "--ckpt_path", str(elsewhere), version=None))
+    resumed = cli.main(
+        _args(cifar_root, "--trainer.max_epochs", "2", "--ckpt_path", str(elsewhere), version=None)
+    )
     assert resumed.trainer.global_step == 4 and Path(resumed.trainer.log_dir).name == "version_0"
     assert not (folder / "config.resume-1.yaml").exists()
 
@@ -124,14 +179,21 @@ def test_a_fixed_version_that_holds_a_run_refuses_a_fresh_fit(run_copy, capsys):
     before = sorted(p.name for p in folder.iterdir())
     line = _error(capsys, _args(cifar_root, "--trainer.max_epochs", "1"))
     assert "already holds a run" in line and "--ckpt_path last" in line
-    assert sorted(p.name for p in folder.iterdir()) == before  # nothing written into it, not even an event file
+    assert (
+        sorted(p.name for p in folder.iterdir()) == before
+    )  # nothing written into it, not even an event file
 
 
 def test_another_runs_checkpoint_cannot_resume_into_a_run_folder(run_copy, capsys):
     folder, cifar_root = run_copy
     other = folder.parent / "other"
     shutil.copytree(folder, other)
-    line = _error(capsys, _args(cifar_root, "--ckpt_path", str(other / "checkpoints" / "last.ckpt"), "--trainer.max_epochs", "2"))
+    line = _error(
+        capsys,
+        _args(
+            cifar_root, "--ckpt_path", str(other / "checkpoints" / "last.ckpt"), "--trainer.max_epochs", "2"
+        ),
+    )
     assert "is not one of its checkpoints" in line
 
 
@@ -147,20 +209,47 @@ def test_a_second_process_cannot_train_into_a_locked_run_folder(run_copy, capsys
 
 def test_ckpt_path_last_with_no_checkpoint_is_an_error(run_copy, capsys):
     _, cifar_root = run_copy
-    assert "no last checkpoint in" in _error(capsys, _args(cifar_root, "--ckpt_path", "last", version="never"))
-    assert "--trainer.logger.init_args.version is not set" in _error(capsys, _args(cifar_root, "--ckpt_path", "last", version=None))
+    assert "no last checkpoint in" in _error(
+        capsys, _args(cifar_root, "--ckpt_path", "last", version="never")
+    )
+    assert "--trainer.logger.init_args.version is not set" in _error(
+        capsys, _args(cifar_root, "--ckpt_path", "last", version=None)
+    )
     assert not (Path("logs/quickstart/none/never")).exists()
 
 
 def test_last_if_any_starts_a_run_then_resumes_it(cifar_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    first = cli.main(_args(cifar_root, "--trainer.max_epochs", "1", "--data.batch_size", "16", "--ckpt_path", "last-if-any",
-                           version="s"))
+    first = cli.main(
+        _args(
+            cifar_root,
+            "--trainer.max_epochs",
+            "1",
+            "--data.batch_size",
+            "16",
+            "--ckpt_path",
+            "last-if-any",
+            version="s",
+        )
+    )
     assert first.trainer.global_step == 2 and first.config.fit.ckpt_path is None
-    again = cli.main(_args(cifar_root, "--trainer.max_epochs", "2", "--data.batch_size", "16", "--ckpt_path", "last-if-any",
-                           version="s"))
+    again = cli.main(
+        _args(
+            cifar_root,
+            "--trainer.max_epochs",
+            "2",
+            "--data.batch_size",
+            "16",
+            "--ckpt_path",
+            "last-if-any",
+            version="s",
+        )
+    )
     assert again.trainer.global_step == 4
-    assert sorted(p.name for p in (tmp_path / "logs/quickstart/none/s").glob("config*.yaml")) == ["config.resume-1.yaml", "config.yaml"]
+    assert sorted(p.name for p in (tmp_path / "logs/quickstart/none/s").glob("config*.yaml")) == [
+        "config.resume-1.yaml",
+        "config.yaml",
+    ]
 
 
 def test_validate_in_a_run_folder_writes_its_own_config(run_copy):
@@ -174,9 +263,14 @@ def test_validate_in_a_run_folder_writes_its_own_config(run_copy):
 
 def test_a_fit_that_fails_at_start_leaves_no_run_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    line = _error(capsys, _args(tmp_path / "nowhere", "--data.download", "false", "--trainer.max_epochs", "1", version=None))
+    line = _error(
+        capsys,
+        _args(tmp_path / "nowhere", "--data.download", "false", "--trainer.max_epochs", "1", version=None),
+    )
     assert "CIFAR-10 root" in line
-    assert not (tmp_path / "logs" / "quickstart").exists() or not any((tmp_path / "logs" / "quickstart").iterdir())
+    assert not (tmp_path / "logs" / "quickstart").exists() or not any(
+        (tmp_path / "logs" / "quickstart").iterdir()
+    )
 
 
 def test_an_empty_training_set_is_an_error(tmp_path, monkeypatch, capsys):
@@ -205,8 +299,15 @@ def _bad_checkpoint(kind: str, folder: Path) -> Path:
 
 def test_any_datamodule_with_an_empty_training_set_is_an_error(cifar_root, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    args = _args(cifar_root, "--trainer.max_epochs", "1", "--data", "tests.helpers.empty_train_data.EmptyTrainingSet",
-                 "--data.root", str(cifar_root))
+    args = _args(
+        cifar_root,
+        "--trainer.max_epochs",
+        "1",
+        "--data",
+        "tests.helpers.empty_train_data.EmptyTrainingSet",
+        "--data.root",
+        str(cifar_root),
+    )
     assert "the training set is empty (0 batches)" in _error(capsys, args)
 
 
@@ -219,8 +320,13 @@ def test_config_yaml_is_never_overwritten_by_a_process_that_raced_for_it(tmp_pat
 
     (tmp_path / "config.yaml").write_text("seed_everything: 1\n")
     parser = SimpleNamespace(dump=lambda config, skip_none: "seed_everything: 2\n")
-    trainer = SimpleNamespace(is_global_zero=True, loggers=[object()], log_dir=str(tmp_path), default_root_dir=str(tmp_path),
-                              strategy=SimpleNamespace(broadcast=lambda value: value))
+    trainer = SimpleNamespace(
+        is_global_zero=True,
+        loggers=[object()],
+        log_dir=str(tmp_path),
+        default_root_dir=str(tmp_path),
+        strategy=SimpleNamespace(broadcast=lambda value: value),
+    )
     saver = run_config.RunConfig(parser, Namespace(ckpt_path=None))
     with pytest.raises(ResumeError, match="written by another process"):
         saver.setup(trainer, None, "fit")
@@ -232,8 +338,13 @@ def test_config_yaml_is_never_overwritten_by_a_process_that_raced_for_it(tmp_pat
 
 @pytest.mark.parametrize(
     ("kind", "message"),
-    [("missing", "does not exist"), ("folder", "is a folder; pass a .ckpt file"), ("empty", "is empty (0 bytes)"),
-     ("garbage", "not a zip archive"), ("state-dict", "not a Lightning checkpoint")],
+    [
+        ("missing", "does not exist"),
+        ("folder", "is a folder; pass a .ckpt file"),
+        ("empty", "is empty (0 bytes)"),
+        ("garbage", "not a zip archive"),
+        ("state-dict", "not a Lightning checkpoint"),
+    ],
 )
 def test_a_bad_ckpt_path_is_one_error_line(kind, message, tmp_path, cifar_root, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -249,7 +360,9 @@ def test_a_weights_only_checkpoint_cannot_resume_a_fit(run_copy, capsys):
     for key in ("optimizer_states", "lr_schedulers", "loops", "callbacks"):
         checkpoint.pop(key, None)
     torch.save(checkpoint, folder / "weights.ckpt")
-    assert "holds weights only" in _error(capsys, _args(cifar_root, "--ckpt_path", str(folder / "weights.ckpt"), version=None))
+    assert "holds weights only" in _error(
+        capsys, _args(cifar_root, "--ckpt_path", str(folder / "weights.ckpt"), version=None)
+    )
 
 
 @pytest.mark.slow
@@ -259,14 +372,48 @@ def test_sweep_resume_continues_a_sweep(tmp_path, cifar_root):
 
     def sweep(max_epochs: int, *options: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            ["bash", str(REPO / "scripts/sweep.sh"), "configs/experiments/cifar10/convmixer_256_8.yaml", "--inits", "dog",
-             "--seeds", "0", "--tag", "t", "--save-dir", str(logs), *options, "--", "--data.root", str(cifar_root),
-             "--data.download", "false", "--data.batch_size", "16", "--trainer.limit_train_batches", "2",
-             "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
-             "--trainer.enable_model_summary", "false", "--trainer.accelerator", "cpu", "--snapshot.every_n_epochs", "0",
-             "--model.model_kwargs", "{dim: 16, depth: 2, kernel_size: 5, patch_size: 4}",
-             "--trainer.max_epochs", str(max_epochs)],
-            cwd=REPO, capture_output=True, text=True, timeout=600)
+            [
+                "bash",
+                str(REPO / "scripts/sweep.sh"),
+                "configs/experiments/cifar10/convmixer_256_8.yaml",
+                "--inits",
+                "dog",
+                "--seeds",
+                "0",
+                "--tag",
+                "t",
+                "--save-dir",
+                str(logs),
+                *options,
+                "--",
+                "--data.root",
+                str(cifar_root),
+                "--data.download",
+                "false",
+                "--data.batch_size",
+                "16",
+                "--trainer.limit_train_batches",
+                "2",
+                "--trainer.limit_val_batches",
+                "1",
+                "--trainer.enable_progress_bar",
+                "false",
+                "--trainer.enable_model_summary",
+                "false",
+                "--trainer.accelerator",
+                "cpu",
+                "--snapshot.every_n_epochs",
+                "0",
+                "--model.model_kwargs",
+                "{dim: 16, depth: 2, kernel_size: 5, patch_size: 4}",
+                "--trainer.max_epochs",
+                str(max_epochs),
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
 
     first = sweep(1)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
@@ -284,33 +431,78 @@ def test_under_slurm_the_hpc_checkpoint_lives_in_the_run_folder(trained, tmp_pat
     monkeypatch.chdir(tmp_path)
     stale = next((root / "logs").rglob("last.ckpt"))
     shutil.copy(stale, tmp_path / "hpc_ckpt_1.ckpt")  # left in the submit directory by another job
-    job = {"SLURM_JOB_ID": "5123", "SLURM_JOB_NAME": "ne", "SLURM_NNODES": "1", "SLURM_NODELIST": "127.0.0.1",
-           "SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0",
-           "SLURM_NODEID": "0"}
+    job = {
+        "SLURM_JOB_ID": "5123",
+        "SLURM_JOB_NAME": "ne",
+        "SLURM_NNODES": "1",
+        "SLURM_NODELIST": "127.0.0.1",
+        "SLURM_NTASKS": "1",
+        "SLURM_NTASKS_PER_NODE": "1",
+        "SLURM_PROCID": "0",
+        "SLURM_LOCALID": "0",
+        "SLURM_NODEID": "0",
+    }
     for key, value in job.items():
         monkeypatch.setenv(key, value)
-    fit = cli.main(_args(cifar_root, "--trainer.max_epochs", "1", "--seed_everything", "3", "--data.batch_size", "8",
-                         version="slurm-5123"))
-    assert fit.trainer.ckpt_path is None and fit.trainer.global_step == 2  # a new run, not the stale checkpoint's
-    assert Path(fit.trainer.default_root_dir).resolve() == tmp_path / "logs" / "quickstart" / "none" / "slurm-5123"
+    fit = cli.main(
+        _args(
+            cifar_root,
+            "--trainer.max_epochs",
+            "1",
+            "--seed_everything",
+            "3",
+            "--data.batch_size",
+            "8",
+            version="slurm-5123",
+        )
+    )
+    assert (
+        fit.trainer.ckpt_path is None and fit.trainer.global_step == 2
+    )  # a new run, not the stale checkpoint's
+    assert (
+        Path(fit.trainer.default_root_dir).resolve()
+        == tmp_path / "logs" / "quickstart" / "none" / "slurm-5123"
+    )
 
 
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        (["--init.method", "DogInit"], "--init.method: unknown class 'DogInit'; did you mean DoGInit? choose one of "),
+        (
+            ["--init.method", "DogInit"],
+            "--init.method: unknown class 'DogInit'; did you mean DoGInit? choose one of ",
+        ),
         (["--init.method", "dog"], "--init.method: unknown class 'dog'; did you mean DoGInit?"),
-        (["--snapshot.classifier", "TemplateClassifer"],
-         ("--snapshot.classifier: unknown class 'TemplateClassifer'; did you mean TemplateClassifier? choose one of "
-          "KMeansClassifier, TemplateClassifier")),
-        (["--init.method", "DoGInit", "--init.method.scale", "big"],
-         ("--init.method.scale (DoGInit): Expected a typing.Literal['unit', 'kaiming', 'match']. Got value: big "
-          "(run `python run.py fit --init.method.help DoGInit` for its options)")),
-        (["--init.method", "DoGInit", "--init.method.gain", "2"], "--init.method (DoGInit): Option 'gain' is not accepted"),
-        (["--data.nosuch", "1"], ("--data (CIFAR10DataModule): Option 'nosuch' is not accepted (run `python run.py fit "
-                                  "--data.help CIFAR10DataModule` for its options)")),
-        (["--config", str(REPO / "configs/init/covariance_transfer.yaml")],
-         "--init.method (CovarianceTransferInit): the following arguments are required: checkpoint"),
+        (
+            ["--snapshot.classifier", "TemplateClassifer"],
+            (
+                "--snapshot.classifier: unknown class 'TemplateClassifer'; did you mean "
+                "TemplateClassifier? choose one of "
+                "KMeansClassifier, TemplateClassifier"
+            ),
+        ),
+        (
+            ["--init.method", "DoGInit", "--init.method.scale", "big"],
+            (
+                "--init.method.scale (DoGInit): Expected a typing.Literal['unit', 'kaiming', 'match']. Got value: big "
+                "(run `python run.py fit --init.method.help DoGInit` for its options)"
+            ),
+        ),
+        (
+            ["--init.method", "DoGInit", "--init.method.gain", "2"],
+            "--init.method (DoGInit): Option 'gain' is not accepted",
+        ),
+        (
+            ["--data.nosuch", "1"],
+            (
+                "--data (CIFAR10DataModule): Option 'nosuch' is not accepted (run `python run.py fit "
+                "--data.help CIFAR10DataModule` for its options)"
+            ),
+        ),
+        (
+            ["--config", str(REPO / "configs/init/covariance_transfer.yaml")],
+            "--init.method (CovarianceTransferInit): the following arguments are required: checkpoint",
+        ),
     ],
 )
 def test_errors_of_class_valued_options_say_what_is_wrong(cifar_root, capsys, extra, expected):
@@ -332,7 +524,9 @@ def test_a_misspelt_option_gets_a_did_you_mean(cifar_root, capsys):
 
 
 @pytest.mark.parametrize("weights_only", ["true", "false"])
-def test_a_torchscript_ckpt_path_is_refused_and_runs_nothing(weights_only, tmp_path, cifar_root, capsys, monkeypatch):
+def test_a_torchscript_ckpt_path_is_refused_and_runs_nothing(
+    weights_only, tmp_path, cifar_root, capsys, monkeypatch
+):
     from tests.hostile_files import check_archive_runs_code, torchscript_archive
 
     monkeypatch.chdir(tmp_path)
@@ -343,14 +537,21 @@ def test_a_torchscript_ckpt_path_is_refused_and_runs_nothing(weights_only, tmp_p
     assert not (tmp_path / "marker").exists()
 
 
-def test_a_torchscript_checkpoint_of_the_covariance_transfer_init_runs_nothing(tmp_path, cifar_root, capsys, monkeypatch):
+def test_a_torchscript_checkpoint_of_the_covariance_transfer_init_runs_nothing(
+    tmp_path, cifar_root, capsys, monkeypatch
+):
     from tests.hostile_files import check_archive_runs_code, torchscript_archive
 
     monkeypatch.chdir(tmp_path)
     archive = torchscript_archive(tmp_path / "trained.ckpt", tmp_path / "marker")
     check_archive_runs_code(archive, tmp_path / "marker")
-    args = _args(cifar_root, "--config", str(REPO / "configs/init/covariance_transfer.yaml"),
-                 "--init.method.init_args.checkpoint", str(archive))
+    args = _args(
+        cifar_root,
+        "--config",
+        str(REPO / "configs/init/covariance_transfer.yaml"),
+        "--init.method.init_args.checkpoint",
+        str(archive),
+    )
     assert "is a TorchScript archive" in _error(capsys, args)
     assert not (tmp_path / "marker").exists()
 
@@ -371,19 +572,44 @@ def test_a_datamodule_named_by_a_checkpoint_is_never_imported(run_copy, capsys, 
 
 # ---------------------------------------------------------------- issue 19 item 3: a resume never relabels a run
 
+
 def test_the_checkpoint_records_the_init_and_a_resume_under_another_init_is_an_error(run_copy, capsys):
     folder, cifar_root = run_copy
     ckpt = folder / "checkpoints" / "last.ckpt"
     record = torch.load(ckpt, weights_only=True)["callbacks"]["DepthwiseInit"]
     assert record == {"method": "none", "settings": {}, "name_filter": None, "seed": None, "freeze": False}
-    line = _error(capsys, _args(cifar_root, "--config", str(REPO / "configs/init/dog.yaml"), "--trainer.max_epochs", "2",
-                                "--ckpt_path", str(ckpt), version=None))
+    line = _error(
+        capsys,
+        _args(
+            cifar_root,
+            "--config",
+            str(REPO / "configs/init/dog.yaml"),
+            "--trainer.max_epochs",
+            "2",
+            "--ckpt_path",
+            str(ckpt),
+            version=None,
+        ),
+    )
     assert "init.method dog (given) vs none (checkpoint)" in line
-    line = _error(capsys, _args(cifar_root, "--init.seed", "7", "--trainer.max_epochs", "2", "--ckpt_path", "last"))
+    line = _error(
+        capsys, _args(cifar_root, "--init.seed", "7", "--trainer.max_epochs", "2", "--ckpt_path", "last")
+    )
     assert "init.seed 7 (given) vs None (checkpoint)" in line
     # a trained run resumed with frozen depthwise weights would file it as a control (and vice versa)
-    line = _error(capsys, _args(cifar_root, "--init.freeze", "true", "--trainer.max_epochs", "2",
-                                "--ckpt_path", str(ckpt), version=None))
+    line = _error(
+        capsys,
+        _args(
+            cifar_root,
+            "--init.freeze",
+            "true",
+            "--trainer.max_epochs",
+            "2",
+            "--ckpt_path",
+            str(ckpt),
+            version=None,
+        ),
+    )
     assert "init.freeze True (given) vs False (checkpoint)" in line
     assert not Path("logs/quickstart/dog").exists() and not list(folder.glob("config.resume-*.yaml"))
 
@@ -397,14 +623,33 @@ def test_a_dog_run_resumed_without_its_init_config_is_an_error(cifar_root, tmp_p
     steps = cli.main(_args(cifar_root, *dog, "--trainer.max_epochs", "1", version=None)).trainer.global_step
     ckpt = tmp_path / "logs/quickstart/dog/version_0/checkpoints/last.ckpt"
     assert torch.load(ckpt, weights_only=True)["callbacks"]["DepthwiseInit"]["method"] == "dog"
-    line = _error(capsys, _args(cifar_root, "--trainer.max_epochs", "2", "--ckpt_path", str(ckpt), version=None))
+    line = _error(
+        capsys, _args(cifar_root, "--trainer.max_epochs", "2", "--ckpt_path", str(ckpt), version=None)
+    )
     assert "init.method none (given) vs dog (checkpoint)" in line
-    line = _error(capsys, _args(cifar_root, *dog, "--init.method.scale", "match", "--trainer.max_epochs", "2",
-                                "--ckpt_path", str(ckpt), version=None))
+    line = _error(
+        capsys,
+        _args(
+            cifar_root,
+            *dog,
+            "--init.method.scale",
+            "match",
+            "--trainer.max_epochs",
+            "2",
+            "--ckpt_path",
+            str(ckpt),
+            version=None,
+        ),
+    )
     assert "init.method.scale 'match' (given) vs" in line
     assert not (tmp_path / "logs/quickstart/none").exists()
-    resumed = cli.main(_args(cifar_root, *dog, "--trainer.max_epochs", "2", "--ckpt_path", str(ckpt), version=None))
-    assert resumed.trainer.global_step == 2 * steps and Path(resumed.trainer.log_dir).resolve() == ckpt.parents[1].resolve()
+    resumed = cli.main(
+        _args(cifar_root, *dog, "--trainer.max_epochs", "2", "--ckpt_path", str(ckpt), version=None)
+    )
+    assert (
+        resumed.trainer.global_step == 2 * steps
+        and Path(resumed.trainer.log_dir).resolve() == ckpt.parents[1].resolve()
+    )
 
 
 def test_a_resume_under_another_run_name_continues_in_the_checkpoints_folder(run_copy):
@@ -412,16 +657,35 @@ def test_a_resume_under_another_run_name_continues_in_the_checkpoints_folder(run
     checkpoint's, not a new <recipe name>/<init>/version_N."""
     folder, cifar_root = run_copy
     ckpt = folder / "checkpoints" / "last.ckpt"
-    resumed = cli.main(_args(cifar_root, "--trainer.logger.init_args.name", "ctrlc", "--trainer.max_epochs", "2",
-                             "--ckpt_path", str(ckpt), version=None))
+    resumed = cli.main(
+        _args(
+            cifar_root,
+            "--trainer.logger.init_args.name",
+            "ctrlc",
+            "--trainer.max_epochs",
+            "2",
+            "--ckpt_path",
+            str(ckpt),
+            version=None,
+        )
+    )
     assert resumed.trainer.global_step == 4 and Path(resumed.trainer.log_dir).resolve() == folder.resolve()
     assert (folder / "config.resume-1.yaml").is_file() and not Path("logs/ctrlc").exists()
 
 
 def test_a_resume_into_another_fixed_version_is_refused(run_copy, capsys):
     folder, cifar_root = run_copy
-    line = _error(capsys, _args(cifar_root, "--trainer.max_epochs", "2", "--ckpt_path",
-                                str(folder / "checkpoints" / "last.ckpt"), version="elsewhere"))
+    line = _error(
+        capsys,
+        _args(
+            cifar_root,
+            "--trainer.max_epochs",
+            "2",
+            "--ckpt_path",
+            str(folder / "checkpoints" / "last.ckpt"),
+            version="elsewhere",
+        ),
+    )
     assert "belongs to run folder" in line and "Drop --trainer.logger.init_args.version" in line
     assert not Path("logs/quickstart/none/elsewhere").exists()
 
@@ -433,13 +697,20 @@ def test_with_the_logger_off_a_fit_never_overwrites_a_checkpoint(cifar_root, tmp
     last = tmp_path / "checkpoints" / "last.ckpt"
     before = last.read_bytes()
     line = _error(capsys, _args(cifar_root, *off, "--trainer.max_epochs", "1", version=None))
-    assert f"{str(last)!r} already exists" in line and f"--ckpt_path {last}" in line and "--trainer.default_root_dir" in line
+    assert (
+        f"{str(last)!r} already exists" in line
+        and f"--ckpt_path {last}" in line
+        and "--trainer.default_root_dir" in line
+    )
     assert last.read_bytes() == before
-    resumed = cli.main(_args(cifar_root, *off, "--trainer.max_epochs", "2", "--ckpt_path", str(last), version=None))
+    resumed = cli.main(
+        _args(cifar_root, *off, "--trainer.max_epochs", "2", "--ckpt_path", str(last), version=None)
+    )
     assert resumed.trainer.global_step == 2 * steps
 
 
 # ---------------------------------------------------------------- issue 19 item 5: YAML read within bounds
+
 
 def test_a_yaml_alias_bomb_or_deep_nesting_is_one_error_line(cifar_root, tmp_path, capsys):
     from tests.neural_echos.test_safe_yaml import alias_bomb
@@ -448,12 +719,15 @@ def test_a_yaml_alias_bomb_or_deep_nesting_is_one_error_line(cifar_root, tmp_pat
     (tmp_path / "deep.yaml").write_text("model:\n  model_kwargs: " + "[" * 5000 + "]" * 5000 + "\n")
     line = _error(capsys, _args(cifar_root, "--config", str(tmp_path / "bomb.yaml")))
     assert f"config file {str(tmp_path / 'bomb.yaml')!r} is refused: its aliases expand" in line
-    assert "nests deeper than 64 levels" in _error(capsys, _args(cifar_root, "--config", str(tmp_path / "deep.yaml")))
+    assert "nests deeper than 64 levels" in _error(
+        capsys, _args(cifar_root, "--config", str(tmp_path / "deep.yaml"))
+    )
     inline = "{" + alias_bomb().strip().replace("\n", ", ") + "}"
     assert "aliases expand" in _error(capsys, _args(cifar_root, "--model.model_kwargs", inline))
 
 
 # ---------------------------------------------------------------- issue 21 item 3: frozen depthwise controls
+
 
 def test_a_frozen_master_key_run_starts_from_its_config_and_resumes_frozen(cifar_root, tmp_path, monkeypatch):
     """run.py fit with configs/init/master_key.yaml and --init.freeze true: its own run folder
@@ -477,13 +751,20 @@ def test_a_frozen_master_key_run_starts_from_its_config_and_resumes_frozen(cifar
     assert yaml.safe_load((folder / "hparams.yaml").read_text())["init/freeze"] is True
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    (["--init.freeze", "maybe"], 'Parser key "init.freeze": Expected a <class \'bool\'>'),
-    (["--config", str(REPO / "configs/init/master_key.yaml"), "--init.method.filters", "[9]"],
-     "filters must be a non-empty list of master key filter numbers 1-8; got [9]"),
-    (["--config", str(REPO / "configs/init/impulse.yaml"), "--init.method.noise", "-1"],
-     "noise is the random part's size relative to the impulse and must be a number >= 0"),
-])
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--init.freeze", "maybe"], "Parser key \"init.freeze\": Expected a <class 'bool'>"),
+        (
+            ["--config", str(REPO / "configs/init/master_key.yaml"), "--init.method.filters", "[9]"],
+            "filters must be a non-empty list of master key filter numbers 1-8; got [9]",
+        ),
+        (
+            ["--config", str(REPO / "configs/init/impulse.yaml"), "--init.method.noise", "-1"],
+            "noise is the random part's size relative to the impulse and must be a number >= 0",
+        ),
+    ],
+)
 def test_bad_control_settings_are_one_line_errors(cifar_root, tmp_path, monkeypatch, capsys, extra, message):
     monkeypatch.chdir(tmp_path)
     assert message in _error(capsys, _args(cifar_root, *extra, "--trainer.max_epochs", "1"))
@@ -492,10 +773,14 @@ def test_bad_control_settings_are_one_line_errors(cifar_root, tmp_path, monkeypa
 @pytest.mark.parametrize(
     ("args", "suggestion"),
     [
-        (["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), "--trainer.max_epoch", "2"],
-         "unrecognized arguments: --trainer.max_epoch 2; did you mean --trainer.max_epochs?"),
-        (["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), "--trainer.max_epoch=2"],
-         "did you mean --trainer.max_epochs?"),
+        (
+            ["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), "--trainer.max_epoch", "2"],
+            "unrecognized arguments: --trainer.max_epoch 2; did you mean --trainer.max_epochs?",
+        ),
+        (
+            ["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), "--trainer.max_epoch=2"],
+            "did you mean --trainer.max_epochs?",
+        ),
         (["analyze", "--model", "convnext_tiny", "--thresh", "0.6"], "did you mean --threshold?"),
         (["report", "logs", "--ou", "x"], "did you mean --out?"),
     ],
@@ -511,10 +796,17 @@ def test_checkpoint_names_count_epochs_from_one_and_keep_modelcheckpoints_state_
 
     from neural_echos.cli.app import BestCheckpoint
 
-    settings = {"dirpath": tmp_path, "monitor": "val/acc1", "mode": "max", "auto_insert_metric_name": False,
-                "filename": "best-epoch{epoch:03d}-acc{val/acc1:.4f}"}
+    settings = {
+        "dirpath": tmp_path,
+        "monitor": "val/acc1",
+        "mode": "max",
+        "auto_insert_metric_name": False,
+        "filename": "best-epoch{epoch:03d}-acc{val/acc1:.4f}",
+    }
     ours, lightnings = BestCheckpoint(**settings), ModelCheckpoint(**settings)
     metrics = {"epoch": torch.tensor(0), "val/acc1": torch.tensor(0.25)}
-    assert Path(ours.format_checkpoint_name(metrics)).name == "best-epoch001-acc0.2500.ckpt"  # the first epoch
+    assert (
+        Path(ours.format_checkpoint_name(metrics)).name == "best-epoch001-acc0.2500.ckpt"
+    )  # the first epoch
     assert Path(lightnings.format_checkpoint_name(metrics)).name == "best-epoch000-acc0.2500.ckpt"
     assert ours.state_key == lightnings.state_key  # runs saved before resume with their best score

@@ -11,9 +11,9 @@ import pytest
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from neural_echos.cli import atomic_checkpoint_io as atomic
 from neural_echos.cli.app import with_atomic_checkpoints
 from neural_echos.cli.atomic_checkpoint_io import AtomicCheckpointIO, CheckpointWriteError
-from neural_echos.cli import atomic_checkpoint_io as atomic
 
 REPO = Path(__file__).resolve().parents[3]
 HELPER = REPO / "tests" / "helpers" / "checkpoint_fault_run.py"
@@ -54,7 +54,9 @@ def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch, failin
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(atomic.os, failing, no_space)
-    with pytest.raises(CheckpointWriteError, match=r"No space left on device.*the previous last.ckpt is unchanged"):
+    with pytest.raises(
+        CheckpointWriteError, match=r"No space left on device.*the previous last.ckpt is unchanged"
+    ):
         io.save_checkpoint(_state(2.0), target)
     monkeypatch.undo()
     assert target.read_bytes() == before
@@ -62,7 +64,9 @@ def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch, failin
 
 
 def test_a_failed_first_save_says_nothing_was_written(tmp_path, monkeypatch):
-    monkeypatch.setattr(atomic.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.EDQUOT, "Disk quota exceeded")))
+    monkeypatch.setattr(
+        atomic.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.EDQUOT, "Disk quota exceeded"))
+    )
     with pytest.raises(CheckpointWriteError, match="Disk quota exceeded.*no checkpoint was written"):
         AtomicCheckpointIO().save_checkpoint(_state(1.0), tmp_path / "last.ckpt")
     assert list(tmp_path.iterdir()) == []
@@ -76,18 +80,47 @@ def test_the_plugin_is_set_by_default_but_never_over_a_users_checkpoint_io():
 
 
 def _fit(mode: str, cwd: Path, cifar_root: Path, tmpdir: Path, *extra: str) -> subprocess.CompletedProcess:
-    args = ["fit", "--config", str(REPO / "configs/cifar10/quickstart.yaml"), "--data.root", str(cifar_root),
-            "--data.batch_size", "16", "--model.model_name", "convmixer",
-            "--model.model_kwargs", "{dim: 256, depth: 2, kernel_size: 5, patch_size: 4}",
-            "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
-            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-            "--trainer.logger.init_args.version", "0", "--checkpoint.save_top_k", "0", "--snapshot.every_n_epochs", "0",
-            *extra]
+    args = [
+        "fit",
+        "--config",
+        str(REPO / "configs/cifar10/quickstart.yaml"),
+        "--data.root",
+        str(cifar_root),
+        "--data.batch_size",
+        "16",
+        "--model.model_name",
+        "convmixer",
+        "--model.model_kwargs",
+        "{dim: 256, depth: 2, kernel_size: 5, patch_size: 4}",
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.limit_train_batches",
+        "2",
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--trainer.logger.init_args.version",
+        "0",
+        "--checkpoint.save_top_k",
+        "0",
+        "--snapshot.every_n_epochs",
+        "0",
+        *extra,
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(tmpdir)}
     env.pop("NEURAL_ECHOS_TRACEBACK", None)
     # the fault hits the rewrite of last.ckpt at the end of the second epoch (epoch index 1)
-    return subprocess.run([sys.executable, str(HELPER), mode, "1", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(HELPER), mode, "1", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def _files(folder: Path) -> list[Path]:
@@ -109,7 +142,10 @@ def test_kills_and_a_full_disk_during_the_rewrite_of_last_ckpt_never_lose_it(tmp
 
         full = _fit("full-disk", tmp_path, cifar_root, tmpdir)
         assert full.returncode == 2, full.stderr[-3000:]
-        assert "error: cannot write checkpoint" in full.stderr and "the previous last.ckpt is unchanged" in full.stderr
+        assert (
+            "error: cannot write checkpoint" in full.stderr
+            and "the previous last.ckpt is unchanged" in full.stderr
+        )
         assert "Traceback" not in full.stderr
         first = torch.load(last, weights_only=True, map_location="cpu")
         assert first["global_step"] == 2  # the epoch-0 checkpoint, complete

@@ -35,11 +35,16 @@ def write(path: Path, text: str) -> str:
 
 
 def test_a_base_applies_first_relative_to_the_file(tmp_path):
-    write(tmp_path / "recipes" / "base.yaml", "trainer: {max_epochs: 100, devices: 8}\nmodel: {name: b, lr: 0.5}\n")
+    write(
+        tmp_path / "recipes" / "base.yaml",
+        "trainer: {max_epochs: 100, devices: 8}\nmodel: {name: b, lr: 0.5}\n",
+    )
     write(tmp_path / "group" / "extra.yaml", "model: {model_kwargs: {drop_path_rate: 0.1}}\n")
-    delta = write(tmp_path / "experiments" / "x" / "delta.yaml",
-                  "base: [../../recipes/base.yaml, ../../group/extra.yaml]\ntrainer: {max_epochs: 50}\n"
-                  "model: {model_kwargs: {kernel_sizes: 9}}\n")
+    delta = write(
+        tmp_path / "experiments" / "x" / "delta.yaml",
+        "base: [../../recipes/base.yaml, ../../group/extra.yaml]\ntrainer: {max_epochs: 50}\n"
+        "model: {model_kwargs: {kernel_sizes: 9}}\n",
+    )
     cfg = parser().parse_args(["--config", delta])
     assert (cfg.trainer.max_epochs, cfg.trainer.devices) == (50, 8)  # sections merge key by key
     assert (cfg.model.name, cfg.model.lr) == ("b", 0.5)
@@ -47,26 +52,37 @@ def test_a_base_applies_first_relative_to_the_file(tmp_path):
     # a chain of bases, and a file that is only a base
     only = write(tmp_path / "experiments" / "only.yaml", "base: x/delta.yaml\n")
     via_chain = parser().parse_args(["--config", only]).as_dict()
-    assert {k: v for k, v in via_chain.items() if k != "config"} == {k: v for k, v in cfg.as_dict().items() if k != "config"}
+    assert {k: v for k, v in via_chain.items() if k != "config"} == {
+        k: v for k, v in cfg.as_dict().items() if k != "config"
+    }
 
 
 def test_dicts_merge_across_config_files_as_on_the_command_line(tmp_path):
-    first = write(tmp_path / "a.yaml", "model: {model_kwargs: {drop_path_rate: 0.1, stem: {patch: 4, width: 8}}}\n")
+    first = write(
+        tmp_path / "a.yaml", "model: {model_kwargs: {drop_path_rate: 0.1, stem: {patch: 4, width: 8}}}\n"
+    )
     second = write(tmp_path / "b.yaml", "model: {model_kwargs: {kernel_sizes: 9, stem: {patch: 2}}}\n")
     from_files = parser().parse_args(["--config", first, "--config", second]).model.model_kwargs
     assert from_files == {"drop_path_rate": 0.1, "kernel_sizes": 9, "stem": {"patch": 2, "width": 8}}
-    on_the_line = parser().parse_args(["--config", first, "--model.model_kwargs.kernel_sizes", "9"]).model.model_kwargs
+    on_the_line = (
+        parser().parse_args(["--config", first, "--model.model_kwargs.kernel_sizes", "9"]).model.model_kwargs
+    )
     assert on_the_line["drop_path_rate"] == 0.1 and on_the_line["kernel_sizes"] == 9
     # null clears; a file that does not mention the dict keeps it
     cleared = write(tmp_path / "c.yaml", "model: {model_kwargs: null}\n")
     assert parser().parse_args(["--config", first, "--config", cleared]).model.model_kwargs is None
     other = write(tmp_path / "d.yaml", "model: {lr: 0.3}\n")
-    assert parser().parse_args(["--config", first, "--config", other]).model.model_kwargs["drop_path_rate"] == 0.1
+    assert (
+        parser().parse_args(["--config", first, "--config", other]).model.model_kwargs["drop_path_rate"]
+        == 0.1
+    )
 
 
 def test_class_sections_merge_init_args_and_reset_them_on_another_class(tmp_path):
     dog = write(tmp_path / "dog.yaml", "init: {method: {class_path: DoGInit, init_args: {scale: kaiming}}}\n")
-    on_only = write(tmp_path / "on.yaml", "init: {method: {class_path: DoGInit, init_args: {on_center_prob: 1.0}}}\n")
+    on_only = write(
+        tmp_path / "on.yaml", "init: {method: {class_path: DoGInit, init_args: {on_center_prob: 1.0}}}\n"
+    )
     kaiming = write(tmp_path / "k.yaml", "init: {method: {class_path: KaimingNormalInit}}\n")
     method = parser().parse_args(["--config", dog, "--config", on_only]).init.method
     assert (method.init_args.scale, method.init_args.on_center_prob) == ("kaiming", 1.0)
@@ -74,14 +90,20 @@ def test_class_sections_merge_init_args_and_reset_them_on_another_class(tmp_path
     assert method.class_path.endswith("KaimingNormalInit") and not method.get("init_args")
 
 
-@pytest.mark.parametrize(("files", "message"), [
-    ({"a.yaml": "base: nope.yaml\n"}, r"its base config 'nope.yaml' does not exist"),
-    ({"a.yaml": "base: b.yaml\n", "b.yaml": "base: a.yaml\n"}, "base configs form a loop"),
-    ({"a.yaml": "base: a.yaml\n"}, "base configs form a loop"),
-    ({"a.yaml": "base: {x: 1}\n"}, "must be a config file path or a list of them"),
-    ({"a.yaml": "base: b.yaml\nmodel: {learning_rate: 1}\n", "b.yaml": "model: {lr: 1}\n"}, "learning_rate"),
-    ({"a.yaml": "model: [unclosed\n"}, "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"a.yaml": "base: nope.yaml\n"}, r"its base config 'nope.yaml' does not exist"),
+        ({"a.yaml": "base: b.yaml\n", "b.yaml": "base: a.yaml\n"}, "base configs form a loop"),
+        ({"a.yaml": "base: a.yaml\n"}, "base configs form a loop"),
+        ({"a.yaml": "base: {x: 1}\n"}, "must be a config file path or a list of them"),
+        (
+            {"a.yaml": "base: b.yaml\nmodel: {learning_rate: 1}\n", "b.yaml": "model: {lr: 1}\n"},
+            "learning_rate",
+        ),
+        ({"a.yaml": "model: [unclosed\n"}, "not valid YAML"),
+    ],
+)
 def test_bad_files_are_parse_errors(tmp_path, files, message):
     for name, text in files.items():
         write(tmp_path / name, text)

@@ -27,7 +27,9 @@ def random_covariance(taps: int, seed: int) -> torch.Tensor:
     return a @ a.T / taps + 0.1 * torch.eye(taps, dtype=torch.float64)
 
 
-def kernels_from(cov: torch.Tensor, n: int, size: tuple[int, int], seed: int, scale: float = 1.0) -> torch.Tensor:
+def kernels_from(
+    cov: torch.Tensor, n: int, size: tuple[int, int], seed: int, scale: float = 1.0
+) -> torch.Tensor:
     """n kernels [n, 1, kh, kw] with covariance ``scale^2 cov`` (a stand-in for a trained layer)."""
     return (sample_gaussian(cov, n, torch.Generator().manual_seed(seed)) * scale).reshape(n, 1, *size)
 
@@ -71,7 +73,9 @@ def test_same_size_sigma_is_the_checkpoints_empirical_covariance(tmp_path):
 
 
 @settings(max_examples=6, deadline=None)
-@given(k=st.sampled_from([3, 5, 7]), seed=st.integers(0, 2**31), scale=st.sampled_from(["checkpoint", "kaiming"]))
+@given(
+    k=st.sampled_from([3, 5, 7]), seed=st.integers(0, 2**31), scale=st.sampled_from(["checkpoint", "kaiming"])
+)
 def test_samples_have_the_covariance_sigma(tmp_path_factory, k, seed, scale):
     """The initialised kernels' sample covariance matches Sigma (rescaled for 'kaiming') within
     sampling error, entry by entry."""
@@ -94,7 +98,9 @@ def test_samples_have_the_covariance_sigma(tmp_path_factory, k, seed, scale):
 def test_relative_depth_bins_pool_the_checkpoint_layers(tmp_path):
     """Four source layers, two bins: the early target layer takes layers 0-1, the late one 2-3."""
     cov = random_covariance(9, seed=3)
-    source = {f"stage.{i}.weight": kernels_from(cov, 50, (3, 3), seed=10 + i, scale=i + 1.0) for i in range(4)}
+    source = {
+        f"stage.{i}.weight": kernels_from(cov, 50, (3, 3), seed=10 + i, scale=i + 1.0) for i in range(4)
+    }
     path = save(tmp_path, source)
     method = CovarianceTransferInit(path, depth_bins=2)
     flat = {i: source[f"stage.{i}.weight"].reshape(50, 9).double() for i in range(4)}
@@ -104,7 +110,11 @@ def test_relative_depth_bins_pool_the_checkpoint_layers(tmp_path):
     torch.testing.assert_close(method.covariance((3, 3), 0.5)[0], late)
     torch.testing.assert_close(method.covariance((3, 3), 1.0)[0], late)
     summary = method.initialize(depthwise_model((64, (3, 3)), (64, (3, 3)), (64, (3, 3))), seed=0)
-    assert [(layer.source_bin, layer.n_source_kernels) for layer in summary.layers] == [(0, 100), (1, 100), (1, 100)]
+    assert [(layer.source_bin, layer.n_source_kernels) for layer in summary.layers] == [
+        (0, 100),
+        (1, 100),
+        (1, 100),
+    ]
     # the later layers were drawn at the larger scale of the later source layers
     assert summary.layers[0].std_after < summary.layers[2].std_after
     assert "source (size, bin, kernels)" in str(summary) and "3x3, 1, 100" in str(summary)
@@ -112,16 +122,24 @@ def test_relative_depth_bins_pool_the_checkpoint_layers(tmp_path):
 
 def test_a_size_missing_from_a_bin_takes_the_nearest_bin(tmp_path):
     cov5, cov3 = random_covariance(25, seed=4), random_covariance(9, seed=5)
-    path = save(tmp_path, {"a.weight": kernels_from(cov5, 40, (5, 5), seed=1),  # depth 0: bin 0 of 3
-                           "b.weight": kernels_from(cov3, 40, (3, 3), seed=2),
-                           "c.weight": kernels_from(cov3, 40, (3, 3), seed=3)})  # depth 1: bin 2
+    path = save(
+        tmp_path,
+        {
+            "a.weight": kernels_from(cov5, 40, (5, 5), seed=1),  # depth 0: bin 0 of 3
+            "b.weight": kernels_from(cov3, 40, (3, 3), seed=2),
+            "c.weight": kernels_from(cov3, 40, (3, 3), seed=3),
+        },
+    )  # depth 1: bin 2
     method = CovarianceTransferInit(path, depth_bins=3)
     assert method.covariance((5, 5), 1.0)[1:] == ((5, 5), 0, 40)
     assert method.covariance((3, 3), 0.0)[1:] == ((3, 3), 1, 40)  # b is at depth 0.5: bin 1
 
 
 def test_name_filter_keeps_the_depth_of_the_layers(tmp_path):
-    path = save(tmp_path, {f"l{i}.weight": kernels_from(random_covariance(9, i), 30, (3, 3), seed=i) for i in range(3)})
+    path = save(
+        tmp_path,
+        {f"l{i}.weight": kernels_from(random_covariance(9, i), 30, (3, 3), seed=i) for i in range(3)},
+    )
     method = CovarianceTransferInit(path, depth_bins=3)
     model = depthwise_model((16, (3, 3)), (16, (3, 3)), (16, (3, 3)))
     summary = method.initialize(model, seed=0, name_filter="^2$")  # the last layer only
@@ -146,8 +164,11 @@ def test_interpolation_matrix_is_align_corners_linear(k_in, k_out):
 
 
 @settings(max_examples=12, deadline=None)
-@given(src=st.tuples(st.integers(2, 7), st.integers(2, 7)), dst=st.tuples(st.integers(2, 11), st.integers(2, 11)),
-       seed=st.integers(0, 1000))
+@given(
+    src=st.tuples(st.integers(2, 7), st.integers(2, 7)),
+    dst=st.tuples(st.integers(2, 11), st.integers(2, 11)),
+    seed=st.integers(0, 1000),
+)
 def test_resized_sigma_is_the_covariance_of_bilinearly_resized_filters(tmp_path_factory, src, dst, seed):
     """Sigma' = M Sigma M^T equals (up to the kept mean tap variance) the empirical covariance of the
     checkpoint's filters resized with F.interpolate(bilinear, align_corners=True); it is a covariance."""
@@ -157,7 +178,9 @@ def test_resized_sigma_is_the_covariance_of_bilinearly_resized_filters(tmp_path_
     method = CovarianceTransferInit(save(tmp_path, {"dw.weight": kernels}), depth_bins=1)
     sigma, source_size, _, _ = method.covariance(dst, 0.0)
     assert source_size == src and sigma.shape == (dst[0] * dst[1],) * 2
-    resized = F.interpolate(kernels.double(), size=dst, mode="bilinear", align_corners=True).reshape(len(kernels), -1)
+    resized = F.interpolate(kernels.double(), size=dst, mode="bilinear", align_corners=True).reshape(
+        len(kernels), -1
+    )
     reference = torch.cov(resized.T)
     source = torch.cov(kernels.reshape(len(kernels), -1).double().T)
     reference = reference * (source.diagonal().mean() / reference.diagonal().mean())
@@ -168,8 +191,13 @@ def test_resized_sigma_is_the_covariance_of_bilinearly_resized_filters(tmp_path_
 
 
 def test_other_sizes_take_the_nearest_source_size(tmp_path):
-    path = save(tmp_path, {"a.weight": kernels_from(random_covariance(9, 0), 30, (3, 3), seed=1),
-                           "b.weight": kernels_from(random_covariance(49, 1), 80, (7, 7), seed=2)})
+    path = save(
+        tmp_path,
+        {
+            "a.weight": kernels_from(random_covariance(9, 0), 30, (3, 3), seed=1),
+            "b.weight": kernels_from(random_covariance(49, 1), 80, (7, 7), seed=2),
+        },
+    )
     method = CovarianceTransferInit(path, depth_bins=1)
     assert method.covariance((4, 4), 0.0)[1] == (3, 3)
     assert method.covariance((5, 5), 0.0)[1] == (7, 7)  # a tie: the larger
@@ -186,7 +214,9 @@ def test_other_sizes_take_the_nearest_source_size(tmp_path):
 def test_sampling_a_singular_covariance(tmp_path):
     """Fewer kernels than taps: Sigma is singular (Cholesky fails); the samples still follow it."""
     kernels = torch.randn(20, 1, 7, 7, generator=torch.Generator().manual_seed(0))
-    sigma = CovarianceTransferInit(save(tmp_path, {"dw.weight": kernels}), depth_bins=1).covariance((7, 7), 0.0)[0]
+    sigma = CovarianceTransferInit(save(tmp_path, {"dw.weight": kernels}), depth_bins=1).covariance(
+        (7, 7), 0.0
+    )[0]
     assert int(torch.linalg.matrix_rank(sigma)) == 19  # 20 kernels, mean removed
     assert int(torch.linalg.cholesky_ex(sigma).info) != 0
     n = 20000
@@ -220,15 +250,24 @@ def test_scale_match_keeps_each_layers_std(tmp_path):
 
 def test_summary_and_settings(tmp_path):
     path = save(tmp_path, {"dw.weight": kernels_from(random_covariance(9, 0), 60, (3, 3), seed=1)})
-    summary = initialize_depthwise(depthwise_model((16, (3, 3))), "covariance_transfer", checkpoint=path, seed=5)
+    summary = initialize_depthwise(
+        depthwise_model((16, (3, 3))), "covariance_transfer", checkpoint=path, seed=5
+    )
     data = summary.to_dict()
-    assert data["checkpoint"] == path and data["depth_bins"] == 3 and data["scale"] == "checkpoint" and data["seed"] == 5
+    assert (
+        data["checkpoint"] == path
+        and data["depth_bins"] == 3
+        and data["scale"] == "checkpoint"
+        and data["seed"] == 5
+    )
     assert data["layers"][0]["source_size"] == (3, 3) and data["n_initialized"] == 16
     assert not {"n_on", "gamma_mean"} & set(data)
 
 
 def test_missing_file_and_checkpoint_without_depthwise_kernels_are_clear_errors(tmp_path):
-    with pytest.raises(ConfigError, match=r"covariance_transfer init: checkpoint '.*nope.ckpt' does not exist"):
+    with pytest.raises(
+        ConfigError, match=r"covariance_transfer init: checkpoint '.*nope.ckpt' does not exist"
+    ):
         CovarianceTransferInit(str(tmp_path / "nope.ckpt"))
     plain = save(tmp_path, nn.Linear(4, 3).state_dict(), "linear.pt")
     with pytest.raises(ConfigError, match="covariance_transfer init: .* holds no depthwise kernel"):
@@ -239,11 +278,14 @@ def test_missing_file_and_checkpoint_without_depthwise_kernels_are_clear_errors(
         CovarianceTransferInit(str(broken))
 
 
-@pytest.mark.parametrize(("options", "match"), [
-    ({"depth_bins": 0}, "depth_bins must be an integer >= 1"),
-    ({"depth_bins": 1.5}, "depth_bins must be an integer >= 1"),
-    ({"scale": "unit"}, "choose one of checkpoint, kaiming, match"),
-])
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"depth_bins": 0}, "depth_bins must be an integer >= 1"),
+        ({"depth_bins": 1.5}, "depth_bins must be an integer >= 1"),
+        ({"scale": "unit"}, "choose one of checkpoint, kaiming, match"),
+    ],
+)
 def test_bad_options(tmp_path, options, match):
     path = save(tmp_path, {"dw.weight": torch.randn(4, 1, 3, 3)})
     with pytest.raises(ConfigError, match=match):

@@ -56,8 +56,12 @@ def test_center_with_noise_keeps_the_centre_dominant(k, noise, seed):
     others[:, k // 2, k // 2] = 0
     assert (centre > others.abs().flatten(1).max(1).values).all()
     if noise == 0:
-        assert torch.equal(weight, torch.zeros_like(weight).index_put_(
-            (torch.arange(64), torch.tensor(k // 2), torch.tensor(k // 2)), torch.tensor(1.0)))
+        assert torch.equal(
+            weight,
+            torch.zeros_like(weight).index_put_(
+                (torch.arange(64), torch.tensor(k // 2), torch.tensor(k // 2)), torch.tensor(1.0)
+            ),
+        )
 
 
 def test_noise_has_the_documented_size():
@@ -105,13 +109,16 @@ def test_float64_and_channels_last_layers_keep_their_dtype_and_layout():
     assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"position": "corner"}, "unknown position 'corner'"),
-    ({"scale": "xavier"}, "unknown scale 'xavier'"),
-    ({"noise": -0.1}, "noise is the random part's size"),
-    ({"noise": float("nan")}, "noise is the random part's size"),
-    ({"noise": True}, "noise is the random part's size"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"position": "corner"}, "unknown position 'corner'"),
+        ({"scale": "xavier"}, "unknown scale 'xavier'"),
+        ({"noise": -0.1}, "noise is the random part's size"),
+        ({"noise": float("nan")}, "noise is the random part's size"),
+        ({"noise": True}, "noise is the random part's size"),
+    ],
+)
 def test_bad_options_say_what_to_use(options, message):
     with pytest.raises(ConfigError, match=message):
         create_init("impulse", **options)

@@ -52,8 +52,9 @@ def test_7x7_is_exact_up_to_one_factor_per_layer(flip_prob, seed, scale):
     factor = kernels.flatten(1).norm(dim=1)  # the filters have unit norm: the common factor
     torch.testing.assert_close(factor, factor[:1].expand_as(factor), rtol=1e-6, atol=0)
     index, sign = which_filter(kernels, master_key_filters())
-    torch.testing.assert_close(kernels, master_key_filters()[index] * (sign * factor)[:, None, None].float(),
-                               rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(
+        kernels, master_key_filters()[index] * (sign * factor)[:, None, None].float(), rtol=1e-6, atol=1e-7
+    )
     target = math.sqrt(2 / 49) if scale == "kaiming" else before
     assert kernels.double().std(correction=0).item() == pytest.approx(target, rel=1e-4)  # zero-sum: std = rms
 
@@ -104,15 +105,18 @@ def test_seeds_reproduce_and_the_global_rng_is_untouched():
     assert torch.equal(a[0].weight, b[0].weight) and not torch.equal(a[0].weight, c[0].weight)
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"filters": []}, "non-empty list of master key filter numbers 1-8"),
-    ({"filters": [0, 7]}, "non-empty list of master key filter numbers 1-8"),
-    ({"filters": [9]}, "non-empty list of master key filter numbers 1-8"),
-    ({"filters": ["a"]}, "non-empty list of master key filter numbers 1-8"),
-    ({"filters": [7, 7]}, "lists a master key filter twice"),
-    ({"flip_prob": 1.5}, "flip_prob is the probability"),
-    ({"scale": "paper"}, "unknown scale 'paper'"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"filters": []}, "non-empty list of master key filter numbers 1-8"),
+        ({"filters": [0, 7]}, "non-empty list of master key filter numbers 1-8"),
+        ({"filters": [9]}, "non-empty list of master key filter numbers 1-8"),
+        ({"filters": ["a"]}, "non-empty list of master key filter numbers 1-8"),
+        ({"filters": [7, 7]}, "lists a master key filter twice"),
+        ({"flip_prob": 1.5}, "flip_prob is the probability"),
+        ({"scale": "paper"}, "unknown scale 'paper'"),
+    ],
+)
 def test_bad_options_say_what_to_use(options, message):
     with pytest.raises(ConfigError, match=message):
         create_init("master_key", **options)

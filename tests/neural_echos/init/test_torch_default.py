@@ -25,7 +25,9 @@ def test_is_what_nn_conv2d_draws_for_the_same_seed():
     TorchDefaultInit().initialize(model, seed=123)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(123)
-        reference = nn.Conv2d(16, 16, 7, groups=16, bias=False)  # reset_parameters: kaiming_uniform_(a=sqrt(5))
+        reference = nn.Conv2d(
+            16, 16, 7, groups=16, bias=False
+        )  # reset_parameters: kaiming_uniform_(a=sqrt(5))
     torch.testing.assert_close(model[0].weight, reference.weight, rtol=0, atol=0)
 
 
@@ -58,11 +60,19 @@ def test_seeds_reproduce_and_the_global_rng_is_untouched():
 
 
 def test_only_depthwise_layers_change_and_dtype_and_layout_stay():
-    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 3, groups=8), nn.Conv2d(8, 8, 5, groups=8).double())
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 3, groups=8), nn.Conv2d(8, 8, 5, groups=8).double()
+    )
     model = model.to(memory_format=torch.channels_last)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     summary = initialize_depthwise(model, "torch_default", seed=0)
-    assert [layer.name for layer in summary.layers] == [name for name, _ in find_depthwise_convs(model)] == ["1", "2"]
+    assert (
+        [layer.name for layer in summary.layers]
+        == [name for name, _ in find_depthwise_convs(model)]
+        == ["1", "2"]
+    )
     for name, param in model.named_parameters():
         assert torch.equal(param, before[name]) == (name not in ("1.weight", "2.weight")), name  # biases kept
-    assert model[2].weight.dtype == torch.float64 and model[1].weight.is_contiguous(memory_format=torch.channels_last)
+    assert model[2].weight.dtype == torch.float64 and model[1].weight.is_contiguous(
+        memory_format=torch.channels_last
+    )

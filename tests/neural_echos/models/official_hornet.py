@@ -51,45 +51,63 @@ def official_shapes(
         "downsample_layers.0.1.bias": (dims[0],),
     }
     for i in range(1, 4):
-        shapes.update({
-            f"downsample_layers.{i}.0.weight": (dims[i - 1],),
-            f"downsample_layers.{i}.0.bias": (dims[i - 1],),
-            f"downsample_layers.{i}.1.weight": (dims[i], dims[i - 1], 2, 2),
-            f"downsample_layers.{i}.1.bias": (dims[i],),
-        })
+        shapes.update(
+            {
+                f"downsample_layers.{i}.0.weight": (dims[i - 1],),
+                f"downsample_layers.{i}.0.bias": (dims[i - 1],),
+                f"downsample_layers.{i}.1.weight": (dims[i], dims[i - 1], 2, 2),
+                f"downsample_layers.{i}.1.bias": (dims[i],),
+            }
+        )
     for i, (dim, depth, order) in enumerate(zip(dims, depths, ORDERS)):
         order_dims = _order_dims(dim, order)
         gate = sum(order_dims)
         for j in range(depth):
             p = f"stages.{i}.{j}."
-            shapes.update({
-                p + "gamma1": (dim,), p + "gamma2": (dim,),
-                p + "norm1.weight": (dim,), p + "norm1.bias": (dim,),
-                p + "gnconv.proj_in.weight": (2 * dim, dim, 1, 1), p + "gnconv.proj_in.bias": (2 * dim,),
-                p + "gnconv.proj_out.weight": (dim, dim, 1, 1), p + "gnconv.proj_out.bias": (dim,),
-                p + "norm2.weight": (dim,), p + "norm2.bias": (dim,),
-                p + "pwconv1.weight": (4 * dim, dim), p + "pwconv1.bias": (4 * dim,),
-                p + "pwconv2.weight": (dim, 4 * dim), p + "pwconv2.bias": (dim,),
-            })
+            shapes.update(
+                {
+                    p + "gamma1": (dim,),
+                    p + "gamma2": (dim,),
+                    p + "norm1.weight": (dim,),
+                    p + "norm1.bias": (dim,),
+                    p + "gnconv.proj_in.weight": (2 * dim, dim, 1, 1),
+                    p + "gnconv.proj_in.bias": (2 * dim,),
+                    p + "gnconv.proj_out.weight": (dim, dim, 1, 1),
+                    p + "gnconv.proj_out.bias": (dim,),
+                    p + "norm2.weight": (dim,),
+                    p + "norm2.bias": (dim,),
+                    p + "pwconv1.weight": (4 * dim, dim),
+                    p + "pwconv1.bias": (4 * dim,),
+                    p + "pwconv2.weight": (dim, 4 * dim),
+                    p + "pwconv2.bias": (dim,),
+                }
+            )
             for k in range(order - 1):
                 shapes[p + f"gnconv.pws.{k}.weight"] = (order_dims[k + 1], order_dims[k], 1, 1)
                 shapes[p + f"gnconv.pws.{k}.bias"] = (order_dims[k + 1],)
             if gf is not None and i >= 2:
                 h, w = gf[i - 2]
-                shapes.update({
-                    p + "gnconv.dwconv.dw.weight": (gate // 2, 1, 3, 3),
-                    p + "gnconv.dwconv.complex_weight": (gate // 2, h, w, 2),
-                    p + "gnconv.dwconv.pre_norm.weight": (gate,), p + "gnconv.dwconv.pre_norm.bias": (gate,),
-                    p + "gnconv.dwconv.post_norm.weight": (gate,),
-                    p + "gnconv.dwconv.post_norm.bias": (gate,),
-                })
+                shapes.update(
+                    {
+                        p + "gnconv.dwconv.dw.weight": (gate // 2, 1, 3, 3),
+                        p + "gnconv.dwconv.complex_weight": (gate // 2, h, w, 2),
+                        p + "gnconv.dwconv.pre_norm.weight": (gate,),
+                        p + "gnconv.dwconv.pre_norm.bias": (gate,),
+                        p + "gnconv.dwconv.post_norm.weight": (gate,),
+                        p + "gnconv.dwconv.post_norm.bias": (gate,),
+                    }
+                )
             else:
                 shapes[p + "gnconv.dwconv.weight"] = (gate, 1, 7, 7)
                 shapes[p + "gnconv.dwconv.bias"] = (gate,)
-    shapes.update({
-        "norm.weight": (dims[3],), "norm.bias": (dims[3],),
-        "head.weight": (num_classes, dims[3]), "head.bias": (num_classes,),
-    })
+    shapes.update(
+        {
+            "norm.weight": (dims[3],),
+            "norm.bias": (dims[3],),
+            "head.weight": (num_classes, dims[3]),
+            "head.bias": (num_classes,),
+        }
+    )
     return shapes
 
 
@@ -148,8 +166,9 @@ def _global_local_filter(sd: dict[str, Tensor], p: str, x: Tensor) -> Tensor:
     spec = torch.fft.rfft2(x2.float(), dim=(2, 3), norm="ortho")
     weight = sd[p + "complex_weight"]
     if tuple(weight.shape[1:3]) != tuple(spec.shape[2:4]):
-        weight = F.interpolate(weight.permute(3, 0, 1, 2), size=spec.shape[2:4], mode="bilinear",
-                               align_corners=True).permute(1, 2, 3, 0)
+        weight = F.interpolate(
+            weight.permute(3, 0, 1, 2), size=spec.shape[2:4], mode="bilinear", align_corners=True
+        ).permute(1, 2, 3, 0)
     spec = spec * torch.view_as_complex(weight.contiguous())
     x2 = torch.fft.irfft2(spec, s=(a, w_), dim=(2, 3), norm="ortho")
     # channel order local_0, global_0, local_1, global_1, ...
@@ -191,8 +210,11 @@ def official_forward(sd: dict[str, Tensor], x: Tensor, variant: str) -> Tensor:
             x = x + sd[p + "gamma1"].view(-1, 1, 1) * _gnconv(sd, p + "gnconv.", y, dims[i], ORDERS[i])
             y = x.permute(0, 2, 3, 1)
             y = F.layer_norm(y, (dims[i],), sd[p + "norm2.weight"], sd[p + "norm2.bias"], 1e-6)
-            y = F.linear(F.gelu(F.linear(y, sd[p + "pwconv1.weight"], sd[p + "pwconv1.bias"])),
-                         sd[p + "pwconv2.weight"], sd[p + "pwconv2.bias"])
+            y = F.linear(
+                F.gelu(F.linear(y, sd[p + "pwconv1.weight"], sd[p + "pwconv1.bias"])),
+                sd[p + "pwconv2.weight"],
+                sd[p + "pwconv2.bias"],
+            )
             x = x + (sd[p + "gamma2"] * y).permute(0, 3, 1, 2)
             j += 1
     x = F.layer_norm(x.mean((-2, -1)), (dims[3],), sd["norm.weight"], sd["norm.bias"], 1e-6)

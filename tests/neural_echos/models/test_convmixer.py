@@ -13,12 +13,22 @@ def test_pool_size_follows_the_patch_size(patch):
     model = timm.create_model("convmixer", patch_size=patch, device="meta")
     feats = model.forward_features(torch.empty(1, *model.pretrained_cfg["input_size"], device="meta"))
     assert tuple(feats.shape[-2:]) == model.pretrained_cfg["pool_size"] == (224 // patch, 224 // patch)
-    assert timm.create_model("convmixer", patch_size=patch, pretrained_cfg_overlay={"crop_pct": 1.0},
-                             device="meta").pretrained_cfg["pool_size"] == (224 // patch, 224 // patch)
+    assert timm.create_model(
+        "convmixer", patch_size=patch, pretrained_cfg_overlay={"crop_pct": 1.0}, device="meta"
+    ).pretrained_cfg["pool_size"] == (224 // patch, 224 // patch)
 
 
-@pytest.mark.parametrize("depth, blocks", [(8, (1, 3, 5, 7)), (32, (7, 15, 23, 31)), (5, (0, 1, 2, 4)),
-                                           (4, (0, 1, 2, 3)), (3, (0, 1, 2)), (1, (0,))])
+@pytest.mark.parametrize(
+    "depth, blocks",
+    [
+        (8, (1, 3, 5, 7)),
+        (32, (7, 15, 23, 31)),
+        (5, (0, 1, 2, 4)),
+        (4, (0, 1, 2, 3)),
+        (3, (0, 1, 2)),
+        (1, (0,)),
+    ],
+)
 def test_feature_blocks_end_at_the_last_block(depth, blocks):
     assert feature_blocks(depth) == blocks
 

@@ -140,10 +140,13 @@ def test_structure_orders_and_layer_scale(tiny_models):
     assert block.mlp.fc1.out_features == 4 * 64 and block.mlp.fc2.out_features == 64
 
 
-@pytest.mark.parametrize("name,kernels", [
-    ("hornet_tiny_7x7", {(7, 7): sum(DEPTHS)}),
-    ("hornet_tiny_gf", {(7, 7): 2 + 3, (3, 3): 18 + 2}),
-])
+@pytest.mark.parametrize(
+    "name,kernels",
+    [
+        ("hornet_tiny_7x7", {(7, 7): sum(DEPTHS)}),
+        ("hornet_tiny_gf", {(7, 7): 2 + 3, (3, 3): 18 + 2}),
+    ],
+)
 def test_find_depthwise_convs(tiny_models, name, kernels):
     found = find_depthwise_convs(tiny_models[name], model_name=name)
     assert Counter(conv.kernel_size for _, conv in found) == kernels

@@ -101,8 +101,9 @@ def test_full_size_official_file_at_224(official, tmp_path, variant):
         torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-4)
 
 
-def test_pretrained_true_reads_the_official_file_from_timms_cache(official, tmp_path, monkeypatch,
-                                                                  no_download):
+def test_pretrained_true_reads_the_official_file_from_timms_cache(
+    official, tmp_path, monkeypatch, no_download
+):
     variant = "hornet_tiny_gf"
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     cache = tmp_path / "torch" / "hub" / "checkpoints"
@@ -208,7 +209,14 @@ def test_analyze_reads_the_paper_s_hornet_kernels_from_an_official_file(official
     state = official.random_official_state_dict("hornet_tiny_7x7")
     state["stages.0.0.gnconv.dwconv.weight"] = dog_kernels(torch.full((96,), 0.4), 7)[:, None]
     official.write_official_checkpoint(tmp_path / "hornet_tiny_7x7.pth", state)
-    argv = ["--model", "hornet_tiny_7x7", "--weights", str(tmp_path / "hornet_tiny_7x7.pth"), "--out", str(tmp_path / "o")]
+    argv = [
+        "--model",
+        "hornet_tiny_7x7",
+        "--weights",
+        str(tmp_path / "hornet_tiny_7x7.pth"),
+        "--out",
+        str(tmp_path / "o"),
+    ]
     assert main(argv) == 0
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     first, second = summary["layers"][:2]

@@ -21,12 +21,17 @@ from timm.models._features_fx import create_feature_extractor, get_graph_node_na
 import neural_echos.models  # noqa: F401  (registers our models with timm)
 
 OUR_MODELS = sorted(
-    name for name in timm.list_models() if timm.models.model_entrypoint(name).__module__.startswith("neural_echos.models.")
+    name
+    for name in timm.list_models()
+    if timm.models.model_entrypoint(name).__module__.startswith("neural_echos.models.")
 )
 # reduced for the tests that compute: one block per stage at half the width (HorNet), 5 narrow
 # blocks (ConvMixer); the variants keep what tells them apart (GF filters, small = 1.5x tiny)
-SMALL = {name: {"depths": (1, 1, 1, 1), "base_dim": 32 if "tiny" in name else 48}
-         for name in OUR_MODELS if name.startswith("hornet_")}
+SMALL = {
+    name: {"depths": (1, 1, 1, 1), "base_dim": 32 if "tiny" in name else 48}
+    for name in OUR_MODELS
+    if name.startswith("hornet_")
+}
 SMALL["convmixer"] = {"dim": 64, "depth": 5}
 SIZE = 64
 
@@ -39,7 +44,11 @@ def _small(name: str, **kwargs) -> torch.nn.Module:
 def test_registered_models():
     # one name per concept: configs use `convmixer` with kwargs, there is no fixed-size alias
     assert OUR_MODELS == [
-        "convmixer", "hornet_small_7x7", "hornet_small_gf", "hornet_tiny_7x7", "hornet_tiny_gf"
+        "convmixer",
+        "hornet_small_7x7",
+        "hornet_small_gf",
+        "hornet_tiny_7x7",
+        "hornet_tiny_gf",
     ]
     assert set(SMALL) == set(OUR_MODELS)
 

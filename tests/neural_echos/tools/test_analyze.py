@@ -60,8 +60,19 @@ def lightning_ckpt(atto, tmp_path_factory):
 def check_outputs(out, summary):
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["kernels"] == summary["kernels"]
-    expected_keys = {"kernels", "proportions", "chance", "excess", "thresholds", "layers", "by_kernel_size",
-                     "centroids", "method", "settings", "source"}
+    expected_keys = {
+        "kernels",
+        "proportions",
+        "chance",
+        "excess",
+        "thresholds",
+        "layers",
+        "by_kernel_size",
+        "centroids",
+        "method",
+        "settings",
+        "source",
+    }
     assert expected_keys | {"files"} <= set(on_disk)
     assert set(on_disk["proportions"]) == set(on_disk["chance"]) == {"on_center", "off_center", "other"}
     assert sum(on_disk["proportions"].values()) == pytest.approx(1.0)
@@ -73,7 +84,11 @@ def check_outputs(out, summary):
         with (out / layer["csv"]).open() as f:
             rows = list(csv.DictReader(f))
         assert len(rows) == layer["kernels"]
-        assert {row["class"] for row in rows} | {row["null_class"] for row in rows} <= {"on_center", "off_center", "other"}
+        assert {row["class"] for row in rows} | {row["null_class"] for row in rows} <= {
+            "on_center",
+            "off_center",
+            "other",
+        }
         assert (out / layer["grid"]).exists()
     for name in [*on_disk["files"]["grids"], "proportions.png", "centroids.png"]:
         with Image.open(out / name) as image:
@@ -92,8 +107,9 @@ def test_timm_state_dict(atto_pth, tmp_path, method):
     assert on_disk["source"]["checkpoint"] == str(atto_pth) and on_disk["source"]["model"] is None
     header = (tmp_path / on_disk["layers"][0]["csv"]).read_text().splitlines()[0]
     if method == "template":
-        assert header == ("index,class,detailed_class,score,antagonism,null_class,null_detailed_class,"
-                          "correlation,template")
+        assert header == (
+            "index,class,detailed_class,score,antagonism,null_class,null_detailed_class,correlation,template"
+        )
         assert "other_explained" in on_disk and "detailed_proportions" in on_disk
     else:
         assert header == "index,class,detailed_class,score,antagonism,null_class,null_detailed_class,cluster"
@@ -119,7 +135,9 @@ def test_lightning_checkpoint_with_and_without_model_code(lightning_ckpt, tmp_pa
 
 def test_model_without_code(tmp_path):
     torch.save({"model": Unknown().state_dict()}, tmp_path / "unknown.pt")
-    summary = analyze(Subject(checkpoint=tmp_path / "unknown.pt"), get_classifier("template"), tmp_path / "out")
+    summary = analyze(
+        Subject(checkpoint=tmp_path / "unknown.pt"), get_classifier("template"), tmp_path / "out"
+    )
     check_outputs(tmp_path / "out", summary)
     assert [layer["name"] for layer in summary["layers"]] == ["mix.0", "mix.1", "mix.2"]
     assert list(summary["by_kernel_size"]) == ["5x5"]
@@ -165,8 +183,12 @@ def test_a_rerun_removes_only_the_files_analyze_wrote(atto_pth, tmp_path):
     """The user's own files in --out, even with analyze-like names, survive any number of runs;
     a listed path that leaves the folder or is not analyze's is never removed."""
     template = get_classifier("template")
-    own = [tmp_path / "grids" / "001_mine.png", tmp_path / "layers" / "002_notes.csv", tmp_path / "regular" / "000_x.csv",
-           tmp_path / "keep.txt"]
+    own = [
+        tmp_path / "grids" / "001_mine.png",
+        tmp_path / "layers" / "002_notes.csv",
+        tmp_path / "regular" / "000_x.csv",
+        tmp_path / "keep.txt",
+    ]
     for path in own:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("the user's")
@@ -175,12 +197,18 @@ def test_a_rerun_removes_only_the_files_analyze_wrote(atto_pth, tmp_path):
     assert all(path.read_text() == "the user's" for path in own)
     written = {*second["files"]["layers"], *second["files"]["grids"]}
     assert all((tmp_path / path).is_file() for path in written)
-    assert not any((tmp_path / path).exists() for path in {*first["files"]["layers"], *first["files"]["grids"]} - written)
+    assert not any(
+        (tmp_path / path).exists() for path in {*first["files"]["layers"], *first["files"]["grids"]} - written
+    )
     # a summary.json listing other paths (hand-edited or planted): none of them is removed
     outside = tmp_path.parent / f"{tmp_path.name}_outside.csv"
     outside.write_text("x")
-    hostile = {"files": {"layers": ["../" + outside.name, "keep.txt", "layers/002_notes.csv/..", str(outside)],
-                         "grids": ["grids/001_mine.png.bak"]}}
+    hostile = {
+        "files": {
+            "layers": ["../" + outside.name, "keep.txt", "layers/002_notes.csv/..", str(outside)],
+            "grids": ["grids/001_mine.png.bak"],
+        }
+    }
     (tmp_path / "summary.json").write_text(json.dumps(hostile))
     analyze(Subject(checkpoint=atto_pth), template, tmp_path, layers=r"stages\.3")
     assert outside.exists() and all(path.read_text() == "the user's" for path in own)
@@ -260,7 +288,10 @@ def test_error_checkpoint_does_not_fit_model(atto_pth, capsys, tmp_path):
         (["--model", "convnext_atto", "--alpha", "2"], "alpha"),
         (["--model", "convnext_atto", "--null-model", "shuffle"], "unknown null model"),
         (["--model", "convnext_atto", "--method", "template", "--clusters", "4"], "does not take"),
-        (["--model", "convnext_atto", "--include-regular", "--max-regular-kernels", "0"], "max-regular-kernels"),
+        (
+            ["--model", "convnext_atto", "--include-regular", "--max-regular-kernels", "0"],
+            "max-regular-kernels",
+        ),
         (["--pretrained"], "nothing to analyse"),
         (["--checkpoint", "x.pt", "--pretrained"], "need --model"),
         (["--model", "convnext_atto", "--checkpoint", "x.pt", "--pretrained"], "pass one of them"),
@@ -275,19 +306,49 @@ def test_error_bad_arguments(argv, message, capsys, tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--model", "convnext_atto", "--treshold", "0.6"],
-         "error: unrecognized arguments: --treshold 0.6; did you mean --threshold? "
-         "(run `python run.py analyze --help` for the options)"),
-        (["--model", "convnext_atto", "--max-bytes", "abc"], "argument --max-bytes: expected a positive whole number, got 'abc'"),
-        (["--model", "convnext_atto", "--max-bytes", "-5"], "argument --max-bytes: must be a positive whole number"),
-        (["--model", "convnext_atto", "--max-bytes", "0"], "argument --max-bytes: must be a positive whole number"),
-        (["--model", "convnext_atto", "--max-file-bytes", "-1"], "argument --max-file-bytes: must be a positive whole"),
-        (["--model", "convnext_atto", "--max-file-bytes=0"], "argument --max-file-bytes: must be a positive whole"),
-        (["--model", "convnext_atto", "--zzz"], "unrecognized arguments: --zzz (run `python run.py analyze --help`"),
+        (
+            ["--model", "convnext_atto", "--treshold", "0.6"],
+            (
+                "error: unrecognized arguments: --treshold 0.6; did you mean --threshold? "
+                "(run `python run.py analyze --help` for the options)"
+            ),
+        ),
+        (
+            ["--model", "convnext_atto", "--max-bytes", "abc"],
+            "argument --max-bytes: expected a positive whole number, got 'abc'",
+        ),
+        (
+            ["--model", "convnext_atto", "--max-bytes", "-5"],
+            "argument --max-bytes: must be a positive whole number",
+        ),
+        (
+            ["--model", "convnext_atto", "--max-bytes", "0"],
+            "argument --max-bytes: must be a positive whole number",
+        ),
+        (
+            ["--model", "convnext_atto", "--max-file-bytes", "-1"],
+            "argument --max-file-bytes: must be a positive whole",
+        ),
+        (
+            ["--model", "convnext_atto", "--max-file-bytes=0"],
+            "argument --max-file-bytes: must be a positive whole",
+        ),
+        (
+            ["--model", "convnext_atto", "--zzz"],
+            "unrecognized arguments: --zzz (run `python run.py analyze --help`",
+        ),
         (["--model"], "argument --model: expected one argument"),
     ],
-    ids=["typo", "max-bytes-abc", "max-bytes-negative", "max-bytes-zero", "max-file-bytes-negative",
-         "max-file-bytes-zero", "unknown", "missing-value"],
+    ids=[
+        "typo",
+        "max-bytes-abc",
+        "max-bytes-negative",
+        "max-bytes-zero",
+        "max-file-bytes-negative",
+        "max-file-bytes-zero",
+        "unknown",
+        "missing-value",
+    ],
 )
 def test_argparse_errors_are_one_line_without_usage(argv, message, capsys, tmp_path):
     """argparse's own errors: one `error:` line pointing at --help, not the 12-line usage."""
@@ -301,9 +362,17 @@ def test_argparse_errors_of_run_py_analyze_and_survey(capsys):
 
     for argv, message in [
         (["analyze", "--model", "convnext_atto", "--treshold", "0.6"], "did you mean --threshold?"),
-        (["survey", "--modle", "convnext_atto"], "unrecognized arguments: --modle convnext_atto; did you mean --model? "
-                                                  "(run `python run.py survey --help` for the options)"),
-        (["survey", "--include-regular", "--max-regular-kernels", "many"], "argument --max-regular-kernels: invalid int"),
+        (
+            ["survey", "--modle", "convnext_atto"],
+            (
+                "unrecognized arguments: --modle convnext_atto; did you mean --model? "
+                "(run `python run.py survey --help` for the options)"
+            ),
+        ),
+        (
+            ["survey", "--include-regular", "--max-regular-kernels", "many"],
+            "argument --max-regular-kernels: invalid int",
+        ),
     ]:
         with pytest.raises(SystemExit) as exit_info:
             run.main(argv)
@@ -324,7 +393,9 @@ def test_argparse_errors_keep_the_traceback_on_request(monkeypatch):
         main(["--model", "convnext_atto", "--treshold", "0.6"])
 
 
-@pytest.mark.parametrize("bound", ["max_bytes", "max_file_bytes", "max_memory", "max_layers", "max_kernel_side"])
+@pytest.mark.parametrize(
+    "bound", ["max_bytes", "max_file_bytes", "max_memory", "max_layers", "max_kernel_side"]
+)
 @pytest.mark.parametrize("value", [0, -5])
 def test_analyze_refuses_non_positive_bounds(bound, value, tmp_path):
     flag = "--" + bound.replace("_", "-")
@@ -348,7 +419,14 @@ def test_pretrained_weights_from_a_local_file(atto, tmp_path, capsys):
     trained = {k: v.clone() for k, v in atto.state_dict().items()}
     trained["stages.0.blocks.0.conv_dw.weight"] = dog_kernels(torch.full((40,), 0.5), 7)[:, None]
     save_file(trained, str(tmp_path / "atto.safetensors"))
-    argv = ["--model", "convnext_atto", "--weights", str(tmp_path / "atto.safetensors"), "--out", str(tmp_path / "o")]
+    argv = [
+        "--model",
+        "convnext_atto",
+        "--weights",
+        str(tmp_path / "atto.safetensors"),
+        "--out",
+        str(tmp_path / "o"),
+    ]
     assert main(argv) == 0
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["source"]["init"].startswith("timm pretrained weights from")
@@ -366,8 +444,9 @@ def test_pretrained_offline_says_to_pass_a_file(tmp_path, capsys, monkeypatch):
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     def offline_hub(*args, **kwargs):
-        raise LocalEntryNotFoundError("Cannot find the requested files in the disk cache and outgoing traffic "
-                                      "has been disabled")
+        raise LocalEntryNotFoundError(
+            "Cannot find the requested files in the disk cache and outgoing traffic has been disabled"
+        )
 
     def offline_url(url, *args, **kwargs):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
@@ -395,22 +474,48 @@ def weights_files(atto, tmp_path_factory):
 @pytest.mark.parametrize(
     "name, make, message",
     [
-        ("junk.pth", lambda f: b"this is not a weights file\n" * 100, "neither a torch file nor a safetensors file"),
+        (
+            "junk.pth",
+            lambda f: b"this is not a weights file\n" * 100,
+            "neither a torch file nor a safetensors file",
+        ),
         ("junk.bin", lambda f: b"\x80garbage" * 100, "neither a torch file nor a safetensors file"),
-        ("junk.safetensors", lambda f: b"this is not a weights file\n" * 100, "could not be read as a safetensors file"),
+        (
+            "junk.safetensors",
+            lambda f: b"this is not a weights file\n" * 100,
+            "could not be read as a safetensors file",
+        ),
         ("empty.pth", lambda f: b"", "it is empty"),
-        ("cut.safetensors", lambda f: (f / "atto.safetensors").read_bytes()[:50_000], "could not be read as a safetensors"),
+        (
+            "cut.safetensors",
+            lambda f: (f / "atto.safetensors").read_bytes()[:50_000],
+            "could not be read as a safetensors",
+        ),
         ("cut.pth", lambda f: (f / "atto.pth").read_bytes()[:50_000], "zip archive without its end"),
-        ("cut_legacy.pth", lambda f: (f / "legacy.pth").read_bytes()[:50_000], "could not be read as a weights file"),
+        (
+            "cut_legacy.pth",
+            lambda f: (f / "legacy.pth").read_bytes()[:50_000],
+            "could not be read as a weights file",
+        ),
         ("renamed.pth", lambda f: (f / "atto.safetensors").read_bytes(), "rename it to end in .safetensors"),
     ],
-    ids=["garbage", "garbage-pickle-byte", "garbage-safetensors", "empty", "truncated-safetensors", "truncated-pth",
-         "truncated-legacy-pth", "safetensors-named-pth"],
+    ids=[
+        "garbage",
+        "garbage-pickle-byte",
+        "garbage-safetensors",
+        "empty",
+        "truncated-safetensors",
+        "truncated-pth",
+        "truncated-legacy-pth",
+        "safetensors-named-pth",
+    ],
 )
 def test_weights_that_are_no_weights_file(name, make, message, weights_files, tmp_path, capsys):
     """Not torch's "retry with weights_only=False" (no option does that) but what the file is and what is taken."""
     (tmp_path / name).write_bytes(make(weights_files))
-    err = run_main_error(capsys, ["--model", "convnext_atto", "--weights", str(tmp_path / name), "--out", str(tmp_path / "o")])
+    err = run_main_error(
+        capsys, ["--model", "convnext_atto", "--weights", str(tmp_path / name), "--out", str(tmp_path / "o")]
+    )
     assert f"weights file {str(tmp_path / name)!r}" in err and message in err, err
     assert ".safetensors file or a torch state dict" in err and "weights_only" not in err
     assert not (tmp_path / "o").exists()
@@ -419,20 +524,36 @@ def test_weights_that_are_no_weights_file(name, make, message, weights_files, tm
 def test_weights_file_holding_python_objects_points_at_checkpoint(atto, tmp_path, capsys):
     state_dict = {f"model.{k}": v for k, v in atto.state_dict().items()}
     torch.save({"state_dict": state_dict, "hyper_parameters": {"act": nn.ReLU()}}, tmp_path / "mine.ckpt")
-    err = run_main_error(capsys, ["--model", "convnext_atto", "--weights", str(tmp_path / "mine.ckpt"),
-                                  "--out", str(tmp_path / "o")])
+    err = run_main_error(
+        capsys,
+        ["--model", "convnext_atto", "--weights", str(tmp_path / "mine.ckpt"), "--out", str(tmp_path / "o")],
+    )
     assert "holds Python objects besides tensors" in err and "--checkpoint FILE --model convnext_atto" in err
     assert "weights_only" not in err
 
 
 def test_legacy_format_weights_still_load(weights_files, tmp_path, capsys):
-    argv = ["--model", "convnext_atto", "--weights", str(weights_files / "legacy.pth"), "--out", str(tmp_path / "o")]
+    argv = [
+        "--model",
+        "convnext_atto",
+        "--weights",
+        str(weights_files / "legacy.pth"),
+        "--out",
+        str(tmp_path / "o"),
+    ]
     assert main(argv) == 0
 
 
 def test_weights_that_do_not_fit_the_model(atto, tmp_path, capsys):
     torch.save({"conv.weight": torch.zeros(3, 3, 3, 3)}, tmp_path / "other.pth")
-    argv = ["--model", "convnext_atto", "--weights", str(tmp_path / "other.pth"), "--out", str(tmp_path / "o")]
+    argv = [
+        "--model",
+        "convnext_atto",
+        "--weights",
+        str(tmp_path / "other.pth"),
+        "--out",
+        str(tmp_path / "o"),
+    ]
     assert "cannot load weights file" in run_main_error(capsys, argv)
 
 
@@ -447,11 +568,24 @@ def our_cifar_ckpt(tmp_path_factory):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1)
         model = timm.create_model("convnext_atto", num_classes=10, kernel_sizes=5)
-    hparams = {"model_name": "convnext_atto", "model_kwargs": {"kernel_sizes": 5}, "num_classes": 10,
-               "image_size": 32, "in_chans": 3, "lr": 2e-3}
+    hparams = {
+        "model_name": "convnext_atto",
+        "model_kwargs": {"kernel_sizes": 5},
+        "num_classes": 10,
+        "image_size": 32,
+        "in_chans": 3,
+        "lr": 2e-3,
+    }
     path = tmp_path_factory.mktemp("ours") / "last.ckpt"
-    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
-                "hyper_parameters": hparams, "epoch": 3, "pytorch-lightning_version": "2.6.0"}, path)
+    torch.save(
+        {
+            "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+            "hyper_parameters": hparams,
+            "epoch": 3,
+            "pytorch-lightning_version": "2.6.0",
+        },
+        path,
+    )
     return path
 
 
@@ -477,9 +611,15 @@ def test_regular_convolutions_are_a_separate_group_with_their_own_chance(tmp_pat
     assert summary["source"]["regular_kernels_sampled"] == {"3x3": {"kernels": 48, "of": 48}}
     # the same from the state dict alone, and a cap on the slices
     torch.save(timm.create_model("mobilenetv2_050").state_dict(), tmp_path / "mb.pth")
-    capped = analyze(Subject(checkpoint=tmp_path / "mb.pth"), out=tmp_path / "f", include_regular=True,
-                     max_regular_kernels=20)
-    assert capped["regular"]["kernels"] == 20 and capped["source"]["regular_kernels_sampled"]["3x3"]["of"] == 48
+    capped = analyze(
+        Subject(checkpoint=tmp_path / "mb.pth"),
+        out=tmp_path / "f",
+        include_regular=True,
+        max_regular_kernels=20,
+    )
+    assert (
+        capped["regular"]["kernels"] == 20 and capped["source"]["regular_kernels_sampled"]["3x3"]["of"] == 48
+    )
 
 
 def test_a_model_without_regular_convolutions_says_so(tmp_path):
@@ -491,7 +631,9 @@ def test_a_model_without_regular_convolutions_says_so(tmp_path):
 
 def test_regular_folder_only_with_the_regular_group(tmp_path):
     """No empty regular/ without --include-regular; a rerun without it removes the one it emptied."""
-    torch.save({"stem.weight": torch.randn(8, 3, 3, 3), "dw.weight": torch.randn(8, 1, 5, 5)}, tmp_path / "k.pt")
+    torch.save(
+        {"stem.weight": torch.randn(8, 3, 3, 3), "dw.weight": torch.randn(8, 1, 5, 5)}, tmp_path / "k.pt"
+    )
     subject = Subject(checkpoint=tmp_path / "k.pt")
     analyze(subject, out=tmp_path / "o")
     assert (tmp_path / "o" / "layers").is_dir() and not (tmp_path / "o" / "regular").exists()
@@ -506,8 +648,17 @@ def test_regular_folder_only_with_the_regular_group(tmp_path):
 
 
 def test_survey_of_two_models_and_a_checkpoint(our_cifar_ckpt, tmp_path, capsys):
-    argv = ["--model", "mobilenetv2_050", "--model", "convnext_atto", "--checkpoint", str(our_cifar_ckpt),
-            "--include-regular", "--out", str(tmp_path)]
+    argv = [
+        "--model",
+        "mobilenetv2_050",
+        "--model",
+        "convnext_atto",
+        "--checkpoint",
+        str(our_cifar_ckpt),
+        "--include-regular",
+        "--out",
+        str(tmp_path),
+    ]
     assert survey_main(argv) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("Classifier: TemplateClassifier(")  # which classifier read every row
@@ -524,7 +675,9 @@ def test_survey_of_two_models_and_a_checkpoint(our_cifar_ckpt, tmp_path, capsys)
     stem = next(r for r in rows if r["subject"] == "convnext_atto (random init)" and r["group"] == "regular")
     assert int(stem["kernels"]) == 40 * 3
     for row in rows:
-        assert float(row["excess_on_off"]) == pytest.approx(float(row["on_off"]) - float(row["chance_on_off"]), abs=1e-3)
+        assert float(row["excess_on_off"]) == pytest.approx(
+            float(row["on_off"]) - float(row["chance_on_off"]), abs=1e-3
+        )
     table = (tmp_path / "survey.md").read_text()
     assert table.count("\n| ") == len(rows) + 1 and "Notes:" not in table  # the header and the rows; no note
     with Image.open(tmp_path / "survey.png") as image:
@@ -562,8 +715,15 @@ def hostile_archive(tmp_path_factory):
     return planted_archive(tmp_path_factory.mktemp("hostile"), "model.pth")
 
 
-@pytest.mark.parametrize("entry", ["analyze --checkpoint", "survey --checkpoint", "analyze --model --weights",
-                                   "analyze --model --checkpoint"])
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "analyze --checkpoint",
+        "survey --checkpoint",
+        "analyze --model --weights",
+        "analyze --model --checkpoint",
+    ],
+)
 def test_a_torchscript_archive_is_refused_at_every_entry_point(hostile_archive, entry, tmp_path, capsys):
     archive, marker = hostile_archive
     out = ["--out", str(tmp_path / "o")]
@@ -608,7 +768,7 @@ def test_a_previous_summary_that_is_a_device_is_not_read(tmp_path):
 
 # --- the classifier through jsonargparse: a new option needs no edit in analyze ------------------
 
-from neural_echos.classifiers import TemplateClassifier  # noqa: E402
+from neural_echos.classifiers import TemplateClassifier
 
 
 class TemplateWithMargin(TemplateClassifier):
@@ -624,9 +784,14 @@ class TemplateWithMargin(TemplateClassifier):
         return {**super().own_settings(), "margin": self.margin}
 
 
-@pytest.mark.parametrize("spelling", [["--classifier", "template_with_margin", "--classifier.margin", "0.25"],
-                                      ["--classifier", "TemplateWithMargin", "--classifier.margin=0.25"],
-                                      ["--classifier", '{"class_path": "TemplateWithMargin", "init_args": {"margin": 0.25}}']])
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        ["--classifier", "template_with_margin", "--classifier.margin", "0.25"],
+        ["--classifier", "TemplateWithMargin", "--classifier.margin=0.25"],
+        ["--classifier", '{"class_path": "TemplateWithMargin", "init_args": {"margin": 0.25}}'],
+    ],
+)
 def test_a_new_classifier_option_is_taken_by_analyze(spelling, monkeypatch, tmp_path, capsys):
     from neural_echos.classifiers import CLASSIFIERS
 
@@ -649,13 +814,28 @@ def test_a_new_classifier_option_is_taken_by_analyze(spelling, monkeypatch, tmp_
     ("extra", "message"),
     [
         (["--classifier", "kmens"], "unknown classifier 'kmens'; did you mean kmeans?"),
-        (["--classifier", "kmeans", "--classifier.null_seed", "x"], "--classifier.null_seed: Expected a <class 'int'>"),
-        (["--classifier", "template", "--classifier.families", "dog"], "--classifier.families: Expected a <class 'tuple'>"),
-        (["--classifier", "kmeans", "--classifier.n_clusters", "1"], "clusters"),  # the classifier's own check
-        (["--classifier", '{"class_path": "KMeansClassifier", "init_args": {"sed": 2}}'], "option 'sed' is not accepted"),
+        (
+            ["--classifier", "kmeans", "--classifier.null_seed", "x"],
+            "--classifier.null_seed: Expected a <class 'int'>",
+        ),
+        (
+            ["--classifier", "template", "--classifier.families", "dog"],
+            "--classifier.families: Expected a <class 'tuple'>",
+        ),
+        (
+            ["--classifier", "kmeans", "--classifier.n_clusters", "1"],
+            "clusters",
+        ),  # the classifier's own check
+        (
+            ["--classifier", '{"class_path": "KMeansClassifier", "init_args": {"sed": 2}}'],
+            "option 'sed' is not accepted",
+        ),
         (["--classifier", '{"class_path": "Nope"}'], "unknown classifier 'Nope'"),
         (["--classifier", "kmeans", "--method", "template"], "disagree"),
-        (["--classifier", "template", "--clusters", "3"], "does not take --classifier.n_clusters (--clusters)"),
+        (
+            ["--classifier", "template", "--clusters", "3"],
+            "does not take --classifier.n_clusters (--clusters)",
+        ),
     ],
 )
 def test_bad_classifier_options_are_one_error_line(extra, message, tmp_path, capsys):
@@ -677,11 +857,18 @@ def test_two_runs_last_checkpoints_get_labels_that_tell_them_apart(tmp_path):
 
     dog = Path("logs/quickstart/dog/version_0/checkpoints/last.ckpt")
     none = Path("logs/quickstart/none/version_0/checkpoints/last.ckpt")
-    subjects = [Subject(checkpoint=dog), Subject(checkpoint=none), Subject(checkpoint=Path("other.ckpt")),
-                Subject(model="convnext_atto")]
+    subjects = [
+        Subject(checkpoint=dog),
+        Subject(checkpoint=none),
+        Subject(checkpoint=Path("other.ckpt")),
+        Subject(model="convnext_atto"),
+    ]
     assert [s.label for s in distinct_labels(subjects)] == [
-        "dog/version_0/checkpoints/last.ckpt", "none/version_0/checkpoints/last.ckpt", "other.ckpt",
-        "convnext_atto (random init)"]
+        "dog/version_0/checkpoints/last.ckpt",
+        "none/version_0/checkpoints/last.ckpt",
+        "other.ckpt",
+        "convnext_atto (random init)",
+    ]
 
 
 def test_survey_of_two_last_ckpts_labels_rows_and_folders_apart(atto, tmp_path):
@@ -689,8 +876,9 @@ def test_survey_of_two_last_ckpts_labels_rows_and_folders_apart(atto, tmp_path):
     for path in (first, second):
         path.parent.mkdir()
         torch.save(atto.state_dict(), path)
-    rows = survey([Subject(checkpoint=first), Subject(checkpoint=second)], get_classifier("template"),
-                  tmp_path / "out")
+    rows = survey(
+        [Subject(checkpoint=first), Subject(checkpoint=second)], get_classifier("template"), tmp_path / "out"
+    )
     assert {row["subject"] for row in rows} == {"a/last.ckpt", "b/last.ckpt"}
     folders = sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir())
     assert folders == ["00_a_last.ckpt", "01_b_last.ckpt"]
@@ -702,8 +890,10 @@ def test_analyze_without_out_never_replaces_an_earlier_analysis(atto_pth, tmp_pa
         assert main(["--checkpoint", str(atto_pth), "--layers", r"stages\.3"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert (tmp_path / "analysis_out" / "summary.json").is_file()
-    assert last.startswith("wrote analysis_out-2/summary.json, per-layer CSVs (layers/*.csv) and the "
-                           "pictures grids/*.png, proportions.png, taxonomy.png")
+    assert last.startswith(
+        "wrote analysis_out-2/summary.json, per-layer CSVs (layers/*.csv) and the "
+        "pictures grids/*.png, proportions.png, taxonomy.png"
+    )
     assert main(["--checkpoint", str(atto_pth), "--layers", r"stages\.3", "--out", "analysis_out"]) == 0
     assert "it replaced the earlier analysis in analysis_out" in capsys.readouterr().out  # --out given: said
 

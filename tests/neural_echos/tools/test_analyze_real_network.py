@@ -58,7 +58,12 @@ def test_default_finds_both_polarities_above_chance_at_each_size(default_run):
         for name in ("on_center", "off_center"):
             observed, chance = entry["proportions"][name], entry["chance"][name]
             standard_error = math.sqrt(max(chance, 1 / n) * (1 - chance) / n)
-            assert observed >= 2 * chance and observed - chance >= 6 * standard_error, (size, name, observed, chance)
+            assert observed >= 2 * chance and observed - chance >= 6 * standard_error, (
+                size,
+                name,
+                observed,
+                chance,
+            )
 
 
 def test_regular_convolutions_stay_near_chance(default_run):
@@ -89,7 +94,9 @@ def test_no_bar_is_counted_as_center_surround(default_run, efficientnet_lite1, t
     assert not (counted & bars_called_dogs).any()  # ... and the default counts none of those bars
     kmeans_out = tmp_path / "kmeans"
     kmeans = analyze(efficientnet_lite1, kmeans_out, "--method", "kmeans")
-    kmeans_counted = np.array([row["class"] in ("on_center", "off_center") for row in layer_rows(kmeans_out, kmeans)])
+    kmeans_counted = np.array(
+        [row["class"] in ("on_center", "off_center") for row in layer_rows(kmeans_out, kmeans)]
+    )
     assert not (kmeans_counted & bars_called_dogs).any()
     for size in SIZES:  # k chosen per size keeps both polarities above chance
         entry = kmeans["by_kernel_size"][size]
@@ -104,13 +111,28 @@ def test_paper_k3_loses_both_polarities_and_says_so(efficientnet_lite1, tmp_path
     assert len(summary["notes"]) == 4  # both polarities at both sizes
     for size in SIZES:
         for name in ("on_center", "off_center"):
-            assert any(f"on the {size} kernels" in note and f"are {name}" in note and "k fixed at 3" in note
-                       for note in summary["notes"])
+            assert any(
+                f"on the {size} kernels" in note and f"are {name}" in note and "k fixed at 3" in note
+                for note in summary["notes"]
+            )
     assert printed.count("note: k-means (k=3)") == 4 + len(summary["regular"]["notes"])
     from neural_echos.tools.analyze import survey_main
 
-    assert survey_main(["--checkpoint", str(efficientnet_lite1), "--method", "kmeans", "--clusters", "3",
-                        "--out", str(tmp_path / "survey")]) == 0
+    assert (
+        survey_main(
+            [
+                "--checkpoint",
+                str(efficientnet_lite1),
+                "--method",
+                "kmeans",
+                "--clusters",
+                "3",
+                "--out",
+                str(tmp_path / "survey"),
+            ]
+        )
+        == 0
+    )
     table = (tmp_path / "survey" / "survey.md").read_text()
     assert "KMeansClassifier(n_clusters=3" in table and table.count("no cluster carries") == 4
 

@@ -13,7 +13,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from neural_echos.tools.report import REQUIRED, ReportError, init_label, main, method_defaults, model_label, report
+from neural_echos.tools.report import (
+    REQUIRED,
+    ReportError,
+    init_label,
+    main,
+    method_defaults,
+    model_label,
+    report,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 STEPS_PER_EPOCH = 10
@@ -23,46 +31,115 @@ CONVNEXT = ("convnext_atto", {"drop_path_rate": 0.1, "kernel_sizes": 7})
 CONVMIXER = ("convmixer", {"dim": 256, "depth": 8, "kernel_size": 5, "patch_size": 2})
 # (registry name, settings as the method logs them)
 KAIMING = ("kaiming_normal", {"gain": 1.4142135623730951})
-DOG = ("dog", {"gamma_low": 0.0, "gamma_high": 1.0, "on_center_prob": 0.5, "dog_share": 1.0, "scale": "unit",
-               "radius": "gamma*(k+1)/2"})
+DOG = (
+    "dog",
+    {
+        "gamma_low": 0.0,
+        "gamma_high": 1.0,
+        "on_center_prob": 0.5,
+        "dog_share": 1.0,
+        "scale": "unit",
+        "radius": "gamma*(k+1)/2",
+    },
+)
 DOG_ABLATION = ("dog", {**DOG[1], "gamma_high": 0.5, "on_center_prob": 1.0})
 ABLATION = "dog gamma∈(0,0.5), on_center_prob=1"
 
 # val/acc1 per epoch (fractions); best and final differ on purpose
 MODELS = {"convnext": CONVNEXT, "convmixer": CONVMIXER}
 CURVES = {
-    ("convnext", "kaiming"): {0: [0.50, 0.60, 0.66, 0.64], 1: [0.52, 0.62, 0.68, 0.66], 2: [0.54, 0.64, 0.70, 0.68]},
-    ("convnext", "dog"): {0: [0.55, 0.65, 0.71, 0.70], 1: [0.56, 0.66, 0.72, 0.71], 2: [0.58, 0.68, 0.76, 0.75]},
+    ("convnext", "kaiming"): {
+        0: [0.50, 0.60, 0.66, 0.64],
+        1: [0.52, 0.62, 0.68, 0.66],
+        2: [0.54, 0.64, 0.70, 0.68],
+    },
+    ("convnext", "dog"): {
+        0: [0.55, 0.65, 0.71, 0.70],
+        1: [0.56, 0.66, 0.72, 0.71],
+        2: [0.58, 0.68, 0.76, 0.75],
+    },
     ("convmixer", "kaiming"): {0: [0.40, 0.50, 0.60, 0.62], 1: [0.42, 0.52, 0.62, 0.64]},
     ("convmixer", "dog"): {0: [0.45, 0.55, 0.65, 0.61], 1: [0.47, 0.57, 0.67, 0.65]},
 }
 # expected rows of results.csv (%, 4 decimals; std over seeds with n - 1; delta vs kaiming_normal)
 EXPECTED = {
-    ("convnext_atto(drop_path_rate=0.1, kernel_sizes=7)", "kaiming_normal"):
-        dict(n="3", seeds="0 1 2", best_acc1_mean="68.0000", best_acc1_std="2.0000", final_acc1_mean="66.0000",
-             final_acc1_std="2.0000", delta_best="0.0000", delta_final="0.0000", epochs="4"),
-    ("convnext_atto(drop_path_rate=0.1, kernel_sizes=7)", "dog"):
-        dict(n="3", seeds="0 1 2", best_acc1_mean="73.0000", best_acc1_std="2.6458", final_acc1_mean="72.0000",
-             final_acc1_std="2.6458", delta_best="5.0000", delta_final="6.0000", epochs="4"),
-    ("convnext_atto(drop_path_rate=0.1, kernel_sizes=7)", ABLATION):
-        dict(n="1", seeds="7", best_acc1_mean="69.0000", best_acc1_std="", final_acc1_mean="67.0000",
-             final_acc1_std="", delta_best="1.0000", delta_final="1.0000", epochs="4"),
-    ("convmixer(depth=8, dim=256, kernel_size=5, patch_size=2)", "kaiming_normal"):
-        dict(n="2", seeds="0 1", best_acc1_mean="63.0000", best_acc1_std="1.4142", final_acc1_mean="63.0000",
-             final_acc1_std="1.4142", delta_best="0.0000", delta_final="0.0000", epochs="4"),
-    ("convmixer(depth=8, dim=256, kernel_size=5, patch_size=2)", "dog"):
-        dict(n="2", seeds="0 1", best_acc1_mean="66.0000", best_acc1_std="1.4142", final_acc1_mean="63.0000",
-             final_acc1_std="2.8284", delta_best="3.0000", delta_final="0.0000", epochs="4"),
-    ("convmixer(depth=8, dim=256, kernel_size=5, patch_size=2)", ABLATION):
-        dict(n="1", seeds="3", best_acc1_mean="50.0000", best_acc1_std="", final_acc1_mean="50.0000",
-             final_acc1_std="", delta_best="-13.0000", delta_final="-13.0000", epochs="1"),
+    ("convnext_atto(drop_path_rate=0.1, kernel_sizes=7)", "kaiming_normal"): {
+        "n": "3",
+        "seeds": "0 1 2",
+        "best_acc1_mean": "68.0000",
+        "best_acc1_std": "2.0000",
+        "final_acc1_mean": "66.0000",
+        "final_acc1_std": "2.0000",
+        "delta_best": "0.0000",
+        "delta_final": "0.0000",
+        "epochs": "4",
+    },
+    ("convnext_atto(drop_path_rate=0.1, kernel_sizes=7)", "dog"): {
+        "n": "3",
+        "seeds": "0 1 2",
+        "best_acc1_mean": "73.0000",
+        "best_acc1_std": "2.6458",
+        "final_acc1_mean": "72.0000",
+        "final_acc1_std": "2.6458",
+        "delta_best": "5.0000",
+        "delta_final": "6.0000",
+        "epochs": "4",
+    },
+    ("convnext_atto(drop_path_rate=0.1, kernel_sizes=7)", ABLATION): {
+        "n": "1",
+        "seeds": "7",
+        "best_acc1_mean": "69.0000",
+        "best_acc1_std": "",
+        "final_acc1_mean": "67.0000",
+        "final_acc1_std": "",
+        "delta_best": "1.0000",
+        "delta_final": "1.0000",
+        "epochs": "4",
+    },
+    ("convmixer(depth=8, dim=256, kernel_size=5, patch_size=2)", "kaiming_normal"): {
+        "n": "2",
+        "seeds": "0 1",
+        "best_acc1_mean": "63.0000",
+        "best_acc1_std": "1.4142",
+        "final_acc1_mean": "63.0000",
+        "final_acc1_std": "1.4142",
+        "delta_best": "0.0000",
+        "delta_final": "0.0000",
+        "epochs": "4",
+    },
+    ("convmixer(depth=8, dim=256, kernel_size=5, patch_size=2)", "dog"): {
+        "n": "2",
+        "seeds": "0 1",
+        "best_acc1_mean": "66.0000",
+        "best_acc1_std": "1.4142",
+        "final_acc1_mean": "63.0000",
+        "final_acc1_std": "2.8284",
+        "delta_best": "3.0000",
+        "delta_final": "0.0000",
+        "epochs": "4",
+    },
+    ("convmixer(depth=8, dim=256, kernel_size=5, patch_size=2)", ABLATION): {
+        "n": "1",
+        "seeds": "3",
+        "best_acc1_mean": "50.0000",
+        "best_acc1_std": "",
+        "final_acc1_mean": "50.0000",
+        "final_acc1_std": "",
+        "delta_best": "-13.0000",
+        "delta_final": "-13.0000",
+        "epochs": "1",
+    },
 }
 CHANCE = (0.02, 0.03, 0.95)
 
 
 def _session_value(value):
     """As callbacks/hparams_session.py logs a value: bool/int/float/str as they are, the rest as JSON."""
-    return value if isinstance(value, (bool, int, float, str)) else json.dumps(value, sort_keys=True, default=str)
+    return (
+        value
+        if isinstance(value, (bool, int, float, str))
+        else json.dumps(value, sort_keys=True, default=str)
+    )
 
 
 def write_run(
@@ -93,13 +170,23 @@ def write_run(
 
     run_dir.mkdir(parents=True, exist_ok=True)
     name, kwargs = model
-    hparams = {"model_name": name, "model_kwargs": kwargs, "lr": 0.002, "batch_size": 128, "root": str(run_dir)}
+    hparams = {
+        "model_name": name,
+        "model_kwargs": kwargs,
+        "lr": 0.002,
+        "batch_size": 128,
+        "root": str(run_dir),
+    }
     hparams.update(extra_hparams or {})
     if init is not None and hparams_init:
         method, settings = init
         hparams.update({"init/method": method, "init/model": name, "init/seed": seed})
-        hparams.update({f"init/{key}": (str(value) if isinstance(value, (list, tuple)) else value)
-                        for key, value in settings.items()})
+        hparams.update(
+            {
+                f"init/{key}": (str(value) if isinstance(value, (list, tuple)) else value)
+                for key, value in settings.items()
+            }
+        )
         # summary totals, which differ between seeds and must not split groups
         hparams.update({"init/n_layers": 12, "init/n_kernels": 1840, "init/n_initialized": 1840})
         if method == "dog":
@@ -111,8 +198,15 @@ def write_run(
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     writer = SummaryWriter(log_dir=str(run_dir))
     if session:
-        params = {"model": name, "model/kwargs": json.dumps(kwargs, sort_keys=True), "model/lr": 0.002,
-                  "model/kernel_sizes": "7x7", "data": "CIFAR10DataModule", "data/batch_size": 128, "seed": seed}
+        params = {
+            "model": name,
+            "model/kwargs": json.dumps(kwargs, sort_keys=True),
+            "model/lr": 0.002,
+            "model/kernel_sizes": "7x7",
+            "data": "CIFAR10DataModule",
+            "data/batch_size": 128,
+            "seed": seed,
+        }
         params.update(session_extra or {})
         if init is not None:
             params["init"] = init[0]
@@ -160,10 +254,19 @@ def make_logs(root: Path) -> Path:
             write_run(run_dir, model, init, seed, accs, **kwargs)
     # an ablation with n = 1 (Lightning's default version_N layout); version_0 logged before the
     # HParams session: its init comes from hparams.yaml, the summary totals left out
-    write_run(logs / "ablation" / "version_0", CONVNEXT, DOG_ABLATION, 7, [0.50, 0.60, 0.69, 0.67], session=False)
+    write_run(
+        logs / "ablation" / "version_0", CONVNEXT, DOG_ABLATION, 7, [0.50, 0.60, 0.69, 0.67], session=False
+    )
     write_run(logs / "ablation" / "version_1", CONVMIXER, DOG_ABLATION, 3, [0.50])
     # an older run of the same (model, init, seed) as a newer one: superseded, not averaged
-    write_run(logs / "convnext_atto_kaiming" / "seed0_old", CONVNEXT, KAIMING, 0, [0.1, 0.2, 0.3, 0.4], walltime=1000.0)
+    write_run(
+        logs / "convnext_atto_kaiming" / "seed0_old",
+        CONVNEXT,
+        KAIMING,
+        0,
+        [0.1, 0.2, 0.3, 0.4],
+        walltime=1000.0,
+    )
     # a run that crashed before validating
     write_run(logs / "crashed" / "version_0", CONVNEXT, DOG, 5, [])
     return logs
@@ -209,17 +312,29 @@ DOG_SETTINGS = DOG[1]
         ("dog", {}, "dog"),  # unset settings are the defaults
         ("kaiming_normal", {"name_filter": "stages.3"}, "kaiming_normal name_filter=stages.3"),
         # lists: JSON in the session, str() in hparams.yaml, None as null / None
-        ("gaussian_covariance", {"scale": "kaiming", "sigma": "[1.0, 2.0]", "tau": "null", "eps": 0.001},
-         "gaussian_covariance"),
-        ("gaussian_covariance", {"scale": "kaiming", "sigma": "(1.0, 2.0)", "tau": "None", "eps": 0.001},
-         "gaussian_covariance"),
+        (
+            "gaussian_covariance",
+            {"scale": "kaiming", "sigma": "[1.0, 2.0]", "tau": "null", "eps": 0.001},
+            "gaussian_covariance",
+        ),
+        (
+            "gaussian_covariance",
+            {"scale": "kaiming", "sigma": "(1.0, 2.0)", "tau": "None", "eps": 0.001},
+            "gaussian_covariance",
+        ),
         ("gaussian_covariance", {"sigma": "[2.0, 2.0]"}, "gaussian_covariance sigma=(2,2)"),
         ("gaussian_covariance", {"scale": "match"}, "gaussian_covariance scale=match"),
         # an option without a default is always shown; the others against the constructor's
-        ("covariance_transfer", {"checkpoint": "a.ckpt", "depth_bins": 3.0, "scale": "checkpoint"},
-         "covariance_transfer checkpoint=a.ckpt"),
-        ("covariance_transfer", {"checkpoint": "a.ckpt", "depth_bins": 1, "scale": "kaiming"},
-         "covariance_transfer checkpoint=a.ckpt, depth_bins=1, scale=kaiming"),
+        (
+            "covariance_transfer",
+            {"checkpoint": "a.ckpt", "depth_bins": 3.0, "scale": "checkpoint"},
+            "covariance_transfer checkpoint=a.ckpt",
+        ),
+        (
+            "covariance_transfer",
+            {"checkpoint": "a.ckpt", "depth_bins": 1, "scale": "kaiming"},
+            "covariance_transfer checkpoint=a.ckpt, depth_bins=1, scale=kaiming",
+        ),
         ("covariance", {"scale": "match"}, "covariance scale=match"),  # not registered: every setting shown
         ("none", {}, "none"),
         # frozen depthwise weights (init.freeze): "+frozen" after the method, the settings as before
@@ -227,8 +342,11 @@ DOG_SETTINGS = DOG[1]
         ("dog", {**DOG_SETTINGS, "gamma_high": 0.5, "freeze": True}, "dog+frozen gamma∈(0,0.5)"),
         ("none", {"freeze": True}, "none+frozen"),
         ("impulse", {"position": "random", "noise": 0.0, "scale": "paper"}, "impulse"),
-        ("master_key", {"filters": "[7, 8]", "flip_prob": 0.5, "scale": "unit", "freeze": True},
-         "master_key+frozen filters=(7,8)"),
+        (
+            "master_key",
+            {"filters": "[7, 8]", "flip_prob": 0.5, "scale": "unit", "freeze": True},
+            "master_key+frozen filters=(7,8)",
+        ),
     ],
 )
 def test_init_label(method, settings, label):
@@ -245,7 +363,9 @@ def test_defaults_come_from_the_method_classes():
     assert defaults["checkpoint"] is REQUIRED
     import inspect
 
-    assert defaults["depth_bins"] == inspect.signature(CovarianceTransferInit).parameters["depth_bins"].default
+    assert (
+        defaults["depth_bins"] == inspect.signature(CovarianceTransferInit).parameters["depth_bins"].default
+    )
     assert method_defaults("no_such_method") is None
 
     # a method added to the registry is labelled with no change to the report
@@ -285,7 +405,10 @@ def test_ablation_configs_get_the_labels_they_document():
 
 
 def test_model_label():
-    assert model_label("convnext_tiny", {"kernel_sizes": 9, "drop_path_rate": 0.1}) == "convnext_tiny(drop_path_rate=0.1, kernel_sizes=9)"
+    assert (
+        model_label("convnext_tiny", {"kernel_sizes": 9, "drop_path_rate": 0.1})
+        == "convnext_tiny(drop_path_rate=0.1, kernel_sizes=9)"
+    )
     assert model_label("hornet_tiny_7x7", {}) == "hornet_tiny_7x7"
     assert model_label("hornet_tiny_7x7", None) == "hornet_tiny_7x7"
 
@@ -323,7 +446,10 @@ def test_a_file_as_logdir_is_an_error(tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        ([], "error: the following arguments are required: LOGDIR (run `python run.py report --help` for the options)"),
+        (
+            [],
+            "error: the following arguments are required: LOGDIR (run `python run.py report --help` for the options)",
+        ),
         (["logs", "--outt", "x"], "error: unrecognized arguments: --outt x; did you mean --out?"),
         (["logs", "--baseline"], "error: argument --baseline: expected one argument"),
     ],
@@ -369,7 +495,7 @@ def test_results_csv_numbers(reported):
     assert isinstance(groups, pd.DataFrame)
     (dog,) = groups[groups.model.str.startswith("convnext") & (groups.init == "dog")].to_dict("records")
     assert dog["final_acc1_mean"] == pytest.approx(72.0, abs=1e-4)
-    assert dog["final_acc1_std"] == pytest.approx(7 ** 0.5, abs=1e-4)
+    assert dog["final_acc1_std"] == pytest.approx(7**0.5, abs=1e-4)
     assert dog["delta_final"] == pytest.approx(6.0, abs=1e-4)
     assert json.loads(dog["init_settings"]) == DOG[1]
 
@@ -384,15 +510,26 @@ def test_kernel_shares_and_their_chance_in_csv(reported):
     assert rows[(convnext, "kaiming_normal")]["final_on_center"] == "0.1400"
     # every share carries its chance share, and on/off their excess over it
     assert [rows[(convnext, "dog")][f"chance_{c}"] for c in ("on_center", "off_center", "other")] == [
-        "0.0200", "0.0300", "0.9500"]
+        "0.0200",
+        "0.0300",
+        "0.9500",
+    ]
     assert rows[(convnext, "dog")]["excess_on_center"] == "0.4700"
     assert rows[(convnext, "dog")]["excess_off_center"] == "0.2700"
     assert rows[(convnext, "kaiming_normal")]["excess_on_center"] == "0.1200"
     # the ablation run logged none: blank, not a partial mean
-    assert rows[(convnext, ABLATION)]["final_on_center"] == rows[(convnext, ABLATION)]["chance_on_center"] == ""
-    runs = {Path(row["run"]).parent.name + "/" + Path(row["run"]).name: row for row in read_csv(out / "runs.csv")}
+    assert (
+        rows[(convnext, ABLATION)]["final_on_center"] == rows[(convnext, ABLATION)]["chance_on_center"] == ""
+    )
+    runs = {
+        Path(row["run"]).parent.name + "/" + Path(row["run"]).name: row for row in read_csv(out / "runs.csv")
+    }
     seed2 = runs["convnext_atto_dog/seed2_20250101-000000"]
-    assert (seed2["final_on_center"], seed2["chance_on_center"], seed2["excess_on_center"]) == ("0.5400", "0.0200", "0.5200")
+    assert (seed2["final_on_center"], seed2["chance_on_center"], seed2["excess_on_center"]) == (
+        "0.5400",
+        "0.0200",
+        "0.5200",
+    )
     md = (out / "results.md").read_text(encoding="utf-8")
     assert "| on-center | on-center chance | on-center excess |" in md
     assert "| 0.490 | 0.020 | +0.470 | 0.300 | 0.030 | +0.270 | 0.210 | 0.950 |" in md
@@ -491,7 +628,10 @@ def test_init_label_from_the_logged_hyperparameters(tmp_path):
     assert runs["hparams_only"]["init_method"] == "dog" and runs["session_only"]["kernel_sizes"] == "7x7"
     groups = result["groups"]
     assert sorted(zip(groups.init, groups.n)) == [
-        ("dog", 1), ("dog gamma∈(0,0.5)", 2), ("dog gamma∈(0,0.5), name_filter=stages.3", 1)]
+        ("dog", 1),
+        ("dog gamma∈(0,0.5)", 2),
+        ("dog gamma∈(0,0.5), name_filter=stages.3", 1),
+    ]
 
 
 def test_a_run_without_a_logged_init_is_skipped(tmp_path):
@@ -505,8 +645,12 @@ def test_a_run_without_a_logged_init_is_skipped(tmp_path):
 
 def test_covariance_transfer_runs_of_other_checkpoints_are_other_groups(tmp_path):
     logs = tmp_path / "logs"
-    for name, checkpoint, extra in [("a0", "ckpts/a.ckpt", {}), ("a1", "ckpts/a.ckpt", {}),
-                                    ("b0", "ckpts/b.ckpt", {}), ("a0_bins1", "ckpts/a.ckpt", {"depth_bins": 1})]:
+    for name, checkpoint, extra in [
+        ("a0", "ckpts/a.ckpt", {}),
+        ("a1", "ckpts/a.ckpt", {}),
+        ("b0", "ckpts/b.ckpt", {}),
+        ("a0_bins1", "ckpts/a.ckpt", {"depth_bins": 1}),
+    ]:
         settings = {"checkpoint": checkpoint, "depth_bins": 3, "scale": "checkpoint", **extra}
         write_run(logs / name, CONVNEXT, ("covariance_transfer", settings), int(name[1]), [0.5, 0.6])
     result = report([logs], tmp_path / "out")
@@ -534,7 +678,9 @@ def test_baseline_option(tmp_path, capsys):
         main([str(logs), "--out", str(tmp_path / "out2"), "--baseline", "kaiming"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("error: --baseline 'kaiming' is no init of these runs")
+    assert len(err.splitlines()) == 1 and err.startswith(
+        "error: --baseline 'kaiming' is no init of these runs"
+    )
     assert "did you mean 'kaiming_normal'?" in err and "'dog gamma∈(0,0.5)'" in err
     assert not (tmp_path / "out2").exists()
 
@@ -543,10 +689,14 @@ def test_shares_without_their_chance_are_noted(tmp_path):
     logs = tmp_path / "logs"
     proportions = [(0.1, 0.1, 0.8)] * 3
     write_run(logs / "a", CONVNEXT, KAIMING, 0, [0.5, 0.6], proportions=proportions, chance=CHANCE)
-    write_run(logs / "b", CONVNEXT, KAIMING, 1, [0.5, 0.6], proportions=proportions)  # logged before the calibration
+    write_run(
+        logs / "b", CONVNEXT, KAIMING, 1, [0.5, 0.6], proportions=proportions
+    )  # logged before the calibration
     result = report([logs], tmp_path / "out")
     (row,) = read_csv(tmp_path / "out" / "results.csv")
-    assert row["final_on_center"] == "0.1000" and row["chance_on_center"] == "" and row["excess_on_center"] == ""
+    assert (
+        row["final_on_center"] == "0.1000" and row["chance_on_center"] == "" and row["excess_on_center"] == ""
+    )
     notes = " ".join(result["notes"])
     assert "without their chance shares" in notes and str(Path("logs") / "b") in notes
 
@@ -556,11 +706,23 @@ def test_cli_through_run_py(reported, tmp_path):
     """``python run.py report`` once the lead wires it; until then ``python -m neural_echos.tools.report``."""
     logs, _, _ = reported
     run_py = (REPO / "run.py").read_text(encoding="utf-8")
-    command = [sys.executable, "run.py", "report"] if '"report"' in run_py else [sys.executable, "-m", "neural_echos.tools.report"]
-    done = subprocess.run([*command, str(logs), "--out", str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    command = (
+        [sys.executable, "run.py", "report"]
+        if '"report"' in run_py
+        else [sys.executable, "-m", "neural_echos.tools.report"]
+    )
+    done = subprocess.run(
+        [*command, str(logs), "--out", str(tmp_path / "out")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "wrote" in done.stdout and (tmp_path / "out" / "results.csv").exists()
-    bad = subprocess.run([*command, str(tmp_path / "nope")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    bad = subprocess.run(
+        [*command, str(tmp_path / "nope")], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: ")
 
 
@@ -659,12 +821,23 @@ def test_frozen_runs_are_their_own_groups_beside_the_trained_ones(tmp_path):
     write_run(logs / "kaiming", CONVNEXT, KAIMING, 0, [0.5, 0.6])
     write_run(logs / "dog", CONVNEXT, DOG, 0, [0.5, 0.7])
     write_run(logs / "dog_frozen", CONVNEXT, DOG, 0, [0.4, 0.55], extra_hparams={"init/freeze": True})
-    write_run(logs / "kaiming_frozen", CONVNEXT, KAIMING, 0, [0.3, 0.5], session=False,
-              extra_hparams={"init/freeze": True})
+    write_run(
+        logs / "kaiming_frozen",
+        CONVNEXT,
+        KAIMING,
+        0,
+        [0.3, 0.5],
+        session=False,
+        extra_hparams={"init/freeze": True},
+    )
     result = report([logs], tmp_path / "out")
     runs = _runs_by_name(tmp_path / "out")
     assert [runs[name]["init"] for name in ("kaiming", "dog", "dog_frozen", "kaiming_frozen")] == [
-        "kaiming_normal", "dog", "dog+frozen", "kaiming_normal+frozen"]
+        "kaiming_normal",
+        "dog",
+        "dog+frozen",
+        "kaiming_normal+frozen",
+    ]
     assert all(runs[name]["status"] == "used" for name in runs)  # same seed, other init: none superseded
     deltas = dict(zip(result["groups"].init, result["groups"].delta_final))
     assert deltas["dog+frozen"] == pytest.approx(-5.0)
