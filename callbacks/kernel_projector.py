@@ -14,6 +14,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from callbacks.kernel_snapshot import KernelSnapshot
 from neural_echos import grids
+from neural_echos import logged_names as names
 from neural_echos.classifiers import CLASSES, KernelClassifier, TemplateClassifier
 from neural_echos.classifiers.base import normalise_kernels
 from neural_echos.collect import LayerKernels, kernels_from_module
@@ -21,7 +22,6 @@ from neural_echos.errors import ConfigError
 from neural_echos.taxonomy import DETAILED_CLASSES
 from neural_echos.tracking import change_word
 
-TAG = "depthwise_kernels"
 # TensorBoard's Projector refuses a sprite larger than this on either side ("Sprite image of
 # dimensions ... exceeds maximum dimensions 8192px x 8192px"): `ky=8192` in
 # tensorboard/plugins/projector/tf_projector_plugin/projector_binary.js (tensorboard 2.x, in .venv).
@@ -170,7 +170,7 @@ class KernelProjector(Callback):
                 metadata=metadata,
                 label_img=thumbnails,
                 global_step=step,
-                tag=TAG,
+                tag=names.PROJECTOR_EMBEDDING,
                 metadata_header=METADATA_HEADER,
             )
         self.steps.append(step)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -12,6 +13,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from callbacks.kernel_snapshot import KernelSnapshot
+from neural_echos import logged_names as names
 from neural_echos.classifiers import KernelClassifier, TemplateClassifier
 from neural_echos.classifiers.base import size_label
 from neural_echos.collect import LayerKernels, kernels_from_module
@@ -28,7 +30,6 @@ from neural_echos.tracking import (
 )
 from neural_echos.tracking_pictures import layer_drift_image, transition_image
 
-TAG = "tracking"
 MAX_STATE_MIB = 16.0
 
 
@@ -199,7 +200,7 @@ class KernelTracking(Callback):
     def _note(self, trainer: pl.Trainer, note: str) -> None:
         self.notes.append(note)
         for writer in _writers(trainer):
-            writer.add_text(f"{TAG}/notes", note, trainer.global_step)
+            writer.add_text(names.TRACKING_NOTES_TEXT, note, trainer.global_step)
 
     def _log(
         self, trainer: pl.Trainer, layers: list[LayerKernels], detail: list[np.ndarray], step: int
@@ -210,9 +211,8 @@ class KernelTracking(Callback):
         since_previous = transition_matrix(np.concatenate(self.previous["detail"]), now, n_classes)
         metrics: dict[str, float] = {}
         for name, matrix in (("since_init", since_init), ("since_previous", since_previous)):
-            metrics.update(
-                {f"{TAG}/{name}/{key}": v for key, v in transition_summary(matrix).as_dict().items()}
-            )
+            shares = transition_summary(matrix).as_dict()
+            metrics.update({names.TRACKING_TRANSITION.format(name, key): v for key, v in shares.items()})
 
         reference = self.init["kernels"]
         drifts = [drift(layer.kernels, ref) for layer, ref in zip(layers, reference, strict=True)]
@@ -222,25 +222,26 @@ class KernelTracking(Callback):
         flat_now = torch.cat([layer.kernels.reshape(-1) for layer in layers]).double()
         flat_ref = torch.cat([ref.reshape(-1) for ref in reference]).double()
         ref_norm = float(flat_ref.norm()) or float("inf")
-        metrics[f"{TAG}/drift/cosine_distance"] = float(distances.median())
-        metrics[f"{TAG}/drift/norm_change"] = float(flat_now.norm()) / ref_norm - 1.0
-        metrics[f"{TAG}/drift/relative_distance"] = float((flat_now - flat_ref).norm()) / ref_norm
+        metrics[names.TRACKING_DRIFT.format("cosine_distance")] = float(distances.median())
+        metrics[names.TRACKING_DRIFT.format("norm_change")] = float(flat_now.norm()) / ref_norm - 1.0
+        metrics[names.TRACKING_DRIFT.format("relative_distance")] = (
+            float((flat_now - flat_ref).norm()) / ref_norm
+        )
 
         by_size: dict[tuple[int, int], list[torch.Tensor]] = {}
         for layer in layers:
             by_size.setdefault(layer.kernel_size, []).append(layer.kernels)
         for size, stacks in by_size.items():
             for statistic, signal in population_signal(torch.cat(stacks), self.null_draws).items():
-                metrics.update(_signal_metrics(f"{TAG}/population/{size_label(size)}/{statistic}", signal))
+                tag = names.TRACKING_POPULATION.format(size_label(size), statistic)
+                metrics.update(_signal_metrics(tag, signal))
         per_layer = [population_signal(layer.kernels, self.null_draws) for layer in layers]
         if self.layer_scalars:
             for layer, moved, signals in zip(layers, drifts, per_layer, strict=True):
-                prefix = f"{TAG}/layer/{layer.name}"
-                metrics[f"{prefix}/cosine_distance"], metrics[f"{prefix}/norm_change"] = (
-                    moved.cosine_distance,
-                    moved.norm_change,
-                )
-                metrics.update({f"{prefix}/{statistic}_z": s.z for statistic, s in signals.items()})
+                tag = functools.partial(names.TRACKING_LAYER.format, layer.name)
+                metrics[tag("cosine_distance")] = moved.cosine_distance
+                metrics[tag("norm_change")] = moved.norm_change
+                metrics.update({tag(f"{statistic}_z"): s.z for statistic, s in signals.items()})
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
 
@@ -252,8 +253,8 @@ class KernelTracking(Callback):
             ]
             heading = f"{len(now)} depthwise kernels at step {step}: detailed classes"
             images = {
-                f"{TAG}/transitions": transition_image(tables, DETAILED_CLASSES, heading),
-                f"{TAG}/layers": layer_drift_image(
+                names.TRACKING_TRANSITIONS_IMAGE: transition_image(tables, DETAILED_CLASSES, heading),
+                names.TRACKING_LAYERS_IMAGE: layer_drift_image(
                     [layer.name for layer in layers],
                     drifts,
                     per_layer,

@@ -24,7 +24,8 @@ def build_layout() -> dict[str, dict[str, list]]:
     alone gives (null kernels), so that "above chance?" is the gap between a run's two lines; the
     chart scales to its own lines (a 3 % share and a 0 % chance no longer sit on the axis of a
     share near 1). The categories, in order: the three classes, the excess over chance (one
-    chart per class, 0 = chance), accuracy and loss, the taxonomy classes, the learning rate.
+    chart per class, 0 = chance), accuracy, loss and the learning rate, the taxonomy classes, and
+    the kernel tracking (kept / gained / lost since init beside chance, drift, population signal).
     """
     classes = {
         f"{name}: observed vs chance": [
@@ -53,11 +54,32 @@ def build_layout() -> dict[str, dict[str, list]]:
         "loss: train (epoch) and val": ["Multiline", _exactly(names.TRAIN_LOSS_EPOCH, names.VAL_LOSS)],
         "learning rate": ["Multiline", [f"^{re.escape(names.LEARNING_RATE)}"]],
     }
+    tracking = {
+        f"{key} since init: observed vs chance": [
+            "Multiline",
+            _exactly(
+                names.TRACKING_TRANSITION.format("since_init", key),
+                names.TRACKING_TRANSITION.format("since_init", f"{key}_chance"),
+            ),
+        ]
+        for key in ("retained", "gained", "lost")
+    }
+    tracking["drift from init: median cosine distance"] = [
+        "Multiline",
+        _exactly(names.TRACKING_DRIFT.format("cosine_distance")),
+    ]
+    tracking["population DoG signal, z over its permuted null (per kernel size)"] = [
+        "Multiline",
+        [
+            f"^{re.escape(names.TRACKING_POPULATION.format('SIZE', 'dog_energy_z')).replace('SIZE', '[0-9x]+')}$"
+        ],
+    ]
     return {
         "kernel classes: observed vs chance": classes,
         "kernel classes: excess over chance": excess,
         "training": training,
         "kernel taxonomy: observed vs chance": taxonomy,
+        "kernel tracking: which kernels moved (docs/tracking.md)": tracking,
     }
 
 

@@ -46,8 +46,16 @@ TAXONOMY_CHANCE = "kernels/taxonomy_chance/{}"
 NAMED = "kernels/named"
 NAMED_CHANCE = "kernels/named_chance"
 
+# kernel tracking (callbacks/kernel_tracking.py): which kernels kept, gained or lost their class
+TRACKING_TRANSITION = (
+    "tracking/{}/{}"  # .format(since_init | since_previous, retained | gained | lost[_chance])
+)
+TRACKING_DRIFT = "tracking/drift/{}"  # .format(cosine_distance | norm_change | relative_distance)
+TRACKING_POPULATION = "tracking/population/{}/{}"  # .format(kernel size "7x7", dog_energy | mean_score)
+TRACKING_LAYER = "tracking/layer/{}/{}"  # .format(layer, statistic)
+
 # ---------------------------------------------------------------------------------------------
-# images, histograms, text
+# images, histograms, text, embeddings
 
 GRID_IMAGE = "kernels/grid/{}"  # .format(layer or stage)
 LAYERS_IMAGE = "kernels/layers"
@@ -57,6 +65,10 @@ WEIGHTS_HISTOGRAM = "kernels/weights/{}"
 CLASSIFIER_TEXT = "kernels/classifier"
 NOTES_TEXT = "kernels/notes"
 INIT_SUMMARY_TEXT = "init/summary"
+TRACKING_TRANSITIONS_IMAGE = "tracking/transitions"
+TRACKING_LAYERS_IMAGE = "tracking/layers"
+TRACKING_NOTES_TEXT = "tracking/notes"
+PROJECTOR_EMBEDDING = "depthwise_kernels"  # the Projector's tensor name (callbacks/kernel_projector.py)
 
 
 def text_tag(tag: str) -> str:

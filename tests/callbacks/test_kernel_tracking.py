@@ -79,6 +79,15 @@ def test_a_one_epoch_fit_logs_transitions_drift_and_the_population_signal(tmp_pa
     # an all-on-center DoG init is far from its permuted null; a few steps keep it there
     assert events.Scalars("tracking/population/7x7/mean_score_z")[0].value > 10
     assert len(tracking.seconds) == 2
+    # every chart of the Custom Scalars tracking category finds its lines among the logged tags
+    import re
+
+    from callbacks.scalars_layout import LAYOUT
+
+    category = next(charts for title, charts in LAYOUT.items() if title.startswith("kernel tracking"))
+    for title, (_, regexes) in category.items():
+        for regex in regexes:
+            assert any(re.search(regex, tag) for tag in scalars), (title, regex)
 
 
 @pytest.mark.slow
