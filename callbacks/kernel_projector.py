@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from callbacks.kernel_snapshot import KernelSnapshot
+from callbacks.kernel_snapshot import KernelSnapshot, run_classifier
 from neural_echos import grids
 from neural_echos import logged_names as names
 from neural_echos.classifiers import CLASSES, KernelClassifier, TemplateClassifier
@@ -133,12 +133,9 @@ class KernelProjector(Callback):
             self.project(trainer, pl_module, step=step)
 
     def _classifier(self, trainer: pl.Trainer) -> KernelClassifier:
-        snapshot = next((cb for cb in trainer.callbacks if isinstance(cb, KernelSnapshot)), None)
-        if snapshot is not None:
-            return snapshot.classifier
-        if self.classifier is None:
-            self.classifier = TemplateClassifier()
-        return self.classifier
+        if self.classifier is None and not any(isinstance(cb, KernelSnapshot) for cb in trainer.callbacks):
+            self.classifier = TemplateClassifier()  # built once: its calibration is cached in it
+        return run_classifier(trainer, self.classifier)
 
     @torch.no_grad()
     def project(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int) -> None:

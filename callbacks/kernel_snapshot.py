@@ -202,3 +202,12 @@ class KernelSnapshot(Callback):
                     for layer in layers:
                         writer.add_histogram(names.WEIGHTS_HISTOGRAM.format(layer.name), layer.kernels, step)
         self.seconds.append(time.perf_counter() - start)
+
+
+def run_classifier(trainer: pl.Trainer, own: KernelClassifier | None) -> KernelClassifier:
+    """The classifier of the run's :class:`KernelSnapshot` (so tracking and the Projector class
+    kernels as the snapshot does), else ``own``, else the default :class:`TemplateClassifier`."""
+    snapshot = next((cb for cb in trainer.callbacks if isinstance(cb, KernelSnapshot)), None)
+    if snapshot is not None:
+        return snapshot.classifier
+    return own if own is not None else TemplateClassifier()
