@@ -282,7 +282,8 @@ def init_from_hparams(session: dict[str, Any], hparams: dict[str, Any]) -> tuple
     session_method = session.get(names.INIT_METHOD, session.get(names.LEGACY_INIT_METHOD))
     if session_method is not None:
         method = str(session_method)
-        derived = {names.INIT_METHOD, names.INIT_SETTINGS}  # the method and its one-line label
+        # the method, its one-line label, and freeze (read below, from either file)
+        derived = {names.INIT_METHOD, names.INIT_SETTINGS, names.INIT_FREEZE}
         settings = {
             key[len("init/") :]: value
             for key, value in session.items()
@@ -301,7 +302,8 @@ def init_from_hparams(session: dict[str, Any], hparams: dict[str, Any]) -> tuple
     name_filter = _canon(hparams.get(names.INIT_SETTING.format("name_filter")))
     if name_filter is not None:
         settings["name_filter"] = name_filter
-    if _canon(hparams.get(names.INIT_FREEZE)) is True:  # DepthwiseInit(freeze=True): depthwise weights fixed
+    frozen = (hparams.get(names.INIT_FREEZE), session.get(names.INIT_FREEZE))  # DepthwiseInit(freeze=True)
+    if any(_canon(value) is True for value in frozen):  # the depthwise weights stayed fixed
         settings["freeze"] = True
     return method, settings
 
