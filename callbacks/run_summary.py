@@ -11,7 +11,15 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from neural_echos import logged_names as names
 
-RUN = "python run.py"
+
+def _command(name: str) -> str:
+    """``name`` as the user can type it: the one beside this interpreter, relative when that is
+    below the working directory (``.venv/bin/python`` after ``make quickstart``), else the bare name."""
+    beside = Path(sys.executable).parent / name
+    try:
+        return str(beside.relative_to(Path.cwd())) if beside.is_file() else name
+    except ValueError:  # an interpreter elsewhere: the user's PATH decides
+        return name
 
 
 def run_folder_of(trainer: pl.Trainer) -> Path | None:
@@ -43,7 +51,7 @@ def resume_command(trainer: pl.Trainer) -> str | None:
         return None
     config = folder / "config.yaml" if folder is not None else None
     config = ["--config", str(config)] if config is not None and config.is_file() else []
-    return shlex.join([*RUN.split(), "fit", *config, "--ckpt_path", str(checkpoint)])
+    return shlex.join([_command("python"), "run.py", "fit", *config, "--ckpt_path", str(checkpoint)])
 
 
 def summary_lines(trainer: pl.Trainer, stage: str) -> list[str]:
@@ -83,7 +91,7 @@ def summary_lines(trainer: pl.Trainer, stage: str) -> list[str]:
     lines.append("next:")
     if folder is not None:
         lines.append(
-            f"  TensorBoard: tensorboard --logdir {shlex.quote(str(trainer.loggers[0].save_dir))} "
+            f"  TensorBoard: {_command('tensorboard')} --logdir {shlex.quote(str(trainer.loggers[0].save_dir))} "
             "(or make tensorboard; docs/tensorboard.md)"
         )
     checkpoint = last_checkpoint(trainer)
@@ -92,7 +100,7 @@ def summary_lines(trainer: pl.Trainer, stage: str) -> list[str]:
     elif stage != "fit" and trainer.ckpt_path:  # validate/test: the checkpoint they read
         checkpoint = Path(trainer.ckpt_path)
     if checkpoint is not None and checkpoint.is_file():
-        analyze = shlex.join([*RUN.split(), "analyze", "--checkpoint", str(checkpoint)])
+        analyze = shlex.join([_command("python"), "run.py", "analyze", "--checkpoint", str(checkpoint)])
         lines.append(f"  analyze the kernels: {analyze}")
     resume = resume_command(trainer)
     if stage == "fit" and resume is not None:

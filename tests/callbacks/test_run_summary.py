@@ -143,3 +143,20 @@ def test_ctrl_c_ends_with_the_resume_command_and_status_130(cifar_root, tmp_path
     )
     assert resumed.returncode == 0, resumed.stderr
     assert "fit done: 2 epoch(s) trained, 4 steps" in resumed.stdout
+
+
+def test_the_commands_name_the_interpreter_the_user_ran(tmp_path, monkeypatch):
+    """After `make quickstart` the printed commands say .venv/bin/python (a bare `python` may be
+    another interpreter, without the requirements); an interpreter elsewhere is left to PATH."""
+    from callbacks import run_summary
+
+    venv_bin = tmp_path / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    for name in ("python", "tensorboard"):
+        (venv_bin / name).write_text("")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(run_summary.sys, "executable", str(venv_bin / "python"))
+    assert run_summary._command("python") == ".venv/bin/python"
+    assert run_summary._command("tensorboard") == ".venv/bin/tensorboard"
+    monkeypatch.setattr(run_summary.sys, "executable", "/usr/bin/python3")
+    assert run_summary._command("python") == "python"
