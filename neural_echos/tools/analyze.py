@@ -185,7 +185,7 @@ def analyze(
 
     Args:
         subject: what to analyse (see the module docstring).
-        classifier: default: ``get_classifier("kmeans")``.
+        classifier: default: ``get_classifier(DEFAULT_CLASSIFIER)`` (the template classifier).
         out: output folder (created). The per-layer files that an earlier run there recorded in its
             ``summary.json`` are removed; no other file in the folder is touched.
         layers: regular expression selecting depthwise layers by name (``re.search``).
@@ -244,8 +244,12 @@ def survey(
     include_regular: bool = False,
     max_regular_kernels: int = MAX_REGULAR_KERNELS,
     seed: int = DEFAULT_SEED,
+    bounds: dict[str, int] | None = None,
 ) -> list[dict[str, Any]]:
     """``analyze`` every subject into ``out/NN_<label>/`` and write the comparison table and figure.
+
+    ``bounds``: :func:`analyze`'s ``max_bytes``, ``max_file_bytes``, ``max_memory``, ``max_layers``
+    and ``max_kernel_side`` for every subject (default: analyze's defaults).
 
     Returns the table rows (as in ``survey.csv``).
     """
@@ -264,6 +268,7 @@ def survey(
             include_regular=include_regular,
             max_regular_kernels=max_regular_kernels,
             seed=seed,
+            **(bounds or {}),
         )
         for group in (summary, summary.get("regular")):
             if group is None:
@@ -904,6 +909,9 @@ def _shapes(layers: list[LayerKernels]) -> list[tuple[str, int, int, int]]:
     return [(layer.name, len(layer), *layer.kernel_size) for layer in layers]
 
 
+BOUND_OPTIONS = ("max_bytes", "max_file_bytes", "max_memory", "max_layers", "max_kernel_side")
+
+
 def _add_bound_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-memory",
@@ -1216,6 +1224,7 @@ def survey_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--checkpoint", action="append", default=[], help="checkpoint file (repeatable)")
     parser.add_argument("--out", default="survey_out", help="output folder (default: survey_out)")
     _add_classifier_arguments(parser)
+    _add_bound_arguments(parser)  # each subject is analysed within the same bounds as `analyze`
     args = parse_with_classifier(parser, argv)
 
     classifier = classifier_from_args(args)  # first: --classifier.help prints the options and exits
@@ -1226,7 +1235,10 @@ def survey_main(argv: Sequence[str] | None = None) -> int:
     subjects = [Subject(model=name) for name in args.model]
     subjects += [Subject(model=name, pretrained=True, weights=weights.get(name)) for name in args.pretrained]
     subjects += [Subject(checkpoint=Path(path)) for path in args.checkpoint]
-    rows = survey(subjects, classifier, args.out, args.include_regular, args.max_regular_kernels, args.seed)
+    bounds = {name: getattr(args, name) for name in BOUND_OPTIONS}
+    rows = survey(
+        subjects, classifier, args.out, args.include_regular, args.max_regular_kernels, args.seed, bounds
+    )
     print((Path(args.out) / "survey.md").read_text(), end="")
     print(f"wrote {Path(args.out) / 'survey.csv'}, survey.md and survey.png ({len(rows)} rows)")
     return 0

@@ -697,6 +697,18 @@ def test_survey_errors(tmp_path, capsys):
         assert message in capsys.readouterr().err
 
 
+def test_survey_takes_analyzes_bounds(tmp_path, capsys):
+    """survey analyses each subject within the bounds analyze takes (--max-kernel-side ...)."""
+    torch.save({"blocks.0.conv_dw.weight": torch.randn(8, 1, 9, 9)}, tmp_path / "k9.pt")
+    argv = ["--checkpoint", str(tmp_path / "k9.pt"), "--out", str(tmp_path / "s")]
+    with pytest.raises(SystemExit) as exit_info:
+        survey_main([*argv, "--max-kernel-side", "7"])
+    assert exit_info.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: ") and "--max-kernel-side" in line
+    assert survey_main([*argv, "--max-kernel-side", "9"]) == 0
+
+
 def test_run_py_dispatches_survey(capsys):
     import run
 
