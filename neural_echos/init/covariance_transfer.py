@@ -36,6 +36,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from neural_echos.budget import MAX_KERNEL_SIDE
 from neural_echos.collect import kernels_from_checkpoint
 from neural_echos.errors import ConfigError, NeuralEchosError
 from neural_echos.init.base import (
@@ -93,6 +94,13 @@ class CovarianceTransferInit(InitMethod, name="covariance_transfer"):
             layers = kernels_from_checkpoint(checkpoint)
         except NeuralEchosError as err:
             raise ConfigError(f"covariance_transfer init: {err}") from err
+        too_large = [layer.name for layer in layers if max(layer.kernel_size) > MAX_KERNEL_SIDE]
+        if too_large:  # a (k*k)^2 covariance: 201x201 kernels would need 13 GB
+            raise ConfigError(
+                f"covariance_transfer init: checkpoint {str(checkpoint)!r} has depthwise kernels larger than "
+                f"{MAX_KERNEL_SIDE}x{MAX_KERNEL_SIDE} (e.g. {too_large[0]!r}), whose covariance is not built; "
+                "pass a checkpoint of kernels up to that size"
+            )
         self.checkpoint, self.depth_bins, self.scale = str(checkpoint), depth_bins, scale
         # (size, bin) -> the checkpoint's kernels there, flattened [n, kh * kw]
         pooled: dict[tuple[Size, int], list[Tensor]] = {}

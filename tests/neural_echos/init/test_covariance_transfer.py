@@ -276,6 +276,10 @@ def test_missing_file_and_checkpoint_without_depthwise_kernels_are_clear_errors(
     broken.write_bytes(b"not a checkpoint")
     with pytest.raises(ConfigError, match="covariance_transfer init: "):
         CovarianceTransferInit(str(broken))
+    # a (k*k)^2 covariance of 33x33 kernels would be refused by size, before it is built
+    huge = save(tmp_path, {"blocks.0.conv_dw.weight": torch.randn(4, 1, 33, 33)}, "huge.pt")
+    with pytest.raises(ConfigError, match=r"larger than 31x31 \(e.g. 'blocks.0.conv_dw'\)"):
+        CovarianceTransferInit(huge)
 
 
 @pytest.mark.parametrize(
