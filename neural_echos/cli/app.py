@@ -31,6 +31,7 @@ from callbacks import (
     ScalarsLayout,
 )
 from callbacks.run_summary import resume_command
+from callbacks.run_summary import run_folder_of as run_folder
 from neural_echos import safe_yaml
 from neural_echos.cli.atomic_checkpoint_io import AtomicCheckpointIO
 from neural_echos.cli.config_files import ConfigFile
@@ -45,7 +46,6 @@ from neural_echos.cli.run_folders import (
     find_last_checkpoint,
     lock_run_folder,
     remove_failed_run_folder,
-    run_folder,
     slurm_root_dir,
 )
 from neural_echos.errors import ConfigError

@@ -47,17 +47,6 @@ LAST_IF_ANY = "last-if-any"
 LOCK_NAME = ".lock"
 
 
-def run_folder(trainer: Trainer) -> Path | None:
-    """``<save_dir>/<name>/<version>`` of the first logger (where Lightning puts ``checkpoints/``),
-    or None without a logger that has a save_dir."""
-    if not trainer.loggers or getattr(trainer.loggers[0], "save_dir", None) is None:
-        return None
-    logger = trainer.loggers[0]
-    version = logger.version  # a new logger picks its next free version here
-    version = version if isinstance(version, str) else f"version_{version}"
-    return Path(logger.save_dir) / str(logger.name or "") / version
-
-
 def folder_from_config(config: Namespace) -> Path | None:
     """The run folder the logger settings of a parsed config name, when they name a fixed one.
 
